@@ -1,0 +1,21 @@
+"""calcml: a small numpy autograd engine that records every forward value and chain-rule factor.
+
+    import calcml as cm
+    x = cm.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()          # x.grad == [2., 4.]
+"""
+from . import data, nn, optim, reg
+from .composites import leaky_relu, log_softmax, logsumexp, softmax, softplus
+from .gradcheck import gradcheck
+from .random import manual_seed
+from .tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor, where
+from .trace import Trace, trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "where", "grad", "no_grad", "enable_grad", "is_grad_enabled", "trace", "Trace",
+    "gradcheck", "manual_seed", "softmax", "log_softmax", "logsumexp", "softplus", "leaky_relu",
+    "nn", "optim", "reg", "data",
+]

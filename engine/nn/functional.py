@@ -1,0 +1,139 @@
+"""Losses and activations as functions, with PyTorch's names; losses average over the batch.
+
+The formulas are the article's: MSE = (1/n)Σ(y - ŷ)², cross-entropy = -(1/n)Σ log p(correct class),
+binary cross-entropy = -(1/n)Σ[y log ŷ + (1 - y) log(1 - ŷ)].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import composites
+from ..tensor import Tensor, _lift
+
+
+_TINY = float(np.exp(-100.0))
+
+
+def _tensor(x, like=None) -> Tensor:
+    return _lift(x, like)
+
+
+def _reduce(values: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+
+
+def _same_shape(name: str, input: Tensor, target: Tensor) -> None:
+    # Broadcasting (n, 1) against (n,) would silently compare every prediction with every target.
+    if input.shape != target.shape:
+        hint = ""
+        if input.ndim == 2 and input.shape[1] == 1 and target.shape == input.shape[:1]:
+            hint = "; reshape the target with y.reshape(-1, 1)"
+        elif target.ndim == 2 and target.shape[1] == 1 and input.shape == target.shape[:1]:
+            hint = "; reshape the prediction with pred.reshape(-1, 1)"
+        raise ValueError(
+            f"{name}: prediction shape {input.shape} and target shape {target.shape} differ{hint}"
+        )
+
+
+def _labels(name: str, input: Tensor, target) -> np.ndarray:
+    labels = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if labels.dtype.kind == "f":
+        if not np.all(labels == np.round(labels)):
+            raise ValueError(f"{name}: targets must be integer class labels, got non-integer values")
+    labels = labels.astype(np.intp)
+    if input.ndim != 2 or labels.shape != input.shape[:1]:
+        raise ValueError(
+            f"{name}: expects scores of shape (batch, classes) and labels of shape (batch,), "
+            f"got {input.shape} and {labels.shape}"
+        )
+    classes = input.shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"{name}: labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
+    return labels
+
+
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:
+    input = _tensor(input)
+    target = _tensor(target, input)
+    _same_shape("mse_loss", input, target)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
+    """Inputs are probabilities; each log is clamped at -100 as PyTorch does, so p = 0 stays finite."""
+    input = _tensor(input)
+    target = _tensor(target, input)
+    _same_shape("binary_cross_entropy", input, target)
+    # Clamping p before the log (at e^-100) keeps both the loss and its gradient finite.
+    log_p = input.clip(_TINY, None).log()
+    log_q = (1.0 - input).clip(_TINY, None).log()
+    return _reduce(-(target * log_p + (1.0 - target) * log_q), reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> Tensor:
+    """BCE on logits z: softplus(z) - y*z, which is finite for any z."""
+    input = _tensor(input)
+    target = _tensor(target, input)
+    _same_shape("binary_cross_entropy_with_logits", input, target)
+    return _reduce(composites.softplus(input) - target * input, reduction)
+
+
+def nll_loss(input, target, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of integer labels, given log-probabilities of shape (batch, classes)."""
+    input = _tensor(input)
+    labels = _labels("nll_loss", input, target)
+    picked = input[np.arange(labels.shape[0]), labels]
+    return _reduce(-picked, reduction)
+
+
+def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of integer labels, given logits of shape (batch, classes), via log_softmax."""
+    input = _tensor(input)
+    labels = _labels("cross_entropy", input, target)
+    log_p = composites.log_softmax(input, axis=1)
+    picked = log_p[np.arange(labels.shape[0]), labels]
+    return _reduce(-picked, reduction)
+
+
+def softmax(input, dim: int = -1) -> Tensor:
+    return composites.softmax(_tensor(input), axis=dim)
+
+
+def log_softmax(input, dim: int = -1) -> Tensor:
+    return composites.log_softmax(_tensor(input), axis=dim)
+
+
+def logsumexp(input, dim: int = -1, keepdim: bool = False) -> Tensor:
+    return composites.logsumexp(_tensor(input), axis=dim, keepdims=keepdim)
+
+
+def relu(input) -> Tensor:
+    return _tensor(input).relu()
+
+
+def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:
+    return composites.leaky_relu(_tensor(input), negative_slope)
+
+
+def sigmoid(input) -> Tensor:
+    return _tensor(input).sigmoid()
+
+
+def tanh(input) -> Tensor:
+    return _tensor(input).tanh()
+
+
+def softplus(input) -> Tensor:
+    return composites.softplus(_tensor(input))
+
+
+def linear(input, weight, bias=None) -> Tensor:
+    y = _tensor(input) @ weight.T
+    return y + bias if bias is not None else y

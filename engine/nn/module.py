@@ -1,0 +1,180 @@
+"""Module and Parameter, with PyTorch's names: a model is a tree of modules owning parameters."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import scope
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A leaf tensor that a Module owns and an optimiser updates (requires_grad by default)."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True, name: str | None = None, dtype=None):
+        super().__init__(data.data if isinstance(data, Tensor) else data,
+                         requires_grad=requires_grad, name=name, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return "Parameter(" + super().__repr__()[len("tensor("):]
+
+
+class Module:
+    """Base class of layers and models: subclasses set attributes in __init__ and define forward."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_scope", None)
+
+    def __setattr__(self, name: str, value) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before setting {name!r}"
+            )
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+            _forget_scopes(value)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    # -- running -------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        if self._scope is None:
+            _assign_scopes(self)
+        scope.push(self)
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            scope.pop()
+
+    # -- the tree ------------------------------------------------------------------
+    def named_children(self):
+        yield from self._modules.items()
+
+    def children(self):
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, prefix: str = ""):
+        """(dotted name, module) for this module and every descendant, depth first."""
+        stack = [(prefix, self)]
+        seen = set()
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{k}" if name else k, m) for k, m in module._modules.items()]
+            stack.extend(reversed(children))
+
+    def modules(self):
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, p in module._parameters.items():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{module_name}.{name}" if module_name else name), p
+
+    def parameters(self, recurse: bool = True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # -- modes and state -------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def apply(self, fn) -> "Module":
+        for module in list(self.modules())[::-1]:
+            fn(module)
+        return self
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of every parameter's values, by dotted name."""
+        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        params = dict(self.named_parameters())
+        if strict:
+            missing = sorted(set(params) - set(state))
+            unexpected = sorted(set(state) - set(params))
+            if missing or unexpected:
+                raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        for name, value in state.items():
+            if name not in params:
+                continue
+            value = np.asarray(value)
+            if value.shape != params[name].shape:
+                raise ValueError(
+                    f"load_state_dict: {name} has shape {params[name].shape}, the state has {value.shape}"
+                )
+            params[name].data[...] = value
+
+    # -- display -----------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._modules:
+            return head + ")"
+        lines = [head]
+        for name, module in self._modules.items():
+            body = repr(module).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"
+
+
+def _forget_scopes(module: Module) -> None:
+    for m in module.modules():
+        object.__setattr__(m, "_scope", None)
+
+
+def _assign_scopes(module: Module) -> None:
+    """Name every module (and parameter) of the model this call belongs to.
+
+    Called on a module's first call: the outermost module running is the model, so names
+    are relative to it ('layers.2'); parameters get their dotted names ('layers.2.weight').
+    """
+    root = scope.outermost_module() or module
+    for name, m in root.named_modules():
+        object.__setattr__(m, "_scope", name)
+    for name, p in root.named_parameters():
+        if p.name is None:
+            p.name = name
+    if module._scope is None:  # called inside a model without being one of its attributes
+        object.__setattr__(module, "_scope", "")

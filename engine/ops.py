@@ -1,0 +1,238 @@
+"""The derivative table: every primitive op's forward and its vector-Jacobian product, side by side.
+
+Elementwise ops give `partials`: one local derivative per input, so the gradient an input
+receives is `upstream * partial` (the chain-rule factor the debugger shows). Other ops give
+`vjp`: functions of the upstream gradient. Broadcasting is undone once, centrally, in the
+backward loop (`unbroadcast`), not here.
+
+Every rule is written with operators and the small helpers below, which accept either numpy
+arrays (ordinary backward: fast) or Tensors (`create_graph=True`: the backward pass is itself
+recorded, so it can be differentiated again).
+
+Rule signatures: forward(*arrays, *attrs); partial(*inputs, out, *attrs);
+vjp(g, *inputs, out, *attrs). A partial of None means the factor is exactly 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    name: str
+    forward: object
+    formulas: tuple          # one human-readable derivative per input
+    partials: tuple | None = None  # elementwise ops: local derivative per input
+    vjp: tuple | None = None       # other ops: gradient per input from the upstream gradient
+    factor: tuple | None = None    # other ops: the local factor to show in a trace (optional)
+    symbol: str = ""               # infix symbol, used in error messages
+
+    @property
+    def elementwise(self) -> bool:
+        return self.partials is not None
+
+
+# -- helpers that work on numpy arrays and on Tensors alike -----------------------------------
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "_op")
+
+
+def raw(x):
+    """The numpy values behind a Tensor (masks and counts are constants: no gradient)."""
+    return x.data if _is_tensor(x) else x
+
+
+def _log(x):
+    return x.log() if _is_tensor(x) else np.log(x)
+
+
+def _sum(x, axis, keepdims):
+    return x.sum(axis=axis, keepdims=keepdims) if _is_tensor(x) else np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def _reshape(x, shape):
+    return x.reshape(shape) if _is_tensor(x) else np.reshape(x, shape)
+
+
+def _transpose(x, axes):
+    return x.transpose(axes) if _is_tensor(x) else np.transpose(x, axes)
+
+
+def _broadcast_to(x, shape):
+    return x.broadcast_to(shape) if _is_tensor(x) else np.broadcast_to(x, shape)
+
+
+def _mT(x):
+    """Transpose of the last two axes (matrix transpose for stacks of matrices)."""
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return _transpose(x, axes)
+
+
+def _as_float(mask, like):
+    return mask.astype(raw(like).dtype)
+
+
+def unbroadcast(g, shape: tuple):
+    """Sum a gradient back to the shape of the input that was broadcast to make it."""
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
+    )
+    if axes:
+        g = _sum(g, axes, True)
+    return _reshape(g, shape) if g.shape != shape else g
+
+
+def _keepdims_shape(shape: tuple, axis) -> tuple:
+    if axis is None:
+        return (1,) * len(shape)
+    axes = (axis,) if isinstance(axis, int) else axis
+    axes = {a % len(shape) for a in axes}
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _expand(g, shape: tuple, axis, keepdims: bool):
+    """Undo a reduction: give every reduced element the upstream gradient of its result."""
+    if not keepdims:
+        g = _reshape(g, _keepdims_shape(shape, axis))
+    return _broadcast_to(g, shape)
+
+
+def _reduced_count(shape: tuple, axis) -> int:
+    if axis is None:
+        return int(np.prod(shape))
+    axes = (axis,) if isinstance(axis, int) else axis
+    return int(np.prod([shape[a] for a in axes]))
+
+
+def _max_mask(x, out, axis, keepdims):
+    """1/k at each of the k tied maxima of each reduced slice, 0 elsewhere."""
+    x, out = raw(x), raw(out)
+    if not keepdims:
+        out = np.reshape(out, _keepdims_shape(x.shape, axis))
+    mask = (x == out).astype(x.dtype)
+    return mask / np.sum(mask, axis=axis, keepdims=True)
+
+
+# -- forward helpers ---------------------------------------------------------------------
+
+def _sigmoid(x):
+    # 0.5 * (1 + tanh(x/2)) is exact and never overflows, for any x.
+    return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+def _clip(x, lo, hi):
+    return np.clip(x, lo, hi) if (lo is not None or hi is not None) else x.copy()
+
+
+def _clip_partial(x, out, lo, hi):
+    x = raw(x)
+    mask = np.ones(x.shape, dtype=bool)
+    if lo is not None:
+        mask &= x >= lo
+    if hi is not None:
+        mask &= x <= hi
+    return mask.astype(x.dtype)
+
+
+def _scatter_add(g, index, shape):
+    result = np.zeros(shape, dtype=g.dtype)
+    np.add.at(result, index, g)
+    return result
+
+
+# -- matmul, with numpy's 1-D rules ------------------------------------------------------
+
+def _column(x):
+    return _reshape(x, x.shape + (1,))
+
+
+def _matmul_grad_a(g, a, b, out):
+    if b.ndim == 1:                       # (..., n) @ (n,) -> (...)
+        return _column(g) * b
+    if a.ndim == 1:                       # (n,) @ (..., n, m) -> (..., m)
+        return _reshape(b @ _column(g), b.shape[:-1])
+    return g @ _mT(b)
+
+
+def _matmul_grad_b(g, a, b, out):
+    if b.ndim == 1:
+        return _column(g) * a
+    if a.ndim == 1:
+        return _reshape(a, a.shape + (1,)) * _reshape(g, g.shape[:-1] + (1, g.shape[-1]))
+    return _mT(a) @ g
+
+
+def _matmul_factor_a(a, b, out):
+    return raw(b).T if raw(b).ndim == 2 else None
+
+
+def _matmul_factor_b(a, b, out):
+    return raw(a).T if raw(a).ndim == 2 else None
+
+
+# -- the table ---------------------------------------------------------------------------
+
+ADD = Op("add", np.add, ("d(a+b)/da = 1", "d(a+b)/db = 1"), partials=(None, None), symbol="+")
+SUB = Op("sub", np.subtract, ("d(a-b)/da = 1", "d(a-b)/db = -1"),
+         partials=(None, lambda a, b, out: -1.0), symbol="-")
+MUL = Op("mul", np.multiply, ("d(a*b)/da = b", "d(a*b)/db = a"),
+         partials=(lambda a, b, out: b, lambda a, b, out: a), symbol="*")
+DIV = Op("div", np.divide, ("d(a/b)/da = 1/b", "d(a/b)/db = -a/b^2"),
+         partials=(lambda a, b, out: 1.0 / b, lambda a, b, out: -out / b), symbol="/")
+POW = Op("pow", np.power, ("d(a^b)/da = b*a^(b-1)", "d(a^b)/db = a^b*ln(a)"),
+         partials=(lambda a, b, out: b * a ** (b - 1.0), lambda a, b, out: out * _log(a)), symbol="**")
+NEG = Op("neg", np.negative, ("d(-x)/dx = -1",), partials=(lambda x, out: -1.0,))
+EXP = Op("exp", np.exp, ("d exp(x)/dx = exp(x)",), partials=(lambda x, out: out,))
+LOG = Op("log", np.log, ("d ln(x)/dx = 1/x",), partials=(lambda x, out: 1.0 / x,))
+LOG1P = Op("log1p", np.log1p, ("d ln(1+x)/dx = 1/(1+x)",), partials=(lambda x, out: 1.0 / (1.0 + x),))
+SQRT = Op("sqrt", np.sqrt, ("d sqrt(x)/dx = 1/(2*sqrt(x))",), partials=(lambda x, out: 0.5 / out,))
+ABS = Op("abs", np.abs, ("d|x|/dx = sign(x)",), partials=(lambda x, out: np.sign(raw(x)),))
+TANH = Op("tanh", np.tanh, ("d tanh(z)/dz = 1 - tanh(z)^2",), partials=(lambda x, out: 1.0 - out * out,))
+SIGMOID = Op("sigmoid", _sigmoid, ("d sigmoid(z)/dz = sigmoid(z)*(1 - sigmoid(z))",),
+             partials=(lambda x, out: out * (1.0 - out),))
+RELU = Op("relu", lambda x: np.maximum(x, 0), ("d relu(z)/dz = 1 if z > 0 else 0",),
+          partials=(lambda x, out: _as_float(raw(x) > 0, x),))
+CLIP = Op("clip", _clip, ("d clip(x)/dx = 1 inside [min, max], else 0",), partials=(_clip_partial,))
+WHERE = Op("where", lambda a, b, cond: np.where(cond, a, b),
+           ("d where(c, a, b)/da = 1 where c", "d where(c, a, b)/db = 1 where not c"),
+           partials=(lambda a, b, out, cond: _as_float(cond, a), lambda a, b, out, cond: _as_float(~cond, b)))
+
+MATMUL = Op("matmul", np.matmul, ("d(x@W)/dx = W^T", "d(x@W)/dW = x^T"),
+            vjp=(_matmul_grad_a, _matmul_grad_b), factor=(_matmul_factor_a, _matmul_factor_b), symbol="@")
+SUM = Op("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+         ("d sum(x)/dx_i = 1: the gradient is copied to every summed element",),
+         vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims),))
+MEAN = Op("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+          ("d mean(x)/dx_i = 1/n",),
+          vjp=(lambda g, x, out, axis, keepdims:
+               _expand(g, x.shape, axis, keepdims) * (1.0 / _reduced_count(x.shape, axis)),))
+MAX = Op("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+         ("d max(x)/dx_i = 1 at the maximum (split evenly between ties), 0 elsewhere",),
+         vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims) * _max_mask(x, out, axis, keepdims),),
+         factor=(_max_mask,))
+RESHAPE = Op("reshape", np.reshape, ("reshape: the gradient is reshaped back",),
+             vjp=(lambda g, x, out, shape: _reshape(g, x.shape),))
+TRANSPOSE = Op("transpose", np.transpose, ("transpose: the gradient is transposed back",),
+               vjp=(lambda g, x, out, axes: _transpose(g, None if axes is None else tuple(np.argsort(axes))),))
+BROADCAST_TO = Op("broadcast_to", np.broadcast_to, ("broadcast: the gradient is summed over the copies",),
+                  vjp=(lambda g, x, out, shape: g,))
+SCATTER_ADD = Op("scatter_add", _scatter_add, ("scatter: the gradient is gathered from the same places",),
+                 vjp=(lambda g, x, out, index, shape: g[index],))
+GETITEM = Op("getitem", lambda x, index: x[index],
+             ("d x[i]/dx = 1 at the picked elements, 0 elsewhere",),
+             vjp=(lambda g, x, out, index: _scatter_add_any(g, index, x.shape),))
+
+
+def _scatter_add_any(g, index, shape):
+    if _is_tensor(g):
+        from .tensor import _apply
+        return _apply(SCATTER_ADD, g, attrs=(index, shape))
+    return _scatter_add(g, index, shape)
+
+
+PRIMITIVES = (ADD, SUB, MUL, DIV, POW, NEG, EXP, LOG, LOG1P, SQRT, ABS, TANH, SIGMOID, RELU, CLIP,
+              WHERE, MATMUL, SUM, MEAN, MAX, RESHAPE, TRANSPOSE, BROADCAST_TO, SCATTER_ADD, GETITEM)

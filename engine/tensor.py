@@ -1,0 +1,593 @@
+"""The Tensor: a numpy array that remembers the op that made it.
+
+Every op result keeps references to its inputs, so `backward()` can walk the
+graph in reverse and apply the chain rule. The derivative rules themselves
+live in `ops.py`; this module only builds and walks the graph.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import numpy as np
+
+from . import ops as _ops
+from . import trace as _trace
+from .scope import current_module, describe_module
+
+_FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool):
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, enabled
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator): ops inside build no graph."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, False
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+        return False
+
+
+class enable_grad(no_grad):
+    def __enter__(self):
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, True
+        return self
+
+
+def _as_array(value, dtype=None) -> np.ndarray:
+    """Convert user data to a float array, refusing dtypes the engine cannot differentiate."""
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOAT_DTYPES:
+            raise TypeError(
+                f"calcml tensors are float64 (the default) or float32, not {dtype}; "
+                "pass dtype=np.float64 or np.float32"
+            )
+    if isinstance(value, Tensor):
+        value = value.data
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    if kind in "biu":  # integers and booleans become the default float
+        return array.astype(dtype or np.float64)
+    if kind != "f":
+        raise TypeError(
+            f"cannot make a calcml tensor from {array.dtype} data; "
+            "use real numbers (float64 by default, or float32)"
+        )
+    if dtype is None:
+        if array.dtype not in _FLOAT_DTYPES:  # float16 / longdouble
+            raise TypeError(
+                f"calcml tensors are float64 or float32, not {array.dtype}; convert with .astype(np.float64)"
+            )
+        return array
+    return array.astype(dtype, copy=False)
+
+
+class Tensor:
+    """A numpy array (`.data`) with an optional gradient (`.grad`, a numpy array)."""
+
+    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_inputs", "_attrs", "_module",
+                 "_retains_grad", "__weakref__")
+    __array_ufunc__ = None  # make `ndarray * Tensor` defer to Tensor.__rmul__
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad: bool = False, name: str | None = None, dtype=None):
+        self.data = _as_array(data, dtype)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._op = None
+        self._inputs = ()
+        self._attrs = ()
+        self._module = None
+        self._retains_grad = False
+
+    # -- basic facts ---------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def op(self) -> str | None:
+        """Name of the op that produced this tensor (None for leaves)."""
+        return self._op.name if self._op is not None else None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._op is None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.name:
+            extra += f", name={self.name!r}"
+        if self._op is not None:
+            extra += f", op={self._op.name}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        body = np.array2string(self.data, precision=4, threshold=20, prefix="tensor(")
+        return f"tensor({body}{extra})"
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def detach(self) -> "Tensor":
+        """The same values, cut off from the graph (shares memory)."""
+        return _wrap(self.data)
+
+    def retain_grad(self) -> None:
+        """Keep `.grad` on this non-leaf tensor after backward (as PyTorch does)."""
+        self._retains_grad = True
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def float(self) -> "Tensor":
+        return Tensor(self.data, dtype=np.float32) if self.dtype != np.float32 else self
+
+    def double(self) -> "Tensor":
+        return Tensor(self.data, dtype=np.float64) if self.dtype != np.float64 else self
+
+    # -- autograd ------------------------------------------------------------------
+    def backward(self, gradient=None) -> None:
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad."""
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of the ops that "
+                "made it had requires_grad=True (or it was computed under cm.no_grad())"
+            )
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() needs a gradient argument for a non-scalar output of shape {self.shape}; "
+                    "reduce it first (e.g. .sum() or .mean())"
+                )
+            seed = np.ones_like(self.data)
+        else:
+            seed = np.broadcast_to(_as_array(gradient, self.dtype), self.shape)
+        _backprop(self, seed, create_graph=False, targets=None)
+
+    # -- operators -----------------------------------------------------------------
+    def __add__(self, other):
+        return _apply(_ops.ADD, self, _lift(other, self))
+
+    def __radd__(self, other):
+        return _apply(_ops.ADD, _lift(other, self), self)
+
+    def __sub__(self, other):
+        return _apply(_ops.SUB, self, _lift(other, self))
+
+    def __rsub__(self, other):
+        return _apply(_ops.SUB, _lift(other, self), self)
+
+    def __mul__(self, other):
+        return _apply(_ops.MUL, self, _lift(other, self))
+
+    def __rmul__(self, other):
+        return _apply(_ops.MUL, _lift(other, self), self)
+
+    def __truediv__(self, other):
+        return _apply(_ops.DIV, self, _lift(other, self))
+
+    def __rtruediv__(self, other):
+        return _apply(_ops.DIV, _lift(other, self), self)
+
+    def __pow__(self, other):
+        return _apply(_ops.POW, self, _lift(other, self))
+
+    def __rpow__(self, other):
+        return _apply(_ops.POW, _lift(other, self), self)
+
+    def __matmul__(self, other):
+        return _apply(_ops.MATMUL, self, _lift(other, self))
+
+    def __rmatmul__(self, other):
+        return _apply(_ops.MATMUL, _lift(other, self), self)
+
+    def __neg__(self):
+        return _apply(_ops.NEG, self)
+
+    def __pos__(self):
+        return self
+
+    # Comparisons give plain boolean numpy arrays: masks carry no gradient.
+    def __lt__(self, other):
+        return self.data < _raw(other)
+
+    def __le__(self, other):
+        return self.data <= _raw(other)
+
+    def __gt__(self, other):
+        return self.data > _raw(other)
+
+    def __ge__(self, other):
+        return self.data >= _raw(other)
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, index):
+        index = _normalise_index(index)
+        return _apply(_ops.GETITEM, self, attrs=(index,))
+
+    # -- elementwise math ----------------------------------------------------------
+    def exp(self):
+        return _apply(_ops.EXP, self)
+
+    def log(self):
+        return _apply(_ops.LOG, self)
+
+    def log1p(self):
+        return _apply(_ops.LOG1P, self)
+
+    def sqrt(self):
+        return _apply(_ops.SQRT, self)
+
+    def abs(self):
+        return _apply(_ops.ABS, self)
+
+    def tanh(self):
+        return _apply(_ops.TANH, self)
+
+    def sigmoid(self):
+        return _apply(_ops.SIGMOID, self)
+
+    def relu(self):
+        return _apply(_ops.RELU, self)
+
+    def clip(self, min=None, max=None):
+        return _apply(_ops.CLIP, self, attrs=(min, max))
+
+    clamp = clip
+
+    # -- reductions and shape --------------------------------------------------------
+    def sum(self, axis=None, keepdims: bool = False):
+        return _apply(_ops.SUM, self, attrs=(_axis(axis), keepdims))
+
+    def mean(self, axis=None, keepdims: bool = False):
+        return _apply(_ops.MEAN, self, attrs=(_axis(axis), keepdims))
+
+    def max(self, axis=None, keepdims: bool = False):
+        return _apply(_ops.MAX, self, attrs=(_axis(axis), keepdims))
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _apply(_ops.RESHAPE, self, attrs=(shape,))
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        axes = tuple(a % self.ndim for a in axes) if axes else None
+        return _apply(_ops.TRANSPOSE, self, attrs=(axes,))
+
+    @property
+    def T(self):
+        return _apply(_ops.TRANSPOSE, self, attrs=(None,))
+
+    def broadcast_to(self, shape):
+        return _apply(_ops.BROADCAST_TO, self, attrs=(tuple(shape),))
+
+    # -- composites (built from the primitives above) --------------------------------
+    def logsumexp(self, axis=-1, keepdims: bool = False):
+        from . import composites
+        return composites.logsumexp(self, axis=axis, keepdims=keepdims)
+
+    def softmax(self, axis=-1):
+        from . import composites
+        return composites.softmax(self, axis=axis)
+
+    def log_softmax(self, axis=-1):
+        from . import composites
+        return composites.log_softmax(self, axis=axis)
+
+    def softplus(self):
+        from . import composites
+        return composites.softplus(self)
+
+    def leaky_relu(self, negative_slope: float = 0.01):
+        from . import composites
+        return composites.leaky_relu(self, negative_slope)
+
+
+def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
+    """Make a leaf tensor from an array-like (float64 unless dtype=np.float32)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    return Tensor(np.array(data, copy=True) if isinstance(data, np.ndarray) else data,
+                  requires_grad=requires_grad, name=name, dtype=dtype)
+
+
+def where(condition, x, y) -> Tensor:
+    """Pick `x` where `condition` holds, else `y`; the gradient flows to the chosen side."""
+    like = x if isinstance(x, Tensor) else y if isinstance(y, Tensor) else None
+    cond = np.asarray(_raw(condition), dtype=bool)
+    x = _lift(x, like)
+    y = _lift(y, like)
+    return _apply(_ops.WHERE, x, y, attrs=(cond,))
+
+
+# -- graph construction ---------------------------------------------------------------
+
+
+def _wrap(array) -> Tensor:
+    """Fast constructor for op results: no validation, no graph."""
+    t = Tensor.__new__(Tensor)
+    t.data = array
+    t.grad = None
+    t.requires_grad = False
+    t.name = None
+    t._op = None
+    t._inputs = ()
+    t._attrs = ()
+    t._module = None
+    t._retains_grad = False
+    return t
+
+
+def _raw(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _lift(value, like) -> Tensor:
+    """Turn a Python number or numpy array into a constant tensor.
+
+    Python numbers take the dtype of the tensor they meet, so float32 stays float32.
+    """
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        dtype = like.data.dtype if like is not None else np.float64
+        return _wrap(np.asarray(value, dtype=dtype))
+    return Tensor(value)
+
+
+def _axis(axis):
+    if isinstance(axis, list):
+        return tuple(axis)
+    return axis
+
+
+def _normalise_index(index):
+    """Tensors used as indices become their integer arrays."""
+    if isinstance(index, Tensor):
+        return index.data.astype(np.intp)
+    if isinstance(index, tuple):
+        return tuple(i.data.astype(np.intp) if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def _apply(op, *inputs: Tensor, attrs: tuple = ()) -> Tensor:
+    """Run one primitive's forward and, when gradients are on, link the result into the graph."""
+    try:
+        out = op.forward(*[t.data for t in inputs], *attrs)
+    except (ValueError, IndexError) as error:
+        raise _op_error(op, inputs, attrs, error) from None
+    if type(out) is not np.ndarray:  # numpy returns scalars for 0-d results
+        out = np.asarray(out)
+    result = _wrap(out)
+    if _grad_enabled:
+        for t in inputs:
+            if t.requires_grad:
+                result.requires_grad = True
+                result._op = op
+                result._inputs = inputs
+                result._attrs = attrs
+                result._module = current_module()
+                break
+    tracer = _trace.active
+    if tracer is not None:
+        tracer.record_forward(op, inputs, attrs, result, current_module())
+    return result
+
+
+def _op_error(op, inputs, attrs, error) -> Exception:
+    where = describe_module(current_module())
+    shapes = f" {op.symbol} ".join(str(t.shape) for t in inputs) if op.symbol else \
+        ", ".join(str(t.shape) for t in inputs)
+    prefix = f"{where}: " if where else ""
+    detail = str(error)
+    cls = IndexError if isinstance(error, IndexError) else ValueError
+    return cls(f"{prefix}{op.name} {shapes}: {detail}")
+
+
+# -- backward ---------------------------------------------------------------------------
+
+
+def _topological_order(root: Tensor) -> list:
+    """Ops reachable from `root` that need a gradient, each after all of its inputs.
+
+    An iterative depth-first post-order (a chain of thousands of ops must not hit Python's
+    recursion limit). A node is marked when it is expanded, not when it is first pushed, so a
+    value used by two ops is finished only after everything below it.
+    """
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._inputs:
+            if parent.requires_grad and parent._op is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _backprop(root: Tensor, seed, create_graph: bool, targets):
+    """Propagate `seed` = dL/d(root) backwards through the graph.
+
+    With `targets` (a dict id -> tensor) gradients are returned for those tensors and
+    nothing is stored on `.grad`; without, they accumulate on the leaves' `.grad`.
+    With `create_graph` the backward rules run as engine ops, so the gradients
+    are tensors that can themselves be differentiated.
+    """
+    tracer = _trace.active
+    grads = {id(root): _wrap(seed) if create_graph else seed}
+    order = [] if root._op is None else _topological_order(root)
+    found = {}
+    # Ops run by the backward rules (create_graph) are not part of the traced forward pass.
+    _trace.active = None
+    try:
+        with _grad_mode(create_graph):
+            _run_backward(order, grads, found, targets, create_graph, tracer)
+    finally:
+        _trace.active = tracer
+    # a leaf root (or a target that is the root itself)
+    if root._op is None:
+        seed_value = grads.get(id(root))
+        if targets is not None:
+            if id(root) in targets:
+                found[id(root)] = seed_value
+        elif root.requires_grad and seed_value is not None:
+            _accumulate_leaf(root, _raw(seed_value), shared=True)
+    return found
+
+
+def _run_backward(order, grads, found, targets, create_graph, tracer):
+    """The chain rule, op by op, from the output back to the leaves."""
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if node._retains_grad and targets is None:
+            node.grad = _raw(g) if node.grad is None else node.grad + _raw(g)
+        if targets is not None and id(node) in targets:
+            found[id(node)] = g
+        op = node._op
+        inputs = node._inputs
+        values = inputs if create_graph else [t.data for t in inputs]
+        out = node if create_graph else node.data
+        record = tracer.begin_backward(node, g) if tracer is not None else None
+        for i, parent in enumerate(inputs):
+            if not parent.requires_grad:
+                continue
+            if op.partials is not None:  # elementwise: gradient = upstream * local derivative
+                partial = op.partials[i]
+                factor = partial(*values, out, *node._attrs) if partial is not None else None
+                contribution = g if factor is None else g * factor
+            else:
+                factor = op.factor[i](*values, out, *node._attrs) if (record and op.factor) else None
+                contribution = op.vjp[i](g, *values, out, *node._attrs)
+            if contribution.shape != parent.shape:
+                contribution = _ops.unbroadcast(contribution, parent.shape)
+            if record is not None:
+                record.add_input(i, factor, contribution)
+            key = id(parent)
+            if parent._op is not None:
+                previous = grads.get(key)
+                grads[key] = contribution if previous is None else previous + contribution
+            elif targets is not None:
+                if key in targets:
+                    previous = found.get(key)
+                    found[key] = contribution if previous is None else previous + contribution
+            else:
+                _accumulate_leaf(parent, contribution, shared=contribution is g)
+        if record is not None:
+            tracer.end_backward(record)
+
+
+def _accumulate_leaf(leaf: Tensor, contribution, shared: bool) -> None:
+    if contribution.dtype != leaf.data.dtype:
+        contribution = contribution.astype(leaf.data.dtype)
+        shared = False
+    if leaf.grad is None:
+        # Own the array: it may be the upstream gradient itself or a read-only broadcast view.
+        leaf.grad = contribution.copy() if (shared or not contribution.flags.writeable) else contribution
+    else:
+        leaf.grad = leaf.grad + contribution
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, allow_unused: bool = False):
+    """d(outputs)/d(inputs) as a list of Tensors, like `torch.autograd.grad`; `.grad` is untouched.
+
+    With create_graph=True the results are part of a graph and can be differentiated
+    again (e.g. Hessian-vector products by double backward).
+    """
+    single_input = isinstance(inputs, Tensor)
+    input_list = [inputs] if single_input else list(inputs)
+    output = outputs
+    if isinstance(outputs, (list, tuple)):
+        if len(outputs) != 1:
+            total = None
+            for k, o in enumerate(outputs):
+                go = None if grad_outputs is None else grad_outputs[k]
+                term = (o * _lift(_raw(go), o)).sum() if go is not None else o.sum()
+                total = term if total is None else total + term
+            output, grad_outputs = total, None
+        else:
+            output = outputs[0]
+            if isinstance(grad_outputs, (list, tuple)):
+                grad_outputs = grad_outputs[0]
+    if not output.requires_grad:
+        raise RuntimeError("grad(): the output does not depend on any tensor that requires grad")
+    if grad_outputs is None:
+        if output.data.size != 1:
+            raise RuntimeError(
+                f"grad() needs grad_outputs for a non-scalar output of shape {output.shape}"
+            )
+        seed = np.ones_like(output.data)
+    else:
+        seed = np.broadcast_to(_as_array(_raw(grad_outputs), output.dtype), output.shape).copy()
+    targets = {id(t): t for t in input_list}
+    found = _backprop(output, seed, create_graph=create_graph, targets=targets)
+    results = []
+    for t in input_list:
+        g = found.get(id(t))
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"grad(): an input{' ' + repr(t.name) if t.name else ''} of shape {t.shape} "
+                    "was not used to compute the output; pass allow_unused=True to get None"
+                )
+            results.append(None)
+        elif isinstance(g, Tensor):
+            results.append(g)
+        else:
+            results.append(_wrap(np.array(g, copy=True)))
+    return results
