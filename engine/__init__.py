@@ -10,7 +10,7 @@ from .composites import leaky_relu, log_softmax, logsumexp, softmax, softplus
 from .gradcheck import gradcheck
 from .random import manual_seed
 from .tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor, where
-from .trace import Trace, trace
+from .tracing import Trace, trace
 
 __version__ = "0.1.0"
 

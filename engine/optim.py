@@ -1,0 +1,345 @@
+"""Optimisers with PyTorch's names, defaults and update rules: `cm.optim.SGD`, `Adam`, ...
+
+    opt = cm.optim.Adam(model.parameters(), lr=1e-3)
+    for x, y in data:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+Notation in the docstrings: θ a parameter, g = ∇θL its gradient, η the learning rate,
+λ the weight decay, t the step count (1 for the first step). Every operation is element-wise.
+Updates are written in place into `p.data`, so the model's references stay valid and
+float32 parameters stay float32.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from .tensor import Tensor, enable_grad
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+
+
+def _check(name: str, value, low: float = 0.0, below: float | None = None) -> None:
+    # `not value >= low` also rejects NaN.
+    if not value >= low or (below is not None and not value < below):
+        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
+        raise ValueError(f"invalid {name}: {value!r} (must be {bound})")
+
+
+class Optimizer:
+    """Base class: holds the parameter groups and per-parameter state; subclasses define `_update`.
+
+    params: an iterable of Tensors, or of dicts ("parameter groups") each with a 'params' entry
+    and optional hyper-parameters overriding `defaults`, e.g.
+        SGD([{'params': body.parameters()}, {'params': head.parameters(), 'lr': 0.1}], lr=0.01)
+    """
+
+    def __init__(self, params, defaults: dict):
+        if isinstance(params, Tensor):
+            raise TypeError("params must be an iterable of Tensors or of dicts, not a single Tensor; "
+                            "wrap it in a list: [p]")
+        self.defaults = dict(defaults)
+        self.state: dict = defaultdict(dict)  # parameter -> its buffers (Tensors hash by identity)
+        self.param_groups: list[dict] = []
+        groups = list(params)
+        if not groups:
+            raise TypeError("the optimiser got an empty parameter list (a generator of "
+                            "model.parameters() can only be consumed once)")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters, filling hyper-parameters it does not set from the defaults."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a parameter group must be a dict, not {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("parameters must be given in a fixed order (a list), not a set")
+        params = list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"the optimiser can only update calcml Tensors, got {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("cannot optimise a non-leaf tensor (the result of an op); "
+                                 "optimise the leaf parameters it was computed from")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if len({id(p) for p in params}) != len(params) or seen & {id(p) for p in params}:
+            raise ValueError("a parameter appears more than once in the optimiser's parameter groups")
+        group = {**self.defaults, **param_group, "params": params}
+        self._validate(group)
+        self.param_groups.append(group)
+
+    def _validate(self, group: dict) -> None:
+        """Raise ValueError for an invalid hyper-parameter of a group."""
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients (p.grad = None), so the next backward does not add to old ones."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad = np.zeros_like(p.grad)
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient; return closure()'s value if one is given.
+
+        closure: optional callable that recomputes the loss (zero_grad, forward, backward)
+        and returns it; it runs before the update, which then uses the gradients it produced.
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                # Never modify p.grad itself: only read it, in the parameter's dtype.
+                g = np.asarray(p.grad, dtype=p.data.dtype)
+                self._update(p, g, group, self.state[p])
+        return loss
+
+    def _update(self, p: Tensor, g: np.ndarray, group: dict, state: dict) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define _update() or step()")
+
+    def _group_of(self, p: Tensor) -> dict:
+        for group in self.param_groups:
+            if any(q is p for q in group["params"]):
+                return group
+        raise ValueError("this tensor is not one of the optimiser's parameters")
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params")
+        return "\n".join(lines) + "\n)"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with momentum: θ ← θ − η·∇θL.
+
+    g ← g + λ·θ                               (weight_decay λ, if λ ≠ 0)
+    with momentum μ ≠ 0:
+        b ← g  on the first step,  b ← μ·b + (1 − τ)·g  after    (dampening τ)
+        g ← g + μ·b  if nesterov,  else  g ← b
+    θ ← θ − η·g
+    """
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _validate(self, group):
+        _check("learning rate", group["lr"])
+        _check("momentum", group["momentum"])
+        _check("weight_decay", group["weight_decay"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires momentum > 0 and dampening = 0")
+
+    def _update(self, p, g, group, state):
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * p.data
+        mu = group["momentum"]
+        if mu != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
+            else:
+                buf *= mu
+                buf += (1 - group["dampening"]) * g
+            g = g + mu * buf if group["nesterov"] else buf
+        p.data -= group["lr"] * g
+
+
+class Adagrad(Optimizer):
+    """Adagrad: a per-element step that shrinks with the sum of that element's squared gradients.
+
+    g ← g + λ·θ                        (if λ ≠ 0)
+    η_t = η / (1 + (t − 1)·lr_decay)
+    s ← s + g²                         (s starts at initial_accumulator_value)
+    θ ← θ − η_t · g / (√s + ε)
+    """
+
+    def __init__(self, params, lr: float = 0.01, lr_decay: float = 0, weight_decay: float = 0,
+                 initial_accumulator_value: float = 0, eps: float = 1e-10):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps))
+
+    def _validate(self, group):
+        for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            _check("learning rate" if key == "lr" else key, group[key])
+
+    def _clr(self, group, step):
+        return group["lr"] / (1 + (step - 1) * group["lr_decay"])
+
+    def _update(self, p, g, group, state):
+        if not state:
+            state["step"] = 0
+            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * p.data
+        state["sum"] += g * g
+        p.data -= self._clr(group, state["step"]) * g / (np.sqrt(state["sum"]) + group["eps"])
+
+    def effective_lr(self, p):
+        """η_t / (√s + ε) per element, as of the last step (None before the first)."""
+        group, state = self._group_of(p), self.state.get(p)
+        if not state:
+            return None
+        return self._clr(group, state["step"]) / (np.sqrt(state["sum"]) + group["eps"])
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide the gradient by a running root-mean-square of recent gradients.
+
+    g ← g + λ·θ                                  (if λ ≠ 0)
+    v ← α·v + (1 − α)·g²
+    d = √v + ε,  or if centered:  ḡ ← α·ḡ + (1 − α)·g,  d = √(v − ḡ²) + ε
+    θ ← θ − η·g/d,  or with momentum μ:  b ← μ·b + g/d,  θ ← θ − η·b
+    """
+
+    def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered))
+
+    def _validate(self, group):
+        _check("learning rate", group["lr"])
+        for key in ("alpha", "eps", "weight_decay", "momentum"):
+            _check(key, group[key])
+
+    def _denominator(self, group, state):
+        v = state["square_avg"]
+        if group["centered"]:
+            v = v - state["grad_avg"] ** 2
+        return np.sqrt(v) + group["eps"]
+
+    def _update(self, p, g, group, state):
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p.data)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = np.zeros_like(p.data)
+            if group["centered"]:
+                state["grad_avg"] = np.zeros_like(p.data)
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * p.data
+        alpha = group["alpha"]
+        state["square_avg"] *= alpha
+        state["square_avg"] += (1 - alpha) * g * g
+        if group["centered"]:
+            state["grad_avg"] *= alpha
+            state["grad_avg"] += (1 - alpha) * g
+        d = self._denominator(group, state)
+        if group["momentum"] > 0:
+            buf = state["momentum_buffer"]
+            buf *= group["momentum"]
+            buf += g / d
+            p.data -= group["lr"] * buf
+        else:
+            p.data -= group["lr"] * g / d
+
+    def effective_lr(self, p):
+        """η / d per element (d as in the update rule), as of the last step (None before the first).
+
+        With momentum the step is η·b, b accumulating g/d; this still gives the per-element scale.
+        """
+        group, state = self._group_of(p), self.state.get(p)
+        if not state:
+            return None
+        return group["lr"] / self._denominator(group, state)
+
+
+class Adam(Optimizer):
+    """Adam: momentum on g plus a per-element scale from g², both bias-corrected.
+
+    g ← g + λ·θ                                  (if λ ≠ 0; coupled L2, compare AdamW)
+    m ← β1·m + (1 − β1)·g,      m̂ = m / (1 − β1ᵗ)
+    v ← β2·v + (1 − β2)·g²,     v̂ = v / (1 − β2ᵗ)   (amsgrad: v̂ uses v_max ← max(v_max, v))
+    θ ← θ − η · m̂ / (√v̂ + ε)
+    The bias correction undoes m, v starting at 0: on step 1, m̂ = g and v̂ = g², so every
+    element moves by about η whatever the gradient's size.
+    """
+
+    def __init__(self, params, lr: float = 0.001, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad))
+
+    def _validate(self, group):
+        _check("learning rate", group["lr"])
+        _check("eps", group["eps"])
+        if len(group["betas"]) != 2:
+            raise ValueError(f"betas must be a pair (β1, β2), got {group['betas']!r}")
+        _check("beta1", group["betas"][0], below=1.0)
+        _check("beta2", group["betas"][1], below=1.0)
+        _check("weight_decay", group["weight_decay"])
+
+    def _decay(self, p, g, group):
+        """Adam's weight decay: added to the gradient (L2 regularisation)."""
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * p.data
+        return g
+
+    def _denominator(self, group, state):
+        v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
+        bias_correction2 = 1 - group["betas"][1] ** state["step"]
+        return np.sqrt(v) / math.sqrt(bias_correction2) + group["eps"]  # √v̂ + ε
+
+    def _update(self, p, g, group, state):
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p.data)
+            state["exp_avg_sq"] = np.zeros_like(p.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+        state["step"] += 1
+        g = self._decay(p, g, group)
+        beta1, beta2 = group["betas"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        if group["amsgrad"]:
+            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+        step_size = group["lr"] / (1 - beta1 ** state["step"])  # η / (1 − β1ᵗ): m̂ folded in
+        p.data -= step_size * (m / self._denominator(group, state))
+
+    def effective_lr(self, p):
+        """η / (√v̂ + ε) per element, with bias correction as of the last step (None before
+        the first); the step applied is this times m̂."""
+        group, state = self._group_of(p), self.state.get(p)
+        if not state:
+            return None
+        return group["lr"] / self._denominator(group, state)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: θ shrinks directly instead of via the gradient.
+
+    θ ← θ − η·λ·θ                                (before the Adam step; g is left alone)
+    then the Adam update with λ = 0:  θ ← θ − η · m̂ / (√v̂ + ε)
+    Unlike Adam's L2 term, the decay is not divided by √v̂, so every weight decays at rate ηλ.
+    """
+
+    def __init__(self, params, lr: float = 0.001, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, amsgrad: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+
+    def _decay(self, p, g, group):
+        p.data *= 1 - group["lr"] * group["weight_decay"]
+        return g

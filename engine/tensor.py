@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from . import ops as _ops
-from . import trace as _trace
+from . import tracing as _trace
 from .scope import current_module, describe_module
 
 _FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))

@@ -75,6 +75,8 @@ def _kaiming_std(tensor, a, mode, nonlinearity) -> float:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"mode must be 'fan_in' or 'fan_out', not {mode!r}")
     fan = fan_in if mode == "fan_in" else fan_out
+    if fan == 0:  # a zero-element tensor: nothing to fill (PyTorch makes this a no-op too)
+        return 0.0
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
 
