@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 _stack: list = []
+recorder = None  # when set, called as recorder(module, args, output) after each module call
 
 
 def current_module():

@@ -59,9 +59,12 @@ class Module:
             _assign_scopes(self)
         scope.push(self)
         try:
-            return self.forward(*args, **kwargs)
+            output = self.forward(*args, **kwargs)
         finally:
             scope.pop()
+        if scope.recorder is not None:
+            scope.recorder(self, args, output)
+        return output
 
     # -- the tree ------------------------------------------------------------------
     def named_children(self):

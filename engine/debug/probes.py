@@ -1,0 +1,148 @@
+"""Per-layer measurements of one training step: a few vectorised numpy reductions per array.
+
+What is measured, per parameter: the data-loss gradient norm, the penalty's gradient norm and
+that of their sum, the weight norm, the update norm and update/weight ratio, and sparsity (the
+fraction of |θ| below a threshold). Per activation layer: its mean local derivative (the factor
+it contributes to the chain-rule product), the dead fraction (ReLU units zero for the whole
+batch) and the saturated fraction (sigmoid/tanh units whose derivative stays below 1% of its
+maximum for the whole batch). Per layer: the gradient norm flowing out of it back towards the
+input (‖∂L/∂input‖) and into it from the loss side (‖∂L/∂output‖), and their ratio.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import nn
+
+ACTIVATIONS = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
+MAX_DERIVATIVE = {"relu": 1.0, "leaky_relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
+
+
+def sq_norm(a: np.ndarray) -> float:
+    """Σa² without copying a transposed array (norms do not care about the order)."""
+    if not a.flags.c_contiguous:
+        a = a.T if a.flags.f_contiguous else np.ascontiguousarray(a)
+    flat = a.reshape(-1)
+    return float(np.dot(flat, flat))
+
+
+def norm(a) -> float:
+    return float(np.sqrt(sq_norm(a))) if a is not None else float("nan")
+
+
+def local_derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
+    """The activation's derivative at this step, from its output (no second forward pass)."""
+    if kind == "sigmoid":
+        return output * (1.0 - output)
+    if kind == "tanh":
+        return 1.0 - output * output
+    if kind == "relu":
+        return (output > 0).astype(output.dtype)
+    slope = module.negative_slope  # leaky_relu
+    return np.where(output > 0, 1.0, slope)
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    name: str                  # full dotted name, e.g. 'layers.0.weight'
+    shape: tuple
+    grad_norm: float           # ‖∂(data loss)/∂θ‖
+    penalty_grad_norm: float   # ‖∂(penalty)/∂θ‖ (0 without a regulariser)
+    total_grad_norm: float     # ‖the gradient the optimiser used‖
+    weight_norm: float
+    update_norm: float
+    update_ratio: float        # ‖Δθ‖ / ‖θ‖
+    sparsity: float            # fraction of |θ| < threshold
+
+    def to_dict(self) -> dict:
+        return {"shape": list(self.shape), "grad_norm": _num(self.grad_norm),
+                "penalty_grad_norm": _num(self.penalty_grad_norm),
+                "total_grad_norm": _num(self.total_grad_norm), "weight_norm": _num(self.weight_norm),
+                "update_norm": _num(self.update_norm), "update_ratio": _num(self.update_ratio),
+                "sparsity": _num(self.sparsity)}
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    name: str
+    type: str
+    params: dict = field(default_factory=dict)   # short name ('weight') -> ParamStats
+    output_shape: tuple | None = None
+    grad_in_norm: float | None = None            # ‖∂L/∂input‖: what this layer passes back
+    grad_out_norm: float | None = None           # ‖∂L/∂output‖: what reaches it from the loss side
+    activation: str | None = None
+    mean_local_derivative: float | None = None
+    dead_fraction: float | None = None
+    saturated_fraction: float | None = None
+
+    @property
+    def grad_ratio(self) -> float | None:
+        """‖∂L/∂input‖ / ‖∂L/∂output‖: this layer's factor in the chain-rule product."""
+        if self.grad_in_norm is None or not self.grad_out_norm:
+            return None
+        return self.grad_in_norm / self.grad_out_norm
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "type": self.type,
+                "params": {k: v.to_dict() for k, v in self.params.items()},
+                "output_shape": list(self.output_shape) if self.output_shape else None,
+                "grad_in_norm": _num(self.grad_in_norm), "grad_out_norm": _num(self.grad_out_norm),
+                "grad_ratio": _num(self.grad_ratio), "activation": self.activation,
+                "mean_local_derivative": _num(self.mean_local_derivative),
+                "dead_fraction": _num(self.dead_fraction), "saturated_fraction": _num(self.saturated_fraction)}
+
+
+def _num(value):
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def layer_modules(model: nn.Module) -> list:
+    """(name, module) for each layer: modules owning parameters directly, and leaf modules."""
+    layers = []
+    for name, module in model.named_modules():
+        if module._parameters or not module._modules:
+            if module is model and model._modules and not module._parameters:
+                continue
+            layers.append((name or "model", module))
+    return layers
+
+
+class LayerRecorder:
+    """Installed as `calcml.scope.recorder` during the forward pass: keeps each layer's input and
+    output tensors (references) and asks the engine to keep their gradients."""
+
+    def __init__(self, layers: list):
+        self.names = {id(module): name for name, module in layers}
+        self.calls: dict = {}
+
+    def __call__(self, module, args, output) -> None:
+        name = self.names.get(id(module))
+        if name is None or not hasattr(output, "retain_grad"):
+            return
+        x = args[0] if args and hasattr(args[0], "retain_grad") else None
+        output.retain_grad()
+        if x is not None and x.requires_grad:
+            x.retain_grad()
+        self.calls[name] = (x, output)
+
+    def clear(self) -> None:
+        self.calls = {}
+
+
+def activation_stats(kind: str, module, output: np.ndarray, saturation_level: float) -> tuple:
+    """(mean local derivative, dead fraction, saturated fraction) of one activation layer."""
+    d = local_derivative(kind, module, output)
+    mean = float(d.mean()) if d.size else float("nan")
+    units = output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1)
+    dead = saturated = None
+    if kind == "relu":
+        dead = float(np.mean(~np.any(units > 0, axis=0)))
+    elif kind in ("sigmoid", "tanh"):
+        limit = saturation_level * MAX_DERIVATIVE[kind]
+        saturated = float(np.mean(np.all(d.reshape(units.shape) < limit, axis=0)))
+    return mean, dead, saturated

@@ -1,0 +1,552 @@
+"""A steppable training session: the debugger's core, shared by the headless CLI and the TUI.
+
+The session trains one step at a time under control. Commands (run, pause, step, step-into,
+learning rate, regulariser, breakpoints, stop) may come from any thread; they are queued and
+applied, each exactly once, between steps by whoever drives the session with `tick()`.
+Each step publishes an immutable `Snapshot` (scalars and per-layer statistics, small).
+"""
+from __future__ import annotations
+
+import ast
+import math
+import queue
+import time
+from collections import deque
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import reg as _reg
+from .. import scope
+from ..data import DataLoader
+from ..tensor import Tensor, no_grad
+from ..tracing import trace
+from . import probes
+from .breakpoints import Breakpoints, Hit, evaluate
+from .diagnostics import (Thresholds, WarningEvent, WarningMonitor, activation_conditions,
+                          gradient_conditions, loss_conditions)
+from .history import History
+from .loader import ModelSpec, user_traceback
+from .tracesummary import locate_non_finite, summarise_trace
+
+RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
+
+
+@dataclass
+class SessionConfig:
+    history_capacity: int = 10_000       # steps of history kept per series
+    warnings_capacity: int = 1_000       # warning events kept
+    histogram_every: int = 25            # steps between weight/gradient histograms
+    histogram_bins: int = 30
+    val_every: int = 10                  # steps between validation losses
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class StopInfo:
+    step: int
+    reason: str     # 'breakpoint', 'non_finite', 'error', 'user', 'data_exhausted'
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a front end shows about the latest step; small and immutable."""
+    step: int
+    epoch: int
+    state: str
+    loss: float
+    val_loss: float | None
+    penalty: float
+    lr: float
+    steps_per_sec: float
+    regularizer: tuple            # (kind, λ): ('none', 0.0), ('L1', 0.01) ...
+    layers: tuple                 # probes.LayerStats, forward order
+    warnings: tuple               # WarningEvents of this step
+    holding: tuple                # diagnostics.Condition currently holding
+    stop: StopInfo | None = None
+    hit: Hit | None = None
+    histograms: dict | None = None   # name -> (counts, edges), on the steps that compute them
+    trace: object | None = None      # tracesummary.TraceSummary after a step-into
+
+
+class BatchSource:
+    """One batch per call from any of the model file's data forms; counts finished epochs."""
+
+    def __init__(self, data, batch_size, seed):
+        self.epoch = 0
+        self._full = self._function = self._iterable = self._iterator = None
+        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+            if batch_size is None or batch_size >= len(data[0]):
+                self._full = data            # the whole set every step: no copy, no shuffle
+                return
+            data = DataLoader(data, batch_size=batch_size, shuffle=True, seed=seed)
+        if callable(data) and not hasattr(data, "__iter__"):
+            self._function = data            # a function returning one batch per call
+        else:
+            self._iterable = data
+            self._one_shot = iter(data) is data   # a generator cannot start a second epoch
+
+    def next(self):
+        if self._full is not None:
+            self.epoch += 1
+            return self._full
+        if self._function is not None:
+            return _as_batch(self._function())
+        if self._iterator is None:
+            self._iterator = iter(self._iterable)
+        try:
+            return _as_batch(next(self._iterator))
+        except StopIteration:
+            self.epoch += 1
+            if self._one_shot:
+                raise
+            self._iterator = iter(self._iterable)
+            return _as_batch(next(self._iterator))
+
+
+def _as_batch(batch):
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise TypeError(f"each batch must be a pair (X, y), got {type(batch).__name__}")
+    return tuple(b.data if isinstance(b, Tensor) else b for b in batch)
+
+
+class _Env:
+    """What breakpoint conditions can ask about a step."""
+
+    def __init__(self, snapshot_values: dict, params: dict, layers: dict):
+        self.values, self.params, self.layers = snapshot_values, params, layers
+
+    def variable(self, name):
+        value = self.values.get(name)
+        return math.nan if value is None else value
+
+    def function(self, name, arg):
+        if arg in self.params:
+            value = getattr(self.params[arg], name, None)
+        else:
+            layer = self.layers.get(arg)
+            value = getattr(layer, name, None) if layer is not None else None
+        return math.nan if value is None else value
+
+    def explain(self, node) -> str:
+        parts = []
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and sub.id in self.values:
+                parts.append(f"{sub.id} = {_short(self.variable(sub.id))}")
+            elif isinstance(sub, ast.Call) and sub.args and isinstance(sub.args[0], ast.Constant):
+                parts.append(f"{ast.unparse(sub)} = {_short(evaluate(sub, self))}")
+        return ", ".join(parts)
+
+
+def _short(x) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+class Session:
+    def __init__(self, spec: ModelSpec, config: SessionConfig | None = None, max_steps: int | None = None):
+        self.spec = spec
+        self.config = config or SessionConfig()
+        self.model = spec.model
+        self.optimizer = spec.optimizer
+        self.regularizer = spec.regularizer
+        self.max_steps = max_steps if max_steps is not None else spec.steps
+        self.state = PAUSED
+        self.stop_info: StopInfo | None = None
+        self.step_count = 0
+        self.history = History(self.config.history_capacity)
+        self.warnings: deque = deque(maxlen=self.config.warnings_capacity)
+        self.monitor = WarningMonitor(self.config.thresholds)
+        self.breakpoints = Breakpoints()
+        self.snapshot: Snapshot | None = None
+        self.last_trace = None
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending_steps = 0
+        self._pending_traced = False
+        self._batches = BatchSource(spec.data, spec.batch_size, spec.seed)
+        self.layers = probes.layer_modules(self.model)
+        self._params = list(self.model.named_parameters())
+        self._before = {name: np.empty_like(p.data) for name, p in self._params}
+        self._layer_of = {}
+        for layer_name, module in self.layers:
+            for short, p in module._parameters.items():
+                if p is not None:
+                    self._layer_of[id(p)] = (layer_name, short)
+        self._first_loss = None
+        self._best_loss = math.inf
+        self._last_val = None
+        self._rate = _Rate()
+
+    # -- commands: safe from any thread; applied between steps ---------------------------
+    def run(self) -> None:
+        self._commands.put(("run",))
+
+    def pause(self) -> None:
+        self._commands.put(("pause",))
+
+    def step(self, n: int = 1) -> None:
+        if n < 1:
+            raise ValueError(f"step(n) needs n >= 1, got {n}")
+        self._commands.put(("step", int(n)))
+
+    def step_into(self) -> None:
+        """One training iteration recorded op by op (the trace is in the next snapshot)."""
+        self._commands.put(("step_into",))
+
+    def set_lr(self, lr: float) -> None:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"the learning rate must be a positive number, got {lr}")
+        self._commands.put(("lr", float(lr)))
+
+    def set_regularizer(self, kind: str, lam: float | None = None) -> None:
+        kind = str(kind).upper() if str(kind).lower() != "none" else "none"
+        if kind not in ("none", "L1", "L2"):
+            raise ValueError(f"the regulariser must be none, L1 or L2, not {kind!r}")
+        if lam is not None and not (lam >= 0 and math.isfinite(lam)):
+            raise ValueError(f"λ must be a number >= 0, got {lam}")
+        self._commands.put(("reg", kind, lam))
+
+    def add_breakpoint(self, text: str):
+        """Add a breakpoint now (a bad one raises BreakpointError with the reason)."""
+        return self.breakpoints.add(text, params=[n for n, _ in self._params],
+                                    layers=[n for n, _ in self.layers])
+
+    def remove_breakpoint(self, bp_id: int) -> bool:
+        return self.breakpoints.remove(bp_id)
+
+    def stop(self, detail: str = "stopped by the user") -> None:
+        self._commands.put(("stop", detail))
+
+    # -- driving -----------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def epoch(self) -> int:
+        return self._batches.epoch
+
+    @property
+    def done(self) -> bool:
+        return self.state in (FINISHED, STOPPED)
+
+    def tick(self) -> Snapshot | None:
+        """Apply queued commands, then train one step if running or steps are pending."""
+        self._apply_commands()
+        if self.done:
+            return None
+        if self.state == RUNNING or self._pending_steps > 0:
+            traced = self._pending_traced
+            self._pending_traced = False
+            if self._pending_steps > 0:
+                self._pending_steps -= 1
+            return self._train_step(traced)
+        return None
+
+    def run_to_end(self, on_step=None) -> Snapshot | None:
+        """Run until finished, stopped, or paused by a breakpoint (headless use)."""
+        self.run()
+        while True:
+            snapshot = self.tick()
+            if snapshot is not None and on_step is not None:
+                on_step(snapshot)
+            if self.done or (self.state == PAUSED and self._pending_steps == 0 and self._commands.empty()):
+                return self.snapshot
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            name = command[0]
+            if name == "run" and not self.done:
+                self.state = RUNNING
+            elif name == "pause" and not self.done:
+                self.state = PAUSED
+                self._pending_steps = 0
+            elif name == "step" and not self.done:
+                self.state = PAUSED
+                self._pending_steps += command[1]
+            elif name == "step_into" and not self.done:
+                self.state = PAUSED
+                self._pending_steps += 1
+                self._pending_traced = True
+            elif name == "lr":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = command[1]
+            elif name == "reg":
+                self._switch_regularizer(command[1], command[2])
+            elif name == "stop" and not self.done:
+                self._stop("user", command[1])
+
+    def _switch_regularizer(self, kind: str, lam) -> None:
+        current = self.regularizer
+        if kind == "none":
+            self.regularizer = None
+            return
+        if lam is None:
+            lam = current.lam if current is not None else 1e-3
+        keep = dict(include_bias=current.include_bias, select=current.select) if current is not None else {}
+        self.regularizer = (_reg.L1 if kind == "L1" else _reg.L2)(lam, **keep)
+
+    def _stop(self, reason: str, detail: str) -> None:
+        self.state = STOPPED
+        self.stop_info = StopInfo(self.step_count, reason, detail)
+        self._pending_steps = 0
+
+    # -- one training step -----------------------------------------------------------------
+    def _train_step(self, traced: bool) -> Snapshot:
+        spec = self.spec
+        try:
+            X, y = self._batches.next()
+        except StopIteration:
+            self._stop("data_exhausted", "the model file's data iterator has no more batches")
+            return self._publish_stopped()
+        except Exception as error:
+            self._stop("error", "the model file's data raised an error:\n" + user_traceback(error, spec.path))
+            return self._publish_stopped()
+
+        recorder = probes.LayerRecorder(self.layers)
+        context = trace() if traced else nullcontext()
+        scope.recorder = recorder
+        try:
+            with context as recorded:
+                loss = spec.loss(self.model(X), y)
+                _check_loss(loss)
+                self.optimizer.zero_grad()
+                loss.backward()
+        except Exception as error:
+            self._stop("error", f"step {self.step_count + 1}: " + _describe_error(error, spec.path))
+            return self._publish_stopped()
+        finally:
+            scope.recorder = None
+        if traced:
+            self.last_trace = recorded
+
+        loss_value = float(loss.data)
+        data_grads = {name: p.grad for name, p in self._params}
+        bad = not math.isfinite(loss_value) or any(
+            g is not None and not np.isfinite(probes.sq_norm(g)) for g in data_grads.values())
+        if bad:
+            return self._non_finite(X, y, loss_value, recorded if traced else None)
+
+        penalty_grads, penalty = {}, 0.0
+        if self.regularizer is not None:
+            penalty_grads = self.regularizer.grads(self.model)
+            with no_grad():
+                penalty = self.regularizer.value(self.model)
+            for name, p in self._params:
+                if name in penalty_grads and p.grad is not None:
+                    p.grad = p.grad + penalty_grads[name]
+        for name, p in self._params:
+            np.copyto(self._before[name], p.data)
+        self.optimizer.step()
+        self.step_count += 1
+
+        layers = self._measure(recorder, data_grads, penalty_grads)
+        recorder.clear()
+        return self._publish(loss_value, penalty, layers, traced)
+
+    def _measure(self, recorder, data_grads, penalty_grads) -> tuple:
+        t = self.config.thresholds
+        params_by_layer: dict = {}
+        for name, p in self._params:
+            g = data_grads[name]
+            pg = penalty_grads.get(name)
+            before = self._before[name]
+            diff = p.data - before
+            w_norm = probes.norm(p.data)
+            update = probes.norm(diff)
+            stats = probes.ParamStats(
+                name=name, shape=p.shape, grad_norm=probes.norm(g) if g is not None else 0.0,
+                penalty_grad_norm=probes.norm(pg) if pg is not None else 0.0,
+                total_grad_norm=probes.norm(p.grad) if p.grad is not None else 0.0,
+                weight_norm=w_norm, update_norm=update,
+                update_ratio=update / w_norm if w_norm > 0 else math.nan,
+                sparsity=float(np.count_nonzero(np.abs(p.data) < t.sparsity_threshold)) / max(p.size, 1))
+            layer_name, short = self._layer_of.get(id(p), (name.rpartition(".")[0] or "model", name))
+            params_by_layer.setdefault(layer_name, {})[short] = stats
+        layers = []
+        for name, module in self.layers:
+            x, out = recorder.calls.get(name, (None, None))
+            act = probes.ACTIVATIONS.get(type(module))
+            mean_d = dead = saturated = None
+            if act is not None and out is not None:
+                mean_d, dead, saturated = probes.activation_stats(act, module, out.data, t.saturation_level)
+            layers.append(probes.LayerStats(
+                name=name, type=type(module).__name__, params=params_by_layer.get(name, {}),
+                output_shape=tuple(out.shape) if out is not None else None,
+                grad_in_norm=probes.norm(x.grad) if x is not None and x.grad is not None else None,
+                grad_out_norm=probes.norm(out.grad) if out is not None and out.grad is not None else None,
+                activation=act, mean_local_derivative=mean_d, dead_fraction=dead,
+                saturated_fraction=saturated))
+        return tuple(layers)
+
+    def _validation_loss(self) -> float | None:
+        if self.spec.val_data is None or self.step_count % self.config.val_every:
+            return None
+        Xv, yv = self.spec.val_data
+        self.model.eval()
+        try:
+            with no_grad():
+                value = float(self.spec.loss(self.model(Xv), yv).data)
+        except Exception as error:
+            self._stop("error", "computing the validation loss: " + _describe_error(error, self.spec.path))
+            value = None
+        finally:
+            self.model.train()
+        return value
+
+    def _publish(self, loss: float, penalty: float, layers: tuple, traced: bool) -> Snapshot:
+        step = self.step_count
+        if self._first_loss is None:
+            self._first_loss = loss
+        self._best_loss = min(self._best_loss, loss)
+        val = self._validation_loss()
+        if val is not None:
+            self._last_val = val
+
+        t = self.config.thresholds
+        conditions = (gradient_conditions(layers, t) + activation_conditions(layers, t)
+                      + loss_conditions(loss, self._first_loss, self._best_loss, t))
+        events = self.monitor.update(step, conditions)
+        self.warnings.extend(events)
+
+        self.history.record(step, self._series(loss, val, penalty, layers))
+        hit = self._check_breakpoints(step, loss, layers, events)
+        if self.max_steps is not None and step >= self.max_steps and not self.done:
+            self.state = FINISHED
+        histograms = self._histograms() if (traced or self.state != RUNNING
+                                             or step % self.config.histogram_every == 0) else None
+        snapshot = Snapshot(
+            step=step, epoch=self.epoch, state=self.state, loss=loss, val_loss=self._last_val,
+            penalty=penalty, lr=self.lr, steps_per_sec=self._rate.tick(),
+            regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
+            layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()),
+            stop=self.stop_info, hit=hit, histograms=histograms,
+            trace=summarise_trace(self.last_trace) if traced and self.last_trace is not None else None)
+        self.snapshot = snapshot
+        return snapshot
+
+    def _series(self, loss, val, penalty, layers) -> dict:
+        values = {"loss": loss, "lr": self.lr}
+        if val is not None:
+            values["val_loss"] = val
+        if self.regularizer is not None:
+            values["penalty"] = penalty
+        for layer in layers:
+            for p in layer.params.values():
+                values[f"{p.name}.grad_norm"] = p.grad_norm
+                values[f"{p.name}.penalty_grad_norm"] = p.penalty_grad_norm
+                values[f"{p.name}.weight_norm"] = p.weight_norm
+                values[f"{p.name}.update_ratio"] = p.update_ratio
+                values[f"{p.name}.sparsity"] = p.sparsity
+            if layer.grad_out_norm is not None:
+                values[f"{layer.name}.grad_out_norm"] = layer.grad_out_norm
+            if layer.mean_local_derivative is not None:
+                values[f"{layer.name}.mean_local_derivative"] = layer.mean_local_derivative
+        return values
+
+    def _check_breakpoints(self, step, loss, layers, events) -> Hit | None:
+        if not len(self.breakpoints):
+            return None
+        params = {p.name: p for layer in layers for p in layer.params.values()}
+        env = _Env({"loss": loss, "val_loss": self._last_val, "step": step, "epoch": self.epoch,
+                    "lr": self.lr}, params, {layer.name: layer for layer in layers})
+        started = {e.kind for e in events if e.event == "start"}
+        hit = self.breakpoints.check(step, env, started)
+        if hit is not None:
+            self.state = PAUSED
+            self._pending_steps = 0
+        return hit
+
+    def _histograms(self) -> dict:
+        bins = self.config.histogram_bins
+        out = {}
+        for name, p in self._params:
+            out[f"{name}.weight_hist"] = _histogram(p.data, bins)
+            if p.grad is not None:
+                out[f"{name}.grad_hist"] = _histogram(p.grad, bins)
+        return out
+
+    def _non_finite(self, X, y, loss_value, recorded) -> Snapshot:
+        """Find the first op that produced a NaN or Inf, warn, and stop without updating the weights."""
+        if recorded is None:  # run the same step again, recorded, to find where it happened
+            self.model.zero_grad()
+            try:
+                with trace() as recorded:
+                    loss = self.spec.loss(self.model(X), y)
+                    loss.backward()
+            except Exception:
+                pass
+        self.last_trace = recorded
+        where = locate_non_finite(recorded)
+        step = self.step_count + 1
+        message = (f"{where.describe()}: the gradient descent step would turn the weights into NaN; "
+                   f"the update was not applied" if where else
+                   f"loss = {loss_value}: a value became NaN or infinite")
+        event = WarningEvent(step, "non_finite", where.layer if where else None, where.op if where else None,
+                             loss_value, math.inf, message)
+        self.warnings.append(event)
+        self.step_count = step
+        self._stop("non_finite", message)
+        self.history.record(step, {"loss": loss_value, "lr": self.lr})
+        return self._publish_stopped(events=(event,), trace_summary=summarise_trace(recorded))
+
+    def _publish_stopped(self, events=(), trace_summary=None) -> Snapshot:
+        previous = self.snapshot
+        snapshot = Snapshot(
+            step=self.step_count, epoch=self.epoch, state=self.state,
+            loss=previous.loss if previous else math.nan,
+            val_loss=previous.val_loss if previous else None, penalty=previous.penalty if previous else 0.0,
+            lr=self.lr, steps_per_sec=0.0,
+            regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
+            layers=previous.layers if previous else (), warnings=tuple(events),
+            holding=tuple(self.monitor.holding()), stop=self.stop_info, trace=trace_summary,
+            histograms=self._histograms())
+        self.snapshot = snapshot
+        return snapshot
+
+
+def _histogram(values: np.ndarray, bins: int):
+    finite = values[np.isfinite(values)] if not np.all(np.isfinite(values)) else values
+    if finite.size == 0:
+        return (np.zeros(bins, dtype=np.int64), np.linspace(-1, 1, bins + 1))
+    counts, edges = np.histogram(finite, bins=bins)
+    return counts, edges
+
+
+def _check_loss(loss) -> None:
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"loss(pred, target) must return a calcml Tensor, got {type(loss).__name__}")
+    if loss.data.size != 1:
+        raise ValueError(f"loss(pred, target) must return a scalar, got shape {loss.shape}; "
+                         "reduce it with .mean() or .sum()")
+    if not loss.requires_grad:
+        raise ValueError("the loss does not depend on any parameter: was it computed under cm.no_grad(), "
+                         "or from .data arrays instead of tensors?")
+
+
+def _describe_error(error: BaseException, path: str) -> str:
+    return user_traceback(error, path)
+
+
+class _Rate:
+    """Steps per second over the last second or so."""
+
+    def __init__(self):
+        self._times: deque = deque(maxlen=256)
+
+    def tick(self) -> float:
+        now = time.perf_counter()
+        self._times.append(now)
+        while len(self._times) > 2 and now - self._times[0] > 1.0:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / (self._times[-1] - self._times[0])

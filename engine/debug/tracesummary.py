@@ -1,0 +1,116 @@
+"""Small summaries of a recorded iteration, for stepping through it op by op.
+
+A front end in another process cannot hold the arrays, so each op is summarised: its formula,
+and for each array (value, upstream gradient, local factor, gradient passed on) the shape, mean,
+std, min, max, number of zeros and of non-finite entries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ArrayStats:
+    shape: tuple
+    mean: float
+    std: float
+    min: float
+    max: float
+    zeros: int
+    non_finite: int
+
+    @classmethod
+    def of(cls, value) -> "ArrayStats | None":
+        if value is None:
+            return None
+        a = np.asarray(value, dtype=float)
+        finite = np.isfinite(a)
+        n_bad = int(a.size - np.count_nonzero(finite))
+        good = a[finite] if n_bad else a
+        if good.size == 0:
+            return cls(a.shape, float("nan"), float("nan"), float("nan"), float("nan"), 0, n_bad)
+        return cls(tuple(a.shape), float(good.mean()), float(good.std()), float(good.min()), float(good.max()),
+                   int(a.size - np.count_nonzero(a)), n_bad)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if k == "shape" else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class OpSummary:
+    index: int            # position in the stepping order (forward ops first, then backward)
+    phase: str            # 'forward' or 'backward'
+    op: str
+    id: int               # value id of the op's output
+    scope: str
+    module_type: str | None
+    inputs: tuple         # labels of the inputs: parameter names or %ids
+    formulas: tuple
+    value: ArrayStats | None = None          # forward: the output
+    upstream: ArrayStats | None = None       # backward: dL/d(output)
+    factors: tuple = ()                      # backward: per input, ArrayStats of the local factor or None
+    grads: tuple = ()                        # backward: per input, ArrayStats of the gradient passed on
+
+    @property
+    def non_finite(self) -> int:
+        arrays = [self.value, self.upstream, *self.grads]
+        return sum(a.non_finite for a in arrays if a is not None)
+
+    @property
+    def layer(self) -> str:
+        return self.scope or "model"
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    ops: tuple
+
+    def first_non_finite(self) -> int | None:
+        for op in self.ops:
+            if op.non_finite:
+                return op.index
+        return None
+
+
+@dataclass(frozen=True)
+class Location:
+    phase: str
+    op: str
+    layer: str | None
+    index: int
+
+    def describe(self) -> str:
+        where = f"{self.layer} " if self.layer else ""
+        what = "produced a non-finite value" if self.phase == "forward" else "produced a non-finite gradient"
+        return f"{where}op {self.op} (#{self.index} of the {self.phase} pass) first {what}"
+
+
+def summarise_trace(t) -> TraceSummary | None:
+    if t is None:
+        return None
+    ops = []
+    for r in t.forward:
+        ops.append(OpSummary(len(ops), "forward", r.op, r.id, r.scope, r.module_type,
+                             tuple(t.label(i) for i in r.inputs), r.formulas, value=ArrayStats.of(r.value)))
+    for r in t.backward:
+        ops.append(OpSummary(len(ops), "backward", r.op, r.id, r.scope, r.module_type,
+                             tuple(t.label(i) for i in r.inputs), r.formulas, upstream=ArrayStats.of(r.upstream),
+                             factors=tuple(ArrayStats.of(f) for f in r.factors),
+                             grads=tuple(ArrayStats.of(g) for g in r.grads)))
+    return TraceSummary(tuple(ops))
+
+
+def locate_non_finite(t) -> Location | None:
+    """The first forward op (in order) whose output is non-finite, else the first backward op that
+    produced a non-finite gradient."""
+    if t is None:
+        return None
+    for r in t.forward:
+        if not np.all(np.isfinite(r.value)):
+            return Location("forward", r.op, r.scope or None, r.index)
+    for r in t.backward:
+        if any(g is not None and not np.all(np.isfinite(g)) for g in r.grads):
+            return Location("backward", r.op, r.scope or None, r.index)
+    return None
