@@ -16,9 +16,10 @@ KINDS = ("vanishing_gradient", "exploding_gradient", "dead_relu", "saturation", 
 @dataclass
 class Thresholds:
     """When each warning fires. All are configurable (SessionConfig.thresholds)."""
-    vanishing_ratio: float = 1e-3     # a layer's ‖∇W‖ below this fraction of a later layer's
-    exploding_ratio: float = 1e3      # a layer's ‖∇W‖ above this multiple of every later layer's
-    exploding_norm: float = 1e3       # or any layer's ‖∇W‖ above this
+    # The chain-rule product from the loss down to a layer: ‖∂L/∂a_k‖ / ‖∂L/∂a_last‖.
+    vanishing_ratio: float = 1e-3     # below this, the gradient vanishes on its way back
+    exploding_ratio: float = 1e3      # above this, it explodes
+    exploding_norm: float = 1e3       # any parameter's ‖∇θ‖ above this explodes too
     dead_fraction: float = 0.5        # ReLU layers with at least this fraction of dead units
     saturated_fraction: float = 0.5   # sigmoid/tanh layers with at least this fraction saturated
     saturation_level: float = 0.01    # a unit is saturated below this fraction of the max derivative
@@ -58,41 +59,49 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def layer_grad_norms(layers) -> list:
-    """(layer name, ‖∇θ‖ of its parameters' data-loss gradients) in forward order."""
-    out = []
-    for layer in layers:
-        if layer.params:
-            total = math.sqrt(sum(p.grad_norm ** 2 for p in layer.params.values()))
-            out.append((layer.name, total))
-    return out
+def _label(layer) -> str:
+    return f"{layer.name} ({layer.type})"
+
+
+def chain_products(layers) -> list:
+    """(layer, ‖∂L/∂output of the layer‖ / ‖∂L/∂output of the last layer with weights‖) per layer
+    with weights, input side first: the product of the chain-rule factors from the loss down to it."""
+    weighted = [l for l in layers if l.params and l.grad_out_norm is not None]
+    if not weighted or not weighted[-1].grad_out_norm:
+        return []
+    top = weighted[-1].grad_out_norm
+    return [(l, l.grad_out_norm / top) for l in weighted[:-1]]
 
 
 def gradient_conditions(layers, t: Thresholds) -> list:
     conditions = []
-    norms = layer_grad_norms(layers)
-    for k, (name, g) in enumerate(norms):
-        later = [n for _, n in norms[k + 1:]]
-        if g > t.exploding_norm:
-            conditions.append(Condition(
-                "exploding_gradient", name, g, t.exploding_norm,
-                f"{name}: ‖∇W‖ = {_fmt(g)} is above {_fmt(t.exploding_norm)}: the update "
-                f"θ ← θ − η·∇θL will overshoot; lower the learning rate or the initial weights"))
+    for layer in layers:
+        for short, p in layer.params.items():
+            if p.grad_norm > t.exploding_norm:
+                conditions.append(Condition(
+                    "exploding_gradient", layer.name, p.grad_norm, t.exploding_norm,
+                    f"{_label(layer)}: ‖∇{short}‖ = {_fmt(p.grad_norm)} is above {_fmt(t.exploding_norm)}: "
+                    f"the step θ ← θ − η·∇θL will overshoot; lower the learning rate or the initial weights"))
+                break
+    flagged = {c.layer for c in conditions}
+    position = {layer.name: i for i, layer in enumerate(layers)}
+    for layer, product in chain_products(layers):
+        if layer.name in flagged:
             continue
-        if not later or max(later) <= 0:
-            continue
-        ratio = g / max(later)
-        if ratio < t.vanishing_ratio:
+        dead_above = any(l.dead_fraction is not None and l.dead_fraction >= t.dead_fraction
+                         for l in layers[position[layer.name] + 1:])
+        if dead_above and product < t.vanishing_ratio:
+            continue  # dead ReLUs above explain it, and dead_relu says so
+        if product < t.vanishing_ratio:
             conditions.append(Condition(
-                "vanishing_gradient", name, ratio, t.vanishing_ratio,
-                f"{name}: ‖∇W‖ = {_fmt(g)} is {_fmt(ratio)} of the layers nearer the loss: the "
-                f"chain-rule product of the layers above it shrinks the gradient (sigmoid' ≤ 1/4)"))
-        elif min(later) > 0 and g / min(later) > t.exploding_ratio:
-            growth = g / min(later)
+                "vanishing_gradient", layer.name, product, t.vanishing_ratio,
+                f"{_label(layer)}: the chain-rule product from the loss down to this layer is "
+                f"{_fmt(product)}: the gradient vanishes on its way back (each sigmoid factor is ≤ 1/4)"))
+        elif product > t.exploding_ratio:
             conditions.append(Condition(
-                "exploding_gradient", name, growth, t.exploding_ratio,
-                f"{name}: ‖∇W‖ = {_fmt(g)} is {_fmt(growth)}× a layer nearer the loss: the chain-rule "
-                f"product of the layers above it grows the gradient; shrink the initial weights"))
+                "exploding_gradient", layer.name, product, t.exploding_ratio,
+                f"{_label(layer)}: the chain-rule product from the loss down to this layer is "
+                f"{_fmt(product)}: the gradient grows on its way back; shrink the initial weights"))
     return conditions
 
 
@@ -102,12 +111,12 @@ def activation_conditions(layers, t: Thresholds) -> list:
         if layer.dead_fraction is not None and layer.dead_fraction >= t.dead_fraction:
             conditions.append(Condition(
                 "dead_relu", layer.name, layer.dead_fraction, t.dead_fraction,
-                f"{layer.name}: {layer.dead_fraction:.0%} of ReLU units output 0 for the whole batch: "
+                f"{_label(layer)}: {layer.dead_fraction:.0%} of ReLU units output 0 for the whole batch: "
                 f"their derivative is 0, so no gradient reaches the weights before them"))
         if layer.saturated_fraction is not None and layer.saturated_fraction >= t.saturated_fraction:
             conditions.append(Condition(
                 "saturation", layer.name, layer.saturated_fraction, t.saturated_fraction,
-                f"{layer.name}: {layer.saturated_fraction:.0%} of {layer.activation} units are saturated: "
+                f"{_label(layer)}: {layer.saturated_fraction:.0%} of {layer.activation} units are saturated: "
                 f"their derivative is below {t.saturation_level:.0%} of its maximum, so the gradient stops"))
     return conditions
 

@@ -315,7 +315,8 @@ class Session:
         context = trace() if traced else nullcontext()
         scope.recorder = recorder
         try:
-            with context as recorded:
+            # NaN and Inf are found and explained below; numpy's own warnings would only be noise.
+            with context as recorded, np.errstate(all="ignore"):
                 loss = spec.loss(self.model(X), y)
                 _check_loss(loss)
                 self.optimizer.zero_grad()
@@ -479,7 +480,7 @@ class Session:
         if recorded is None:  # run the same step again, recorded, to find where it happened
             self.model.zero_grad()
             try:
-                with trace() as recorded:
+                with trace() as recorded, np.errstate(all="ignore"):
                     loss = self.spec.loss(self.model(X), y)
                     loss.backward()
             except Exception:
@@ -487,9 +488,9 @@ class Session:
         self.last_trace = recorded
         where = locate_non_finite(recorded)
         step = self.step_count + 1
-        message = (f"{where.describe()}: the gradient descent step would turn the weights into NaN; "
-                   f"the update was not applied" if where else
-                   f"loss = {loss_value}: a value became NaN or infinite")
+        message = (f"loss = {loss_value}: {where.describe()}. The update was not applied, so the "
+                   f"weights are as they were before this step" if where else
+                   f"loss = {loss_value}: a value became NaN or infinite; the update was not applied")
         event = WarningEvent(step, "non_finite", where.layer if where else None, where.op if where else None,
                              loss_value, math.inf, message)
         self.warnings.append(event)

@@ -80,11 +80,22 @@ class Location:
     op: str
     layer: str | None
     index: int
+    bad: int = 0       # non-finite entries in that op's output (or gradient)
+    size: int = 0
+    kinds: str = ""    # 'nan', 'inf' or 'nan and inf'
 
     def describe(self) -> str:
-        where = f"{self.layer} " if self.layer else ""
-        what = "produced a non-finite value" if self.phase == "forward" else "produced a non-finite gradient"
-        return f"{where}op {self.op} (#{self.index} of the {self.phase} pass) first {what}"
+        where = f"layer {self.layer}" if self.layer else "the loss function"
+        what = "output" if self.phase == "forward" else "gradient"
+        return (f"{self.phase} op #{self.index} '{self.op}' in {where} produced the first non-finite "
+                f"{what} ({self.bad} of {self.size} entries {self.kinds})")
+
+
+def _bad(a) -> tuple:
+    a = np.asarray(a)
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    kinds = " and ".join(k for k, n in (("nan", nan), ("inf", inf)) if n)
+    return nan + inf, a.size, kinds
 
 
 def summarise_trace(t) -> TraceSummary | None:
@@ -109,8 +120,9 @@ def locate_non_finite(t) -> Location | None:
         return None
     for r in t.forward:
         if not np.all(np.isfinite(r.value)):
-            return Location("forward", r.op, r.scope or None, r.index)
+            return Location("forward", r.op, r.scope or None, r.index, *_bad(r.value))
     for r in t.backward:
-        if any(g is not None and not np.all(np.isfinite(g)) for g in r.grads):
-            return Location("backward", r.op, r.scope or None, r.index)
+        for g in r.grads:
+            if g is not None and not np.all(np.isfinite(g)):
+                return Location("backward", r.op, r.scope or None, r.index, *_bad(g))
     return None

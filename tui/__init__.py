@@ -1,0 +1,1 @@
+"""calcml's front ends: the `calcml-debug` command, headless and in a Textual interface."""

@@ -1,0 +1,113 @@
+"""`calcml-debug [MODEL.py]`: the entry point. Exit 0 on success (a breakpoint stop included),
+2 on a bad model file or usage, 1 on an internal error."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+
+CONTRACT = """\
+A model file is a Python file that defines, at top level:
+  model      a cm.nn.Module                    (required)
+  loss       loss(pred, target) -> scalar      (required)
+  data       (X, y) numpy arrays, or an iterable / function giving (X, y) batches (required)
+  optimizer  a cm.optim optimiser              (default: SGD, lr 0.01)
+  regularizer  cm.reg.L1(λ) or cm.reg.L2(λ)    (default: none)
+  batch_size, val_data, seed, steps            (optional)
+Its docstring is shown as the model's description. Without a file, a built-in demo
+(a deep sigmoid network whose gradients vanish) runs.
+
+breakpoints (--break-on, comma separated): vanishing_gradient, exploding_gradient,
+dead_relu, saturation, non_finite, loss_diverging, 'step=N', 'every=N';
+conditions with --break-if, e.g. --break-if 'grad_norm("0.weight") < 1e-6'.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calcml-debug", description="Watch a neural network train: gradients, warnings, the chain rule.",
+        epilog=CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", help="the model file (default: the built-in demo)")
+    parser.add_argument("--headless", action="store_true", help="no interface: print progress and a report")
+    parser.add_argument("--steps", type=_positive, help="stop after N training steps")
+    parser.add_argument("--json", metavar="FILE", help="write the run report (schema calcml.report/1) to FILE")
+    parser.add_argument("--break-on", metavar="KINDS", default="",
+                        help="pause (headless: stop) on these warning kinds or 'step=N' / 'every=N'")
+    parser.add_argument("--break-if", metavar="COND", action="append", default=[],
+                        help="pause when a condition over the statistics holds (repeatable)")
+    parser.add_argument("--every", metavar="K", type=_positive, help="pause every K steps")
+    parser.add_argument("--seed", type=int, help="seed for initialisation and batching (overrides the file's)")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def demo_path() -> str:
+    from importlib import resources
+    return str(resources.files("calcml.samples") / "deep_sigmoid.py")
+
+
+def breakpoint_specs(args) -> list:
+    specs = [s.strip() for s in args.break_on.split(",") if s.strip()]
+    if args.every:
+        specs.append(f"every {args.every}")
+    return specs + list(args.break_if)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # never a wall of calcml traceback: a short note and a file
+        return _internal_error(error)
+
+
+def _run(args) -> int:
+    from calcml.debug import BreakpointError, ModelFileError, Session, load_model_file
+
+    path = args.model or demo_path()
+    try:
+        spec = load_model_file(path, seed=args.seed, steps=args.steps)
+    except ModelFileError as error:
+        print(f"calcml-debug: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    session = Session(spec)
+    try:
+        for text in breakpoint_specs(args):
+            session.add_breakpoint(text)
+    except BreakpointError as error:
+        print(f"calcml-debug: breakpoint refused: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.headless:
+        from .app import run_app
+        return run_app(session, json_path=args.json)
+    from .headless import run_headless
+    return run_headless(session, json_path=args.json)
+
+
+def _internal_error(error: BaseException) -> int:
+    fd, path = tempfile.mkstemp(prefix="calcml-crash-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        traceback.print_exception(error, file=f)
+    print(f"calcml-debug: internal error: {type(error).__name__}: {error}\n"
+          f"This is a bug in calcml, not in your model. The details are in {path}.", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
