@@ -9,11 +9,16 @@ import numpy as np
 from .tensor import Tensor, where
 
 
+def _shift(x: Tensor, axis):
+    """The max along `axis` (0 where it is not finite), a constant: no gradient flows through it."""
+    shift = np.max(x.data, axis=axis, keepdims=True)
+    return np.where(np.isfinite(shift), shift, 0.0).astype(x.dtype)
+
+
 def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
     """log Σ exp(x), shifted by the max so that exp never overflows."""
     # The shift is a constant: logsumexp is unchanged by it, so no gradient flows through it.
-    shift = np.max(x.data, axis=axis, keepdims=True)
-    shift = np.where(np.isfinite(shift), shift, 0.0)
+    shift = _shift(x, axis)
     shifted = x - shift
     result = shifted.exp().sum(axis=axis, keepdims=True).log() + shift
     if not keepdims:
@@ -22,8 +27,14 @@ def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
 
 
 def log_softmax(x: Tensor, axis=-1) -> Tensor:
-    """x - logsumexp(x): log-probabilities that stay finite for logits of any size."""
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    """x - logsumexp(x): log-probabilities that stay finite for logits of any size.
+
+    Computed as (x - m) - log Σ exp(x - m), m the max: subtracting the large m + log Σ from x
+    instead would round log-probabilities to the precision of |m| (1e-4 relative in float32
+    for logits near 1e4).
+    """
+    shifted = x - _shift(x, axis)
+    return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
 
 def softmax(x: Tensor, axis=-1) -> Tensor:
@@ -34,8 +45,11 @@ def softplus(x: Tensor) -> Tensor:
     """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), with max(x, 0) written (x + |x|)/2.
 
     That form never overflows, and its derivative is exactly sigmoid(x), 1/2 at x = 0 included.
+    |x| is written x * s with the sign s a constant that is +1 at 0 (not abs, whose derivative
+    sign(0) = 0 would make the second derivative 0 instead of 1/4 at x = 0): on each side the
+    formula is an exact smooth identity for softplus, so derivatives of every order are right.
     """
-    magnitude = x.abs()
+    magnitude = x * np.where(x.data >= 0, 1.0, -1.0).astype(x.dtype)
     return (x + magnitude) * 0.5 + (-magnitude).exp().log1p()
 
 

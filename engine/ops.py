@@ -58,7 +58,9 @@ def _reshape(x, shape):
 
 
 def _transpose(x, axes):
-    return x.transpose(axes) if _is_tensor(x) else np.transpose(x, axes)
+    if _is_tensor(x):  # Tensor.transpose(None) would read None as an axis: no axes means reverse them
+        return x.transpose() if axes is None else x.transpose(axes)
+    return np.transpose(x, axes)
 
 
 def _broadcast_to(x, shape):
@@ -89,7 +91,7 @@ def unbroadcast(g, shape: tuple):
 def _keepdims_shape(shape: tuple, axis) -> tuple:
     if axis is None:
         return (1,) * len(shape)
-    axes = (axis,) if isinstance(axis, int) else axis
+    axes = (axis,) if np.ndim(axis) == 0 else axis  # an int or a numpy integer, else a tuple
     axes = {a % len(shape) for a in axes}
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
@@ -104,7 +106,7 @@ def _expand(g, shape: tuple, axis, keepdims: bool):
 def _reduced_count(shape: tuple, axis) -> int:
     if axis is None:
         return int(np.prod(shape))
-    axes = (axis,) if isinstance(axis, int) else axis
+    axes = (axis,) if np.ndim(axis) == 0 else axis
     return int(np.prod([shape[a] for a in axes]))
 
 
@@ -120,8 +122,10 @@ def _max_mask(x, out, axis, keepdims):
 # -- forward helpers ---------------------------------------------------------------------
 
 def _sigmoid(x):
-    # 0.5 * (1 + tanh(x/2)) is exact and never overflows, for any x.
-    return 0.5 * np.tanh(0.5 * x) + 0.5
+    # 1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x) for x < 0: never overflows, and keeps full
+    # relative precision for negative x (0.5 * tanh(x/2) + 0.5 cancels to exactly 0 below -37).
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _clip(x, lo, hi):

@@ -378,6 +378,8 @@ def _lift(value, like) -> Tensor:
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         dtype = like.data.dtype if like is not None else np.float64
         return _wrap(np.asarray(value, dtype=dtype))
+    if isinstance(value, (list, tuple)) and like is not None:  # lists, like numbers, follow the tensor
+        return Tensor(value, dtype=like.data.dtype)
     return Tensor(value)
 
 
@@ -475,7 +477,7 @@ def _backprop(root: Tensor, seed, create_graph: bool, targets):
     _trace.active = None
     try:
         with _grad_mode(create_graph):
-            _run_backward(order, grads, found, targets, create_graph, tracer)
+            _run_backward(order, grads, found, targets, create_graph, tracer, set())
     finally:
         _trace.active = tracer
     # a leaf root (or a target that is the root itself)
@@ -485,11 +487,11 @@ def _backprop(root: Tensor, seed, create_graph: bool, targets):
             if id(root) in targets:
                 found[id(root)] = seed_value
         elif root.requires_grad and seed_value is not None:
-            _accumulate_leaf(root, _raw(seed_value), shared=True)
+            _accumulate_leaf(root, _raw(seed_value), shared=True, claimed=set())
     return found
 
 
-def _run_backward(order, grads, found, targets, create_graph, tracer):
+def _run_backward(order, grads, found, targets, create_graph, tracer, claimed):
     """The chain rule, op by op, from the output back to the leaves."""
     for node in reversed(order):
         g = grads.pop(id(node), None)
@@ -527,18 +529,33 @@ def _run_backward(order, grads, found, targets, create_graph, tracer):
                     previous = found.get(key)
                     found[key] = contribution if previous is None else previous + contribution
             else:
-                _accumulate_leaf(parent, contribution, shared=contribution is g)
+                _accumulate_leaf(parent, contribution, contribution is g, claimed)
         if record is not None:
             tracer.end_backward(record)
 
 
-def _accumulate_leaf(leaf: Tensor, contribution, shared: bool) -> None:
+def _memory_owner(array):
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _accumulate_leaf(leaf: Tensor, contribution, shared: bool, claimed: set) -> None:
+    """Add a contribution to `leaf.grad`, making sure no two leaves' `.grad` share memory.
+
+    Backward rules return fresh arrays or views of them (a transpose, a reshape); a view can be
+    kept as `.grad` only if no other leaf already holds the same memory (`claimed`, per backward).
+    """
     if contribution.dtype != leaf.data.dtype:
         contribution = contribution.astype(leaf.data.dtype)
         shared = False
     if leaf.grad is None:
-        # Own the array: it may be the upstream gradient itself or a read-only broadcast view.
-        leaf.grad = contribution.copy() if (shared or not contribution.flags.writeable) else contribution
+        owner = id(_memory_owner(contribution))
+        if shared or owner in claimed or not contribution.flags.writeable:
+            contribution = contribution.copy()
+            owner = id(contribution)
+        claimed.add(owner)
+        leaf.grad = contribution
     else:
         leaf.grad = leaf.grad + contribution
 
@@ -589,5 +606,5 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, allow_u
         elif isinstance(g, Tensor):
             results.append(g)
         else:
-            results.append(_wrap(np.array(g, copy=True)))
+            results.append(_wrap(np.array(g, dtype=t.dtype, copy=True)))
     return results
