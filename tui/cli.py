@@ -94,8 +94,11 @@ def _run(args) -> int:
         print(f"calcml-debug: breakpoint refused: {error}", file=sys.stderr)
         return EXIT_USAGE
     if not args.headless:
+        # The model file loaded: train it in a child process and open the interface.
         from .app import run_app
-        return run_app(session, json_path=args.json)
+        from .backend import ProcessBackend
+        return run_app(ProcessBackend(path, seed=spec.seed, steps=args.steps,
+                                      breakpoints=breakpoint_specs(args), json_path=args.json))
     from .headless import run_headless
     return run_headless(session, json_path=args.json)
 

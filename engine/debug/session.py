@@ -344,14 +344,19 @@ class Session:
             for name, p in self._params:
                 if name in penalty_grads and p.grad is not None:
                     p.grad = p.grad + penalty_grads[name]
+        # Summarise the trace before the update: its arrays are references, and some (W^T, the
+        # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
+        trace_summary = summarise_trace(recorded) if traced else None
         for name, p in self._params:
             np.copyto(self._before[name], p.data)
         self.optimizer.step()
         self.step_count += 1
 
         layers = self._measure(recorder, data_grads, penalty_grads)
+        want_histograms = traced or self.state != RUNNING or self.step_count % self.config.histogram_every == 0
+        histograms = self._histograms(recorder) if want_histograms else None
         recorder.clear()
-        return self._publish(loss_value, penalty, layers, traced)
+        return self._publish(loss_value, penalty, layers, histograms, trace_summary)
 
     def _measure(self, recorder, data_grads, penalty_grads) -> tuple:
         t = self.config.thresholds
@@ -403,7 +408,8 @@ class Session:
             self.model.train()
         return value
 
-    def _publish(self, loss: float, penalty: float, layers: tuple, traced: bool) -> Snapshot:
+    def _publish(self, loss: float, penalty: float, layers: tuple, histograms=None,
+                 trace_summary=None) -> Snapshot:
         step = self.step_count
         if self._first_loss is None:
             self._first_loss = loss
@@ -422,15 +428,13 @@ class Session:
         hit = self._check_breakpoints(step, loss, layers, events)
         if self.max_steps is not None and step >= self.max_steps and not self.done:
             self.state = FINISHED
-        histograms = self._histograms() if (traced or self.state != RUNNING
-                                             or step % self.config.histogram_every == 0) else None
         snapshot = Snapshot(
             step=step, epoch=self.epoch, state=self.state, loss=loss, val_loss=self._last_val,
             penalty=penalty, lr=self.lr, steps_per_sec=self._rate.tick(),
             regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
             layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()),
             stop=self.stop_info, hit=hit, histograms=histograms,
-            trace=summarise_trace(self.last_trace) if traced and self.last_trace is not None else None)
+            trace=trace_summary)
         self.snapshot = snapshot
         return snapshot
 
@@ -466,13 +470,42 @@ class Session:
             self._pending_steps = 0
         return hit
 
-    def _histograms(self) -> dict:
+    def initial_snapshot(self) -> Snapshot:
+        """Step 0, before any training: the weights as initialised (and their histograms)."""
+        layers = []
+        params = {}
+        for name, p in self._params:
+            w = probes.norm(p.data)
+            params[name] = probes.ParamStats(name, p.shape, 0.0, 0.0, 0.0, w, 0.0, 0.0, float(
+                np.count_nonzero(np.abs(p.data) < self.config.thresholds.sparsity_threshold)) / max(p.size, 1))
+        for layer_name, module in self.layers:
+            own = {short: params[f"{layer_name}.{short}" if layer_name != "model" else short]
+                   for short, p in module._parameters.items() if p is not None}
+            layers.append(probes.LayerStats(layer_name, type(module).__name__, own,
+                                            activation=probes.ACTIVATIONS.get(type(module))))
+        snapshot = Snapshot(step=0, epoch=0, state=self.state, loss=math.nan, val_loss=None, penalty=0.0,
+                            lr=self.lr, steps_per_sec=0.0,
+                            regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer
+                            else ("none", 0.0), layers=tuple(layers), warnings=(), holding=(),
+                            histograms=self._histograms())
+        self.snapshot = snapshot
+        return snapshot
+
+    def _histograms(self, recorder=None) -> dict:
+        """Histograms of every weight and gradient ('<param>.weight_hist', '<param>.grad_hist')
+        and of each activation's local derivative at this step ('<layer>.deriv_hist')."""
         bins = self.config.histogram_bins
         out = {}
         for name, p in self._params:
             out[f"{name}.weight_hist"] = _histogram(p.data, bins)
             if p.grad is not None:
                 out[f"{name}.grad_hist"] = _histogram(p.grad, bins)
+        if recorder is not None:
+            for name, module in self.layers:
+                kind = probes.ACTIVATIONS.get(type(module))
+                _, output = recorder.calls.get(name, (None, None))
+                if kind is not None and output is not None:
+                    out[f"{name}.deriv_hist"] = _histogram(probes.local_derivative(kind, module, output.data), bins)
         return out
 
     def _non_finite(self, X, y, loss_value, recorded) -> Snapshot:

@@ -1,0 +1,246 @@
+"""The Textual interface: `calcml-debug model.py`.
+
+The app only renders the `DebugState` a backend keeps up to date, and sends commands. A timer
+looks at the state ten times a second and redraws what changed (tables); plots redraw at most
+a few times a second. Training runs elsewhere (a child process), so a key press is handled at
+once even while a step is running, and q quits even if a step hangs.
+"""
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, RichLog, TabbedContent, TabPane
+
+from .backend import Backend
+from .widgets.layers import WARNING_MARKS, LayerTable
+from .widgets.plots import GradientFlowPlot, LossPlot
+from .widgets.status import StatusBar
+
+TABLE_HZ = 10
+PLOT_HZ = 3
+NARROW = 110   # below this many columns, plots share the screen with the table (key g)
+LR_FACTOR = 2.0
+
+
+def warning_line(w) -> Text:
+    symbol, style = WARNING_MARKS.get(w.kind, ("?", "red"))
+    text = Text()
+    text.append(f"{w.step:>7} ", style="dim")
+    if w.event == "clear":
+        text.append(f"✓ {w.kind} ", style="green")
+        text.append(w.message.removeprefix("cleared: "), style="dim")
+    else:
+        text.append(f"{symbol} {w.kind} ", style=style)
+        text.append(w.message)
+    return text
+
+
+class DebuggerApp(App):
+    TITLE = "calcml"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("space", "toggle_pause", "pause/run"),
+        Binding("n", "next_step", "step"),
+        Binding("s", "step_into", "step into"),
+        Binding("c", "continue", "continue", show=False),
+        Binding("enter", "inspect", "inspect", show=False),
+        Binding("b", "breakpoints", "breaks"),
+        Binding("r", "regularisation", "reg"),
+        Binding("left_square_bracket", "lr_down", "lr÷2", key_display="[", show=False),
+        Binding("right_square_bracket", "lr_up", "lr×2", key_display="]", show=False),
+        Binding("g", "toggle_plots", "plots"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+q", "quit", "quit", show=False, priority=True),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(self, backend: Backend, clock=time.monotonic):
+        super().__init__()
+        self.backend = backend
+        self._seen: dict = {}
+        self._seen_plot = -1
+        self._last_plot = 0.0
+        self._clock = clock
+        self._state_name = None
+
+    # -- layout --------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield LayerTable(id="layers")
+                with TabbedContent(id="panes"):
+                    with TabPane("Warnings", id="warnings-tab"):
+                        yield RichLog(id="warnings", wrap=True, markup=False, max_lines=2000)
+                    with TabPane("Model output", id="log-tab"):
+                        yield RichLog(id="log", wrap=True, markup=False, max_lines=2000)
+            with Vertical(id="plots"):
+                yield GradientFlowPlot(id="gradflow")
+                yield LossPlot(id="loss")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.backend.start()
+        self._apply_width(self.size.width)
+        self.set_interval(1 / TABLE_HZ, self.poll)
+        self.poll()
+
+    def on_resize(self, event) -> None:
+        self._apply_width(event.size.width)
+
+    def _apply_width(self, width: int) -> None:
+        self.screen.set_class(width < NARROW, "-narrow")
+
+    # -- keeping up with the state ---------------------------------------------------------
+    def poll(self) -> None:
+        """Redraw what changed since the last look (never waits on training)."""
+        self.backend.poll()
+        state = self.backend.state
+        with state.lock:
+            versions = dict(state.versions)
+        changed = {k for k, v in versions.items() if self._seen.get(k) != v}
+        self._seen = versions
+        if changed & {"snapshot", "state", "model"}:
+            self.query_one(StatusBar).show(state)
+            self.query_one(LayerTable).show(state.snapshot, state.history)
+        if "state" in changed and state.state != self._state_name:
+            self._state_name = state.state
+            self.refresh_bindings()
+        if "warnings" in changed:
+            self._show_new_warnings(state)
+        if "logs" in changed:
+            self._show_new_logs(state)
+        now = self._clock()
+        if versions["history"] != self._seen_plot and now - self._last_plot >= 1 / PLOT_HZ:
+            if self._draw_plots(state):
+                self._seen_plot = versions["history"]
+                self._last_plot = now
+        screen = self.screen
+        if changed and hasattr(screen, "refresh_state"):
+            screen.refresh_state(state, changed)
+
+    def _draw_plots(self, state) -> bool:
+        """Redraw the plots if they are on screen; False if they could not be drawn now."""
+        plots = self.query_one("#plots")
+        if not plots.display or plots.size.width == 0:
+            return False
+        layer_params = _layer_weight_params(state.model or {})
+        self.query_one(GradientFlowPlot).show(state.history, layer_params)
+        self.query_one(LossPlot).show(state.history)
+        return True
+
+    _warnings_shown = 0
+    _logs_shown = 0
+
+    def _show_new_warnings(self, state) -> None:
+        items, self._warnings_shown = state.since("warnings", self._warnings_shown)
+        log = self.query_one("#warnings", RichLog)
+        for w in items:
+            log.write(warning_line(w))
+
+    def _show_new_logs(self, state) -> None:
+        items, self._logs_shown = state.since("logs", self._logs_shown)
+        log = self.query_one("#log", RichLog)
+        for stream, text in items:
+            log.write(Text(text.rstrip("\n"), style="red" if stream == "stderr" else ""))
+
+    # -- which keys make sense now -----------------------------------------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        state = self.backend.state.state
+        done = state in ("finished", "stopped")
+        if action in ("next_step", "step_into", "continue"):
+            return state == "paused" or None   # shown greyed while running or done
+        if action == "toggle_pause":
+            return not done or None
+        if action in ("lr_up", "lr_down"):
+            return not done or None
+        if action == "toggle_plots":
+            return self.screen.has_class("-narrow") or False
+        return True
+
+    # -- actions ---------------------------------------------------------------------------
+    def action_toggle_pause(self) -> None:
+        if self.backend.state.state == "running":
+            self.backend.pause()
+        else:
+            self.backend.run()
+
+    def action_next_step(self) -> None:
+        self.backend.step(1)
+
+    def action_step_into(self) -> None:
+        from .screens.stepinto import StepIntoScreen
+        self.backend.step_into()
+        self.push_screen(StepIntoScreen())
+
+    def action_continue(self) -> None:
+        self.backend.run()
+
+    def action_lr_up(self) -> None:
+        self._scale_lr(LR_FACTOR)
+
+    def action_lr_down(self) -> None:
+        self._scale_lr(1 / LR_FACTOR)
+
+    def _scale_lr(self, factor: float) -> None:
+        snap = self.backend.state.snapshot
+        if snap is None:
+            return
+        lr = snap.lr * factor
+        self.backend.set_lr(lr)
+        self.notify(f"learning rate → {lr:.3g}", timeout=2)
+
+    def action_toggle_plots(self) -> None:
+        self.screen.toggle_class("-show-plots")
+        self._seen_plot = -1
+
+    def action_inspect(self) -> None:
+        layer = self.query_one(LayerTable).selected_layer
+        if layer is not None:
+            from .screens.inspector import InspectorScreen
+            self.push_screen(InspectorScreen(layer))
+
+    def on_data_table_row_selected(self, event) -> None:
+        self.action_inspect()
+
+    def action_breakpoints(self) -> None:
+        from .screens.breakpoints import BreakpointsScreen
+        self.push_screen(BreakpointsScreen())
+
+    def action_regularisation(self) -> None:
+        from .screens.regularisation import RegularisationScreen
+        self.push_screen(RegularisationScreen())
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        self.backend.close()
+        self.exit(0)
+
+
+def _layer_weight_params(model: dict) -> list:
+    """(layer name, its weight's full name) for each layer with a weight, input side first."""
+    params = [p["name"] for p in model.get("params", [])]
+    out = []
+    for layer in model.get("layers", []):
+        prefix = "" if layer["name"] == "model" else layer["name"] + "."
+        for candidate in (prefix + "weight",):
+            if candidate in params:
+                out.append((layer["name"], candidate))
+    return out
+
+
+def run_app(backend: Backend) -> int:
+    app = DebuggerApp(backend)
+    try:
+        result = app.run()
+    finally:
+        backend.close()
+    return result if isinstance(result, int) else 0

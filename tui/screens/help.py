@@ -1,0 +1,49 @@
+"""? : the keys, and what the numbers mean."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP = """\
+[b]Keys[/b]
+  space   pause / resume          n   one training step (paused)
+  s       step into: one iteration op by op (paused)
+  c       continue                b   breakpoints
+  enter   inspect the selected layer: the chain rule down to it
+  r       regularisation view: none / L1 / L2 and λ, live
+  [ ]     halve / double the learning rate
+  g       plots (on narrow terminals)   ctrl+p  command palette
+  ?       this help                q   quit (ctrl+q too)
+
+[b]The layer table[/b]
+  ‖W‖       the weights' norm        ‖∇W‖   the data-loss gradient's norm
+  ‖∇pen‖    the penalty's gradient: 2λθ for L2, λ·sign(θ) for L1
+  upd/W     ‖Δθ‖/‖θ‖: how much one step changes the weights (around 1e-3 is healthy)
+  activation f' = the mean local derivative, the factor this layer contributes to the
+            chain rule (σ' ≤ 1/4, tanh' ≤ 1, ReLU' ∈ {0, 1}); dead / saturated units
+  marks     ▼ vanishing  ▲ exploding  ✖ dead ReLU  ≈ saturation  ! NaN/Inf  ↗ diverging
+
+[b]The calculus[/b]
+  Gradient descent: θ ← θ − η·∇θL.  Backpropagation is the chain rule:
+  ∂L/∂w₁ = (∂L/∂aₙ)·(∂aₙ/∂aₙ₋₁)···(∂a₂/∂a₁)·(∂a₁/∂w₁).  When the factors are small the
+  product vanishes; when large, it explodes. The inspector shows each factor.
+
+press escape or ? to close
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape", "dismiss", "close"), Binding("question_mark", "dismiss", "close"),
+                Binding("q", "dismiss", "close", show=False)]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90; max-width: 100%; height: auto; max-height: 100%;
+                                  border: round $accent; background: $surface; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(HELP)
