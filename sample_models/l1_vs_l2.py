@@ -1,8 +1,9 @@
 """L1 against L2: a linear regression where only 3 of 20 features matter.
 
 L2 adds λΣθ² (gradient 2λθ): every weight is pulled towards zero in proportion to its size, so
-the 17 irrelevant weights shrink but stay non-zero. L1 adds λΣ|θ| (gradient λ·sign θ): the same
-push for every weight, so the irrelevant ones are driven to zero, and the model becomes sparse.
+the pull fades as a weight shrinks and the 17 irrelevant weights end small but not zero.
+L1 adds λΣ|θ| (gradient λ·sign θ): the same push for every weight, however small, so the
+irrelevant ones are driven to zero and the model becomes sparse.
 This file starts with L1: watch 'sparsity' climb in the regularisation view (key r), then switch
 to L2 there (or set regularizer = cm.reg.L2(0.05)) and watch the weights shrink without vanishing.
 """
@@ -20,6 +21,6 @@ def loss(pred, target):
     return F.mse_loss(pred, target)
 
 
-optimizer = cm.optim.SGD(model.parameters(), lr=0.05)
+optimizer = cm.optim.SGD(model.parameters(), lr=0.01)
 regularizer = cm.reg.L1(0.05)
-steps = 400
+steps = 1500

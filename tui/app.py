@@ -188,12 +188,8 @@ class DebuggerApp(App):
         self._scale_lr(1 / LR_FACTOR)
 
     def _scale_lr(self, factor: float) -> None:
-        snap = self.backend.state.snapshot
-        if snap is None:
-            return
-        lr = snap.lr * factor
-        self.backend.set_lr(lr)
-        self.notify(f"learning rate → {lr:.3g}", timeout=2)
+        self.backend.scale_lr(factor)
+        self.notify(f"learning rate {'×' if factor > 1 else '÷'}{max(factor, 1 / factor):g}", timeout=2)
 
     def action_toggle_plots(self) -> None:
         self.screen.toggle_class("-show-plots")

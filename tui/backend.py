@@ -150,6 +150,9 @@ class Backend:
     def set_lr(self, lr: float):
         self.send({"cmd": "lr", "value": lr})
 
+    def scale_lr(self, factor: float):
+        self.send({"cmd": "lr_scale", "factor": factor})
+
     def set_regularizer(self, kind: str, lam: float | None = None):
         self.send({"cmd": "reg", "kind": kind, "lam": lam})
 

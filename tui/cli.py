@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -82,7 +84,11 @@ def _run(args) -> int:
 
     path = args.model or demo_path()
     try:
-        spec = load_model_file(path, seed=args.seed, steps=args.steps)
+        if args.headless:
+            spec = load_model_file(path, seed=args.seed, steps=args.steps)
+        else:  # only a check: the training process loads it again, and shows what it prints
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                spec = load_model_file(path, seed=args.seed, steps=args.steps)
     except ModelFileError as error:
         print(f"calcml-debug: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -86,6 +86,7 @@ def parse(text: str, id: int = 0, params=(), layers=()) -> Breakpoint:
 
 def _check(node, text: str, params: set, layers: set) -> None:
     """Allow only comparisons, arithmetic, and/or/not, numbers, known names and functions."""
+    names = {id(c.args[0]) for c in ast.walk(node) if isinstance(c, ast.Call) and c.args}
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
             name = sub.func.id if isinstance(sub.func, ast.Name) else None
@@ -106,8 +107,10 @@ def _check(node, text: str, params: set, layers: set) -> None:
             if sub.id not in VARIABLES and sub.id not in PARAM_FUNCTIONS + LAYER_FUNCTIONS + tuple(_HELPERS):
                 raise BreakpointError(f"{text!r}: unknown name {sub.id!r}; give {HELP}")
         elif isinstance(sub, ast.Constant):
-            if not isinstance(sub.value, (int, float, str)) or isinstance(sub.value, bool):
-                raise BreakpointError(f"{text!r}: only numbers and quoted names are allowed")
+            quoted_name = isinstance(sub.value, str) and id(sub) in names
+            if not (quoted_name or isinstance(sub.value, (int, float))) or isinstance(sub.value, bool):
+                raise BreakpointError(f"{text!r}: only numbers, and quoted names inside a function, "
+                                      f"are allowed")
         elif not isinstance(sub, (ast.Compare, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
                                   ast.UAdd, ast.BinOp, ast.Load, *_COMPARE, *_BINARY)):
             raise BreakpointError(f"{text!r}: {type(sub).__name__} is not allowed in a condition; give {HELP}")
@@ -132,7 +135,10 @@ def evaluate(node, env) -> object:
         return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.BinOp):
         try:
-            return _BINARY[type(node.op)](evaluate(node.left, env), evaluate(node.right, env))
+            left, right = evaluate(node.left, env), evaluate(node.right, env)
+            if isinstance(node.op, ast.Pow):  # in floats, 9**9**9 overflows at once instead of running for minutes
+                left, right = float(left), float(right)
+            return _BINARY[type(node.op)](left, right)
         except (ZeroDivisionError, OverflowError):
             return math.nan
     if isinstance(node, ast.Compare):
@@ -170,7 +176,7 @@ class Breakpoints:
 
     def check(self, step: int, env, started_kinds: set) -> Hit | None:
         """The first breakpoint that fires at this step, with why."""
-        for bp in self._items.values():
+        for bp in list(self._items.values()):  # a copy: add/remove may come from another thread
             if bp.kind == "warning" and bp.value in started_kinds:
                 return Hit(bp, step, f"warning {bp.value} started")
             if bp.kind == "step" and step == bp.value:

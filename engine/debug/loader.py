@@ -58,7 +58,7 @@ def _literal_seed(source: str) -> int | None:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "seed" for t in node.targets):
             try:
                 value = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 return None
             return value if isinstance(value, int) and not isinstance(value, bool) else None
     return None

@@ -202,6 +202,13 @@ class Session:
             raise ValueError(f"the learning rate must be a positive number, got {lr}")
         self._commands.put(("lr", float(lr)))
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the learning rate by `factor` when the command is applied (so two quick
+        presses of a key halve it twice, whatever the last snapshot said)."""
+        if not (factor > 0 and math.isfinite(factor)):
+            raise ValueError(f"the learning-rate factor must be a positive number, got {factor}")
+        self._commands.put(("lr_scale", float(factor)))
+
     def set_regularizer(self, kind: str, lam: float | None = None) -> None:
         kind = str(kind).upper() if str(kind).lower() != "none" else "none"
         if kind not in ("none", "L1", "L2"):
@@ -279,6 +286,9 @@ class Session:
             elif name == "lr":
                 for group in self.optimizer.param_groups:
                     group["lr"] = command[1]
+            elif name == "lr_scale":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = group["lr"] * command[1]
             elif name == "reg":
                 self._switch_regularizer(command[1], command[2])
             elif name == "stop" and not self.done:
@@ -353,10 +363,9 @@ class Session:
         self.step_count += 1
 
         layers = self._measure(recorder, data_grads, penalty_grads)
-        want_histograms = traced or self.state != RUNNING or self.step_count % self.config.histogram_every == 0
-        histograms = self._histograms(recorder) if want_histograms else None
+        snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary)
         recorder.clear()
-        return self._publish(loss_value, penalty, layers, histograms, trace_summary)
+        return snapshot
 
     def _measure(self, recorder, data_grads, penalty_grads) -> tuple:
         t = self.config.thresholds
@@ -408,8 +417,7 @@ class Session:
             self.model.train()
         return value
 
-    def _publish(self, loss: float, penalty: float, layers: tuple, histograms=None,
-                 trace_summary=None) -> Snapshot:
+    def _publish(self, loss: float, penalty: float, layers: tuple, recorder, trace_summary=None) -> Snapshot:
         step = self.step_count
         if self._first_loss is None:
             self._first_loss = loss
@@ -428,6 +436,10 @@ class Session:
         hit = self._check_breakpoints(step, loss, layers, events)
         if self.max_steps is not None and step >= self.max_steps and not self.done:
             self.state = FINISHED
+        # Histograms cost more than the rest: every few steps, and whenever the run stops moving.
+        histograms = None
+        if trace_summary is not None or self.state != RUNNING or step % self.config.histogram_every == 0:
+            histograms = self._histograms(recorder)
         snapshot = Snapshot(
             step=step, epoch=self.epoch, state=self.state, loss=loss, val_loss=self._last_val,
             penalty=penalty, lr=self.lr, steps_per_sec=self._rate.tick(),
@@ -530,13 +542,16 @@ class Session:
         self.step_count = step
         self._stop("non_finite", message)
         self.history.record(step, {"loss": loss_value, "lr": self.lr})
-        return self._publish_stopped(events=(event,), trace_summary=summarise_trace(recorded))
+        hit = self.breakpoints.check(step, _Env({}, {}, {}), {"non_finite"})
+        return self._publish_stopped(events=(event,), trace_summary=summarise_trace(recorded),
+                                     loss=loss_value, hit=hit if hit and hit.breakpoint.kind == "warning" else None)
 
-    def _publish_stopped(self, events=(), trace_summary=None) -> Snapshot:
+    def _publish_stopped(self, events=(), trace_summary=None, loss=None, hit=None) -> Snapshot:
+        """The snapshot of a step that could not finish: the last good layers, and what went wrong."""
         previous = self.snapshot
         snapshot = Snapshot(
-            step=self.step_count, epoch=self.epoch, state=self.state,
-            loss=previous.loss if previous else math.nan,
+            step=self.step_count, epoch=self.epoch, state=self.state, hit=hit,
+            loss=loss if loss is not None else (previous.loss if previous else math.nan),
             val_loss=previous.val_loss if previous else None, penalty=previous.penalty if previous else 0.0,
             lr=self.lr, steps_per_sec=0.0,
             regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),

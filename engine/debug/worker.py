@@ -94,6 +94,8 @@ class Worker:
                 s.step_into()
             elif name == "lr":
                 s.set_lr(float(command["value"]))
+            elif name == "lr_scale":
+                s.scale_lr(float(command["factor"]))
             elif name == "reg":
                 s.set_regularizer(command["kind"], command.get("lam"))
             elif name == "break_add":
