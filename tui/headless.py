@@ -21,6 +21,8 @@ class Progress:
         self._last = 0.0
 
     def __call__(self, snapshot, force: bool = False) -> None:
+        if snapshot.step == 0:  # nothing trained yet (the first step failed)
+            return
         now = time.monotonic()
         if not force and now - self._last < (0.1 if self.tty else 1.0):
             return
@@ -49,6 +51,7 @@ def run_headless(session, json_path: str | None = None, out=None) -> int:
         print(spec.description.splitlines()[0], file=out)
     progress = Progress(out, session.max_steps)
     snapshot = session.run_to_end(on_step=progress)
+    session.stop_at_breakpoint()
     if snapshot is not None and snapshot.layers:
         progress(snapshot, force=True)
     progress.done()
@@ -78,8 +81,6 @@ def print_summary(session, out) -> None:
             print(f"  step {w.step:>6}  {tag}{w.kind:<19} {w.message}", file=out)
     else:
         print("no warnings", file=out)
-    if snapshot is not None and snapshot.hit is not None:
-        print(f"stopped at breakpoint {snapshot.hit.breakpoint.describe()}: {snapshot.hit.why}", file=out)
     info = session.stop_info
     if info is not None:
         print(f"stopped at step {info.step} ({info.reason}):\n{info.detail}", file=out)

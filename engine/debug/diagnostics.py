@@ -50,9 +50,11 @@ class WarningEvent:
     event: str = "start"   # 'start' or 'clear'
 
     def to_dict(self) -> dict:
-        value = self.value if self.value is None or math.isfinite(self.value) else str(self.value)
-        return {"step": self.step, "kind": self.kind, "layer": self.layer, "op": self.op, "value": value,
-                "threshold": self.threshold, "message": self.message, "event": self.event}
+        def finite(x):  # JSON has no NaN or Infinity
+            return x if x is not None and math.isfinite(x) else None
+        return {"step": self.step, "kind": self.kind, "layer": self.layer, "op": self.op,
+                "value": finite(self.value), "threshold": finite(self.threshold), "message": self.message,
+                "event": self.event}
 
 
 def _fmt(x: float) -> str:

@@ -79,6 +79,8 @@ def user_traceback(error: BaseException, path: str) -> str:
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if not os.path.abspath(f.filename).startswith(package_dir + os.sep)
               and f.filename != __file__]
+    if not frames:
+        return f"{type(error).__name__}: {error}"
     lines = ["Traceback (your code, most recent call last):"]
     for f in frames:
         lines.append(f'  File "{f.filename}", line {f.lineno}, in {f.name}')
@@ -113,7 +115,12 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
     except SyntaxError as error:
         raise ModelFileError(_syntax_message(path, error)) from None
 
-    chosen_seed = seed if seed is not None else _literal_seed(source)
+    literal_seed = _literal_seed(source)
+    if seed is not None:
+        _check_seed(path, "--seed", seed)
+    elif literal_seed is not None:
+        _check_seed(path, "seed", literal_seed)
+    chosen_seed = seed if seed is not None else literal_seed
     chosen_seed = DEFAULT_SEED if chosen_seed is None else chosen_seed
     _random.manual_seed(chosen_seed)
     np.random.seed(chosen_seed % 2**32)  # model files that use numpy's global generator
@@ -122,7 +129,9 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
     module = types.ModuleType(f"calcml_model_{name}")
     module.__file__ = os.path.abspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    before = set(sys.modules)
     sys.path.insert(0, folder)
+    sys.modules[module.__name__] = module  # dataclasses, pickle and typing look the module up
     try:
         exec(code, module.__dict__)
     except SystemExit as error:
@@ -135,7 +144,27 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
             sys.path.remove(folder)
         except ValueError:
             pass
+        _forget_neighbours(before, folder)
+    if seed is None and "seed" in module.__dict__ and module.__dict__["seed"] is not None:
+        file_seed = module.__dict__["seed"]
+        _check_seed(path, "seed", file_seed)
+        chosen_seed = int(file_seed)  # a computed seed still seeds the batching
     return _validate(path, name, module.__dict__, chosen_seed, steps)
+
+
+def _check_seed(path: str, name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ModelFileError(f"{path}: {name} must be a whole number >= 0, got {value!r}")
+
+
+def _forget_neighbours(before: set, folder: str) -> None:
+    """Drop the modules this file imported from its own folder, so that another model folder
+    with a helper of the same name gets its own, not this one's."""
+    prefix = folder + os.sep
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if os.path.abspath(file).startswith(prefix):
+            del sys.modules[name]
 
 
 def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None) -> ModelSpec:
@@ -187,7 +216,13 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None) -> M
 def _check_pair(path: str, name: str, value):
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise ModelFileError(f"{path}: {name} must be a pair (X, y) of arrays, got {_type_name(value)}")
-    X, y = (v.data if isinstance(v, Tensor) else np.asarray(v) for v in value)
+    try:
+        X, y = (v.data if isinstance(v, Tensor) else np.asarray(v) for v in value)
+    except ValueError as error:  # ragged lists
+        raise ModelFileError(f"{path}: {name}: X and y must be rectangular arrays ({error})") from None
+    if X.ndim == 0 or y.ndim == 0:
+        raise ModelFileError(f"{path}: {name} must be a pair (X, y) of arrays with one row per sample, "
+                             f"got shapes {X.shape} and {y.shape}")
     if X.dtype.kind not in "fiub":
         raise ModelFileError(f"{path}: {name}: X must be numeric, got {X.dtype}")
     if len(X) != len(y):
@@ -197,8 +232,13 @@ def _check_pair(path: str, name: str, value):
     return X, y
 
 
+def _is_pair(value) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2
+
+
 def _check_data(path: str, data):
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not callable(data[0]):
+    # (X, y) arrays; but [(X1, y1), (X2, y2)] is a list of two batches, not a pair.
+    if _is_pair(data) and not callable(data[0]) and not _is_pair(data[0]):
         return _check_pair(path, "data", data)
     if callable(data) or hasattr(data, "__iter__"):
         return data

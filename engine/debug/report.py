@@ -35,7 +35,8 @@ def build_report(session) -> dict:
         "regularizer": {"kind": session.regularizer.kind, "lambda": session.regularizer.lam}
         if session.regularizer else None,
         "loss": history.get("loss", []),
-        "val_loss": history.get("val_loss") if session.spec.val_data is not None else None,
+        "val_loss": (history.get("val_loss") or [None] * len(history.get("loss", [])))
+        if session.spec.val_data is not None else None,
         "layers": [layer.to_dict() for layer in layers],
         "history": history,
         "warnings": [w.to_dict() for w in session.warnings],

@@ -13,7 +13,7 @@ import queue
 import time
 from collections import deque
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -303,6 +303,14 @@ class Session:
             lam = current.lam if current is not None else 1e-3
         keep = dict(include_bias=current.include_bias, select=current.select) if current is not None else {}
         self.regularizer = (_reg.L1 if kind == "L1" else _reg.L2)(lam, **keep)
+
+    def stop_at_breakpoint(self) -> None:
+        """End a run paused by a breakpoint (headless: no one can continue it), saying which and why."""
+        hit = self.snapshot.hit if self.snapshot is not None else None
+        if self.state != PAUSED or hit is None:
+            return
+        self._stop("breakpoint", f"breakpoint {hit.breakpoint.describe()}: {hit.why}")
+        self.snapshot = replace(self.snapshot, state=self.state, stop=self.stop_info)
 
     def _stop(self, reason: str, detail: str) -> None:
         self.state = STOPPED

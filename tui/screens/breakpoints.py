@@ -25,9 +25,12 @@ def example_param(state) -> str:
     return (weights or names or ["layers.0.weight"])[0]
 
 
-def hint_text(state) -> str:
-    return (f'step N · every N · a warning kind · a condition: loss > 2, '
-            f'grad_norm("{example_param(state)}") < 1e-6')
+HINT = "accepted: step N · every N · a warning kind · a condition, e.g. loss > 2"
+TALL = 30   # from this many lines the dialog also lists the names a breakpoint can use
+
+
+def placeholder(state) -> str:
+    return f'e.g. grad_norm("{example_param(state)}") < 1e-6 · step 100 · every 50 · exploding_gradient'
 
 
 def names_text(state) -> Text:
@@ -50,7 +53,7 @@ def short_reason(error: str) -> str:
     """The refusal without the list of accepted forms that ends it (the dialog shows those already)."""
     for sep in ("; give ", ": give "):
         if error.endswith(sep + HELP):
-            return error[: -len(sep + HELP)] + " (accepted forms: see above)"
+            return error[: -len(sep + HELP)] + " (the names you can use are listed below)"
     return error
 
 
@@ -65,6 +68,7 @@ class BreakpointsScreen(ModalScreen):
                                    border: round $accent; background: $surface; padding: 0 1; }
     BreakpointsScreen #bp-table { height: auto; max-height: 10; }
     BreakpointsScreen #bp-empty { color: $text-muted; }
+    BreakpointsScreen #bp-names { margin-top: 1; }
     BreakpointsScreen #bp-error { color: $error; }
     BreakpointsScreen #bp-keys { color: $text-muted; margin-top: 1; }
     """
@@ -82,10 +86,10 @@ class BreakpointsScreen(ModalScreen):
             box.border_title = "Breakpoints: pause when…"
             yield DataTable(id="bp-table", cursor_type="row", zebra_stripes=False)
             yield Static("no breakpoints yet", id="bp-empty")
-            yield Input(placeholder="add: e.g. loss > 2, step 100, every 50, exploding_gradient", id="bp-input")
-            yield Static(hint_text(state), id="bp-hint")
-            yield Static(names_text(state), id="bp-names")
+            yield Input(placeholder=placeholder(state), id="bp-input")
             yield Static("", id="bp-error")
+            yield Static(HINT, id="bp-hint")
+            yield Static(names_text(state), id="bp-names")
             yield Static("enter add · tab to the list, then d or delete removes · esc close", id="bp-keys")
 
     def on_mount(self) -> None:
@@ -94,8 +98,17 @@ class BreakpointsScreen(ModalScreen):
         table.add_column("pauses", key="describe")
         table.add_column("", key="hit")
         self.query_one("#bp-error", Static).display = False
+        self._apply_height(self.app.size.height)
         self._show_items(self.app.backend.state)
         self.query_one("#bp-input", Input).focus()
+
+    def on_resize(self, event) -> None:
+        self._apply_height(event.size.height)
+
+    def _apply_height(self, height: int) -> None:
+        self.query_one("#bp-names", Static).display = height >= TALL
+        if self.error:
+            self._show_error(self.error)
 
     # -- following the state ---------------------------------------------------------------------
     def refresh_state(self, state, changed) -> None:
@@ -120,7 +133,8 @@ class BreakpointsScreen(ModalScreen):
     def _show_error(self, error: str | None) -> None:
         self.error = error
         line = self.query_one("#bp-error", Static)
-        line.update(Text("✗ " + short_reason(error)) if error else "")
+        names_shown = self.query_one("#bp-names", Static).display
+        line.update(Text("✗ " + (short_reason(error) if names_shown else error)) if error else "")
         line.display = bool(error)
 
     def _show_items(self, state) -> None:

@@ -238,10 +238,10 @@ InspectorScreen #chain-help { color: $text-muted; }
 InspectorScreen HistogramPanel { margin-bottom: 1; }
 InspectorScreen #ratio-plot { height: 12; }
 InspectorScreen #ratio-note { color: $text-muted; }
-InspectorScreen.-narrow #insp-cols { layout: vertical; }
-InspectorScreen.-narrow #insp-left { width: 100%; }
-InspectorScreen.-narrow #insp-right { width: 100%; }
-InspectorScreen.-narrow #ratio-plot { height: 10; }
+InspectorScreen.-stacked #insp-cols { layout: vertical; }
+InspectorScreen.-stacked #insp-left { width: 100%; }
+InspectorScreen.-stacked #insp-right { width: 100%; }
+InspectorScreen.-stacked #ratio-plot { height: 10; }
 """
 
 
@@ -249,7 +249,8 @@ class InspectorScreen(Screen):
     """The chain rule down to one layer, its histograms, and its parameters' gradients."""
 
     BINDINGS = [Binding("escape", "dismiss", "back"),
-                Binding("enter", "nothing", show=False)]
+                Binding("enter", "nothing", show=False),
+                Binding("g", "nothing", show=False)]   # the main screen's keys that mean nothing here
     DEFAULT_CSS = CSS
     clock = staticmethod(time.monotonic)
 
@@ -261,6 +262,7 @@ class InspectorScreen(Screen):
         self._last_plot = -math.inf
         self._plot_pending = False
         self._plot_timer = None
+        self._hist_stale = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="insp-title")
@@ -296,7 +298,7 @@ class InspectorScreen(Screen):
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int) -> None:
-        self.set_class(width < WIDE, "-narrow")
+        self.set_class(width < WIDE, "-stacked")
 
     def action_nothing(self) -> None:
         pass
@@ -305,7 +307,9 @@ class InspectorScreen(Screen):
     def refresh_state(self, state, changed: set) -> None:
         if changed & {"snapshot", "model", "state"}:
             self._draw_text(state)
-            if self.histograms.update(state.snapshot):
+            snap = state.snapshot
+            stale = snap is not None and self.histograms.step not in (None, snap.step)
+            if self.histograms.update(snap) or stale != self._hist_stale:
                 self._draw_histograms(state)
         if "history" in changed:
             self._plot_pending = True
@@ -392,7 +396,8 @@ class InspectorScreen(Screen):
         deriv_panel = self.query_one("#hist-deriv", HistogramPanel)
         step = self.histograms.step
         where = f"  step {step}" if step is not None else ""
-        if snap is not None and step is not None and step != snap.step:
+        self._hist_stale = snap is not None and step is not None and step != snap.step
+        if self._hist_stale:
             where += " (the latest taken: every few steps while running)"
         w = _weight(layer) if layer is not None else None
         weight_panel.display = grad_panel.display = w is not None

@@ -150,7 +150,8 @@ class RegularisationScreen(Screen):
     BINDINGS = [
         Binding("escape", "dismiss", "back"),
         Binding("r", "dismiss", "back", show=False),
-        Binding("enter", "nothing", show=False),
+        Binding("enter", "nothing", show=False),    # main-screen keys that mean nothing here
+        Binding("g", "nothing", show=False),
         Binding("0", "set_reg('none')", "none"),
         Binding("1", "set_reg('L1')", "L1"),
         Binding("2", "set_reg('L2')", "L2"),
