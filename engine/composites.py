@@ -11,8 +11,10 @@ from .tensor import Tensor, where
 
 def _shift(x: Tensor, axis):
     """The max along `axis` (0 where it is not finite), a constant: no gradient flows through it."""
-    shift = np.max(x.data, axis=axis, keepdims=True)
-    return np.where(np.isfinite(shift), shift, 0.0).astype(x.dtype)
+    shift = x.data.max(axis=axis, keepdims=True)
+    if not np.isfinite(shift).all():  # rows of -inf (or inf): shifting by them would give NaN
+        shift = np.where(np.isfinite(shift), shift, 0.0).astype(x.dtype)
+    return shift
 
 
 def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:

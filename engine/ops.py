@@ -14,6 +14,7 @@ vjp(g, *inputs, out, *attrs). A partial of None means the factor is exactly 1.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,38 +38,46 @@ class Op:
 # -- helpers that work on numpy arrays and on Tensors alike -----------------------------------
 
 def _is_tensor(x) -> bool:
-    return hasattr(x, "_op")
+    return type(x) is not np.ndarray and hasattr(x, "_op")
 
 
 def raw(x):
     """The numpy values behind a Tensor (masks and counts are constants: no gradient)."""
-    return x.data if _is_tensor(x) else x
+    return x if type(x) is np.ndarray else (x.data if hasattr(x, "_op") else x)
 
 
 def _log(x):
     return x.log() if _is_tensor(x) else np.log(x)
 
 
+# Arrays and Tensors share these method names, so the rules below call methods: no dispatch.
+
 def _sum(x, axis, keepdims):
-    return x.sum(axis=axis, keepdims=keepdims) if _is_tensor(x) else np.sum(x, axis=axis, keepdims=keepdims)
+    return x.sum(axis=axis, keepdims=keepdims)
 
 
 def _reshape(x, shape):
-    return x.reshape(shape) if _is_tensor(x) else np.reshape(x, shape)
+    return x.reshape(shape)
 
 
 def _transpose(x, axes):
     if _is_tensor(x):  # Tensor.transpose(None) would read None as an axis: no axes means reverse them
         return x.transpose() if axes is None else x.transpose(axes)
-    return np.transpose(x, axes)
+    return x.transpose(axes)
 
 
 def _broadcast_to(x, shape):
-    return x.broadcast_to(shape) if _is_tensor(x) else np.broadcast_to(x, shape)
+    if _is_tensor(x):
+        return x.broadcast_to(shape)
+    out = np.empty(shape, dtype=x.dtype)  # a writable copy: cheaper than np.broadcast_to's checks
+    out[...] = x
+    return out
 
 
 def _mT(x):
     """Transpose of the last two axes (matrix transpose for stacks of matrices)."""
+    if x.ndim == 2 and type(x) is np.ndarray:
+        return x.T
     axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
     return _transpose(x, axes)
 
@@ -105,9 +114,9 @@ def _expand(g, shape: tuple, axis, keepdims: bool):
 
 def _reduced_count(shape: tuple, axis) -> int:
     if axis is None:
-        return int(np.prod(shape))
+        return math.prod(shape)
     axes = (axis,) if np.ndim(axis) == 0 else axis
-    return int(np.prod([shape[a] for a in axes]))
+    return math.prod(shape[a] for a in axes)
 
 
 def _max_mask(x, out, axis, keepdims):
@@ -143,6 +152,15 @@ def _clip_partial(x, out, lo, hi):
 
 
 def _scatter_add(g, index, shape):
+    """Zeros of `shape` with g added at x[index] (repeated indices add up)."""
+    if isinstance(index, tuple) and len(index) == len(shape) and all(
+            isinstance(i, np.ndarray) and i.dtype.kind in "iu" for i in index):
+        # Integer arrays for every axis (e.g. picking each row's label): bincount is far
+        # faster than np.add.at, and adds repeated positions the same way.
+        flat = np.ravel_multi_index(np.broadcast_arrays(*index), shape, mode="wrap")
+        summed = np.bincount(flat.ravel(), weights=np.broadcast_to(g, flat.shape).ravel(),
+                             minlength=math.prod(shape))
+        return summed.reshape(shape).astype(g.dtype, copy=False)
     result = np.zeros(shape, dtype=g.dtype)
     np.add.at(result, index, g)
     return result
@@ -207,6 +225,24 @@ WHERE = Op("where", lambda a, b, cond: np.where(cond, a, b),
 
 MATMUL = Op("matmul", np.matmul, ("d(x@W)/dx = W^T", "d(x@W)/dW = x^T"),
             vjp=(_matmul_grad_a, _matmul_grad_b), factor=(_matmul_factor_a, _matmul_factor_b), symbol="@")
+def _linear(x, w, b):
+    out = x @ w.T
+    out += b
+    return out
+
+
+def _rows(a):
+    """A stack of vectors as one matrix: (..., n) -> (-1, n)."""
+    return a if a.ndim == 2 else _reshape(a, (-1, a.shape[-1]))
+
+
+# A layer's x Wᵀ + b as one op, as PyTorch's F.linear: the step a learner thinks of as "the layer".
+LINEAR = Op("linear", _linear,
+            ("d(xWᵀ+b)/dx = W", "d(xWᵀ+b)/dW = x (∂L/∂W = gᵀx)", "d(xWᵀ+b)/db = 1 (summed over the batch)"),
+            vjp=(lambda g, x, w, b, out: g @ w,
+                 lambda g, x, w, b, out: _mT(_rows(g)) @ _rows(x),
+                 lambda g, x, w, b, out: g),
+            factor=(lambda x, w, b, out: raw(w), lambda x, w, b, out: raw(x), lambda x, w, b, out: 1.0))
 SUM = Op("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
          ("d sum(x)/dx_i = 1: the gradient is copied to every summed element",),
          vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims),))
@@ -239,4 +275,4 @@ def _scatter_add_any(g, index, shape):
 
 
 PRIMITIVES = (ADD, SUB, MUL, DIV, POW, NEG, EXP, LOG, LOG1P, SQRT, ABS, TANH, SIGMOID, RELU, CLIP,
-              WHERE, MATMUL, SUM, MEAN, MAX, RESHAPE, TRANSPOSE, BROADCAST_TO, SCATTER_ADD, GETITEM)
+              WHERE, MATMUL, LINEAR, SUM, MEAN, MAX, RESHAPE, TRANSPOSE, BROADCAST_TO, SCATTER_ADD, GETITEM)

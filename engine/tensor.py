@@ -13,6 +13,7 @@ import numpy as np
 
 from . import ops as _ops
 from . import tracing as _trace
+from . import scope as _scope
 from .scope import current_module, describe_module
 
 _FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -21,16 +22,6 @@ _grad_enabled = True
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
-
-
-@contextlib.contextmanager
-def _grad_mode(enabled: bool):
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, enabled
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
 
 
 class no_grad(contextlib.ContextDecorator):
@@ -403,12 +394,16 @@ def _normalise_index(index):
 def _apply(op, *inputs: Tensor, attrs: tuple = ()) -> Tensor:
     """Run one primitive's forward and, when gradients are on, link the result into the graph."""
     try:
-        out = op.forward(*[t.data for t in inputs], *attrs)
+        if len(inputs) == 1:
+            out = op.forward(inputs[0].data, *attrs)
+        else:
+            out = op.forward(*[t.data for t in inputs], *attrs)
     except (ValueError, IndexError) as error:
         raise _op_error(op, inputs, attrs, error) from None
     if type(out) is not np.ndarray:  # numpy returns scalars for 0-d results
         out = np.asarray(out)
     result = _wrap(out)
+    stack = _scope._stack
     if _grad_enabled:
         for t in inputs:
             if t.requires_grad:
@@ -416,11 +411,11 @@ def _apply(op, *inputs: Tensor, attrs: tuple = ()) -> Tensor:
                 result._op = op
                 result._inputs = inputs
                 result._attrs = attrs
-                result._module = current_module()
+                result._module = stack[-1] if stack else None
                 break
     tracer = _trace.active
     if tracer is not None:
-        tracer.record_forward(op, inputs, attrs, result, current_module())
+        tracer.record_forward(op, inputs, attrs, result, stack[-1] if stack else None)
     return result
 
 
@@ -441,93 +436,97 @@ def _topological_order(root: Tensor) -> list:
     """Ops reachable from `root` that need a gradient, each after all of its inputs.
 
     An iterative depth-first post-order (a chain of thousands of ops must not hit Python's
-    recursion limit). A node is marked when it is expanded, not when it is first pushed, so a
-    value used by two ops is finished only after everything below it.
+    recursion limit): a node is appended once every input below it is.
     """
-    order, visited = [], set()
-    stack = [(root, False)]
+    order, visited = [], {root}
+    stack = [(root, iter(root._inputs))]
     while stack:
-        node, finished = stack.pop()
-        if finished:
+        node, parents = stack[-1]
+        for parent in parents:
+            if parent._op is not None and parent.requires_grad and parent not in visited:
+                visited.add(parent)
+                stack.append((parent, iter(parent._inputs)))
+                break
+        else:
+            stack.pop()
             order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent in node._inputs:
-            if parent.requires_grad and parent._op is not None and id(parent) not in visited:
-                stack.append((parent, False))
     return order
 
 
 def _backprop(root: Tensor, seed, create_graph: bool, targets):
     """Propagate `seed` = dL/d(root) backwards through the graph.
 
-    With `targets` (a dict id -> tensor) gradients are returned for those tensors and
+    With `targets` (a set of tensors) gradients are returned for those tensors and
     nothing is stored on `.grad`; without, they accumulate on the leaves' `.grad`.
     With `create_graph` the backward rules run as engine ops, so the gradients
     are tensors that can themselves be differentiated.
     """
     tracer = _trace.active
-    grads = {id(root): _wrap(seed) if create_graph else seed}
+    grads = {root: _wrap(seed) if create_graph else seed}
     order = [] if root._op is None else _topological_order(root)
     found = {}
     # Ops run by the backward rules (create_graph) are not part of the traced forward pass.
+    global _grad_enabled
     _trace.active = None
+    previous, _grad_enabled = _grad_enabled, create_graph
     try:
-        with _grad_mode(create_graph):
-            _run_backward(order, grads, found, targets, create_graph, tracer, set())
+        _run_backward(order, grads, found, targets, create_graph, tracer, set())
     finally:
+        _grad_enabled = previous
         _trace.active = tracer
     # a leaf root (or a target that is the root itself)
     if root._op is None:
-        seed_value = grads.get(id(root))
+        seed_value = grads.get(root)
         if targets is not None:
-            if id(root) in targets:
-                found[id(root)] = seed_value
+            if root in targets:
+                found[root] = seed_value
         elif root.requires_grad and seed_value is not None:
             _accumulate_leaf(root, _raw(seed_value), shared=True, claimed=set())
     return found
 
 
 def _run_backward(order, grads, found, targets, create_graph, tracer, claimed):
-    """The chain rule, op by op, from the output back to the leaves."""
+    """The chain rule, op by op, from the output back to the leaves.
+
+    `grads` maps each tensor (tensors hash by identity) to dL/d(tensor) so far.
+    """
     for node in reversed(order):
-        g = grads.pop(id(node), None)
+        g = grads.pop(node, None)
         if g is None:
             continue
         if node._retains_grad and targets is None:
             node.grad = _raw(g) if node.grad is None else node.grad + _raw(g)
-        if targets is not None and id(node) in targets:
-            found[id(node)] = g
+        if targets is not None and node in targets:
+            found[node] = g
         op = node._op
         inputs = node._inputs
-        values = inputs if create_graph else [t.data for t in inputs]
-        out = node if create_graph else node.data
+        if create_graph:
+            args = (*inputs, node, *node._attrs)
+        else:
+            args = (*[t.data for t in inputs], node.data, *node._attrs)
         record = tracer.begin_backward(node, g) if tracer is not None else None
+        partials = op.partials
         for i, parent in enumerate(inputs):
             if not parent.requires_grad:
                 continue
-            if op.partials is not None:  # elementwise: gradient = upstream * local derivative
-                partial = op.partials[i]
-                factor = partial(*values, out, *node._attrs) if partial is not None else None
+            if partials is not None:  # elementwise: gradient = upstream * local derivative
+                partial = partials[i]
+                factor = partial(*args) if partial is not None else None
                 contribution = g if factor is None else g * factor
             else:
-                factor = op.factor[i](*values, out, *node._attrs) if (record and op.factor) else None
-                contribution = op.vjp[i](g, *values, out, *node._attrs)
-            if contribution.shape != parent.shape:
-                contribution = _ops.unbroadcast(contribution, parent.shape)
+                factor = op.factor[i](*args) if (record is not None and op.factor) else None
+                contribution = op.vjp[i](g, *args)
+            if contribution.shape != parent.data.shape:
+                contribution = _ops.unbroadcast(contribution, parent.data.shape)
             if record is not None:
                 record.add_input(i, factor, contribution)
-            key = id(parent)
             if parent._op is not None:
-                previous = grads.get(key)
-                grads[key] = contribution if previous is None else previous + contribution
+                previous = grads.get(parent)
+                grads[parent] = contribution if previous is None else previous + contribution
             elif targets is not None:
-                if key in targets:
-                    previous = found.get(key)
-                    found[key] = contribution if previous is None else previous + contribution
+                if parent in targets:
+                    previous = found.get(parent)
+                    found[parent] = contribution if previous is None else previous + contribution
             else:
                 _accumulate_leaf(parent, contribution, contribution is g, claimed)
         if record is not None:
@@ -591,11 +590,11 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, allow_u
         seed = np.ones_like(output.data)
     else:
         seed = np.broadcast_to(_as_array(_raw(grad_outputs), output.dtype), output.shape).copy()
-    targets = {id(t): t for t in input_list}
+    targets = set(input_list)
     found = _backprop(output, seed, create_graph=create_graph, targets=targets)
     results = []
     for t in input_list:
-        g = found.get(id(t))
+        g = found.get(t)
         if g is None:
             if not allow_unused:
                 raise RuntimeError(

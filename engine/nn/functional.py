@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import composites
-from ..tensor import Tensor, _lift
+from ..ops import LINEAR
+from ..tensor import Tensor, _apply, _lift
 
 
 _TINY = float(np.exp(-100.0))
@@ -135,5 +136,8 @@ def softplus(input) -> Tensor:
 
 
 def linear(input, weight, bias=None) -> Tensor:
-    y = _tensor(input) @ weight.T
-    return y + bias if bias is not None else y
+    """x Wᵀ + b, one op (as a Linear layer computes it)."""
+    x = _tensor(input, weight)
+    if bias is None:
+        return x @ weight.T
+    return _apply(LINEAR, x, weight, bias)

@@ -7,7 +7,8 @@ import numpy as np
 
 from .. import composites
 from ..scope import describe_module
-from ..tensor import Tensor, _lift
+from ..ops import LINEAR
+from ..tensor import Tensor, _apply, _lift
 from . import init
 from .module import Module, Parameter
 
@@ -36,8 +37,9 @@ class Linear(Module):
                 f"this layer takes inputs with {self.in_features} features in the last dimension, "
                 f"got {x.shape[-1] if x.ndim else 'a scalar'}"
             )
-        y = x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
+        if self.bias is None:
+            return x @ self.weight.T
+        return _apply(LINEAR, x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
