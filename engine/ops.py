@@ -53,6 +53,8 @@ def _log(x):
 # Arrays and Tensors share these method names, so the rules below call methods: no dispatch.
 
 def _sum(x, axis, keepdims):
+    if type(x) is np.ndarray:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)  # the C reduction, no Python wrapper
     return x.sum(axis=axis, keepdims=keepdims)
 
 
@@ -89,6 +91,8 @@ def _as_float(mask, like):
 def unbroadcast(g, shape: tuple):
     """Sum a gradient back to the shape of the input that was broadcast to make it."""
     extra = g.ndim - len(shape)
+    if extra and g.shape[extra:] == shape:  # only leading axes were added (a bias, say)
+        return _sum(g, tuple(range(extra)), False)
     axes = tuple(range(extra)) + tuple(
         i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
     )
@@ -181,6 +185,11 @@ def _matmul_grad_a(g, a, b, out):
 
 
 def _matmul_grad_b(g, a, b, out):
+    if (type(b) is np.ndarray and b.ndim == 2 and a.ndim == 2 and b.flags.f_contiguous
+            and not b.flags.c_contiguous):
+        # b is a transposed view (x @ W.T): give its gradient the same layout, so that W.grad,
+        # after the transpose's backward, is row-major like W (updates on it are then fast).
+        return (g.T @ a).T
     if b.ndim == 1:
         return _column(g) * a
     if a.ndim == 1:
@@ -241,16 +250,17 @@ LINEAR = Op("linear", _linear,
             ("d(xWᵀ+b)/dx = W", "d(xWᵀ+b)/dW = x (∂L/∂W = gᵀx)", "d(xWᵀ+b)/db = 1 (summed over the batch)"),
             vjp=(lambda g, x, w, b, out: g @ w,
                  lambda g, x, w, b, out: _mT(_rows(g)) @ _rows(x),
-                 lambda g, x, w, b, out: g),
+                 lambda g, x, w, b, out: _sum(_rows(g), 0, False)),
             factor=(lambda x, w, b, out: raw(w), lambda x, w, b, out: raw(x), lambda x, w, b, out: 1.0))
-SUM = Op("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+SUM = Op("sum", lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
          ("d sum(x)/dx_i = 1: the gradient is copied to every summed element",),
          vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims),))
-MEAN = Op("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+MEAN = Op("mean", lambda x, axis, keepdims:
+          np.add.reduce(x, axis=axis, keepdims=keepdims) / _reduced_count(x.shape, axis),
           ("d mean(x)/dx_i = 1/n",),
           vjp=(lambda g, x, out, axis, keepdims:
                _expand(g, x.shape, axis, keepdims) * (1.0 / _reduced_count(x.shape, axis)),))
-MAX = Op("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+MAX = Op("max", lambda x, axis, keepdims: np.maximum.reduce(x, axis=axis, keepdims=keepdims),
          ("d max(x)/dx_i = 1 at the maximum (split evenly between ties), 0 elsewhere",),
          vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims) * _max_mask(x, out, axis, keepdims),),
          factor=(_max_mask,))

@@ -173,7 +173,7 @@ class Tensor:
                     f"backward() needs a gradient argument for a non-scalar output of shape {self.shape}; "
                     "reduce it first (e.g. .sum() or .mean())"
                 )
-            seed = np.ones_like(self.data)
+            seed = np.ones(self.data.shape, dtype=self.data.dtype)
         else:
             seed = np.broadcast_to(_as_array(gradient, self.dtype), self.shape)
         _backprop(self, seed, create_graph=False, targets=None)
@@ -366,6 +366,8 @@ def _lift(value, like) -> Tensor:
     """
     if isinstance(value, Tensor):
         return value
+    if type(value) is np.ndarray and value.dtype in _FLOAT_DTYPES:  # the common case: no checks needed
+        return _wrap(value)
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         dtype = like.data.dtype if like is not None else np.float64
         return _wrap(np.asarray(value, dtype=dtype))
@@ -549,6 +551,10 @@ def _accumulate_leaf(leaf: Tensor, contribution, shared: bool, claimed: set) -> 
         contribution = contribution.astype(leaf.data.dtype)
         shared = False
     if leaf.grad is None:
+        if not shared and contribution.base is None and contribution.flags.writeable:
+            leaf.grad = contribution  # a fresh array: nobody else holds it
+            claimed.add(id(contribution))
+            return
         owner = id(_memory_owner(contribution))
         if shared or owner in claimed or not contribution.flags.writeable:
             contribution = contribution.copy()

@@ -99,6 +99,8 @@ class DebuggerApp(App):
     # -- keeping up with the state ---------------------------------------------------------
     def poll(self) -> None:
         """Redraw what changed since the last look (never waits on training)."""
+        if not self.is_running:  # shutting down: the widgets may be gone
+            return
         self.backend.poll()
         state = self.backend.state
         with state.lock:
@@ -153,7 +155,9 @@ class DebuggerApp(App):
     def check_action(self, action: str, parameters) -> bool | None:
         state = self.backend.state.state
         done = state in ("finished", "stopped")
-        if action in ("next_step", "step_into", "continue"):
+        if action == "step_into":  # record one while paused; once stopped, look at the last one
+            return state == "paused" or (done and self.backend.state.trace is not None) or None
+        if action in ("next_step", "continue"):
             return state == "paused" or None   # shown greyed while running or done
         if action == "toggle_pause":
             return not done or None
@@ -175,8 +179,11 @@ class DebuggerApp(App):
 
     def action_step_into(self) -> None:
         from .screens.stepinto import StepIntoScreen
-        self.backend.step_into()
-        self.push_screen(StepIntoScreen())
+        state = self.backend.state
+        since = state.versions["trace"]  # read before asking, so a quick answer is not missed
+        if state.state == "paused":
+            self.backend.step_into()
+        self.push_screen(StepIntoScreen(since=since))
 
     def action_continue(self) -> None:
         self.backend.run()

@@ -39,6 +39,7 @@ class DebugState:
         self.versions = {k: 0 for k in ("model", "snapshot", "history", "warnings", "logs", "breakpoints",
                                         "state", "trace")}
         self.trace = None                      # the latest step-into, kept until the next one
+        self.trace_step: int | None = None
 
     def _bump(self, *keys) -> None:
         for k in keys:
@@ -59,6 +60,7 @@ class DebugState:
                     self._bump("warnings")
                 if snapshot.trace is not None:
                     self.trace = snapshot.trace
+                    self.trace_step = snapshot.step
                     self._bump("trace")
                 if self.state in ("starting",):
                     self.state = snapshot.state

@@ -79,7 +79,9 @@ def parse(text: str, id: int = 0, params=(), layers=()) -> Breakpoint:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as error:
-        raise BreakpointError(f"{text!r} does not parse (column {error.offset}): give {HELP}") from None
+        where = (f"at column {error.offset}" if error.offset and error.offset <= len(text)
+                 else "it is incomplete")
+        raise BreakpointError(f"{text!r} does not parse ({where}): give {HELP}") from None
     _check(tree.body, text, set(params), set(layers))
     return Breakpoint(id, "condition", text, tree.body)
 

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from . import wire
 from .breakpoints import BreakpointError
@@ -79,6 +80,7 @@ class Worker:
         self._history_step = 0
         self._sent = None
         self._state = None
+        self._histograms = None
 
     def handle(self, command: dict) -> None:
         s = self.session
@@ -138,13 +140,19 @@ class Worker:
         s = self.session
         if snapshot is not None:
             self._events.extend(snapshot.warnings)
+            if snapshot.histograms is not None:
+                self._histograms = snapshot.histograms
         latest = s.snapshot
         urgent = force or (snapshot is not None and (snapshot.hit is not None or snapshot.trace is not None
                                                      or snapshot.stop is not None or snapshot.state != "running"))
         if latest is not None and latest is not self._sent and (
                 urgent or now - self._last_publish >= 1.0 / PUBLISH_HZ):
+            sent = latest
+            if latest.histograms is None and self._histograms is not None:
+                # the step that computed histograms was coalesced away: carry them on this one
+                latest = replace(latest, histograms=self._histograms)
             self.channel.send({"type": "snapshot", "snapshot": wire.snapshot_to_wire(latest, self._events)})
-            self._events, self._sent, self._last_publish = [], latest, now
+            self._events, self._sent, self._last_publish, self._histograms = [], sent, now, None
         if (s.state, s.stop_info) != self._state:
             self._state = (s.state, s.stop_info)
             self.channel.send({"type": "state", "state": s.state,

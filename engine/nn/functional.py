@@ -42,21 +42,39 @@ def _same_shape(name: str, input: Tensor, target: Tensor) -> None:
         )
 
 
-def _labels(name: str, input: Tensor, target) -> np.ndarray:
+def _one_hot(name: str, input: Tensor, target) -> np.ndarray:
+    """Integer class labels as one-hot rows yᵢ (batch, classes), after checking them."""
     labels = target.data if isinstance(target, Tensor) else np.asarray(target)
-    if labels.dtype.kind == "f":
-        if not np.all(labels == np.round(labels)):
-            raise ValueError(f"{name}: targets must be integer class labels, got non-integer values")
-    labels = labels.astype(np.intp)
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        raise ValueError(f"{name}: targets must be integer class labels, got non-integer values")
     if input.ndim != 2 or labels.shape != input.shape[:1]:
         raise ValueError(
             f"{name}: expects scores of shape (batch, classes) and labels of shape (batch,), "
             f"got {input.shape} and {labels.shape}"
         )
+    labels = labels.astype(np.intp, copy=False)
     classes = input.shape[1]
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"{name}: labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
-    return labels
+    onehot = np.zeros(input.shape, dtype=input.dtype)
+    try:
+        if labels.size and labels.min() < 0:
+            raise IndexError
+        onehot[np.arange(labels.shape[0]), labels] = 1.0
+    except IndexError:
+        raise ValueError(f"{name}: labels must lie in 0..{classes - 1}, "
+                         f"got {labels.min()}..{labels.max()}") from None
+    return onehot
+
+
+def _negative_log_likelihood(log_p: Tensor, onehot: np.ndarray, reduction: str) -> Tensor:
+    """−(1/n) Σᵢ yᵢ·log pᵢ, with yᵢ one-hot: the log-probability of each correct class."""
+    picked = log_p * onehot
+    if reduction == "none":
+        return -picked.sum(axis=1)
+    if reduction == "sum":
+        return -picked.sum()
+    if reduction == "mean":
+        return picked.sum() * (-1.0 / log_p.shape[0])
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
 
 
 def mse_loss(input, target, reduction: str = "mean") -> Tensor:
@@ -89,18 +107,14 @@ def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> 
 def nll_loss(input, target, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of integer labels, given log-probabilities of shape (batch, classes)."""
     input = _tensor(input)
-    labels = _labels("nll_loss", input, target)
-    picked = input[np.arange(labels.shape[0]), labels]
-    return _reduce(-picked, reduction)
+    return _negative_log_likelihood(input, _one_hot("nll_loss", input, target), reduction)
 
 
 def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     """Cross-entropy of integer labels, given logits of shape (batch, classes), via log_softmax."""
     input = _tensor(input)
-    labels = _labels("cross_entropy", input, target)
-    log_p = composites.log_softmax(input, axis=1)
-    picked = log_p[np.arange(labels.shape[0]), labels]
-    return _reduce(-picked, reduction)
+    onehot = _one_hot("cross_entropy", input, target)
+    return _negative_log_likelihood(composites.log_softmax(input, axis=1), onehot, reduction)
 
 
 def softmax(input, dim: int = -1) -> Tensor:

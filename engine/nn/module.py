@@ -9,6 +9,9 @@ from .. import scope
 from ..tensor import Tensor
 
 
+_structure = [0]  # bumped whenever a module's attributes change: invalidates cached parameter lists
+
+
 class Parameter(Tensor):
     """A leaf tensor that a Module owns and an optimiser updates (requires_grad by default)."""
 
@@ -32,6 +35,7 @@ class Module:
         object.__setattr__(self, "_scope", None)
 
     def __setattr__(self, name: str, value) -> None:
+        _structure[0] += 1
         if "_parameters" not in self.__dict__:
             raise AttributeError(
                 f"{type(self).__name__}.__init__ must call super().__init__() before setting {name!r}"
@@ -46,6 +50,7 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
+        _structure[0] += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         object.__delattr__(self, name)
@@ -57,11 +62,12 @@ class Module:
     def __call__(self, *args, **kwargs):
         if self._scope is None:
             _assign_scopes(self)
-        scope.push(self)
+        stack = scope._stack
+        stack.append(self)
         try:
             output = self.forward(*args, **kwargs)
         finally:
-            scope.pop()
+            stack.pop()
         if scope.recorder is not None:
             scope.recorder(self, args, output)
         return output
@@ -118,8 +124,16 @@ class Module:
         return self.train(False)
 
     def zero_grad(self) -> None:
-        for p in self.parameters():
+        for p in self._parameter_list():
             p.grad = None
+
+    def _parameter_list(self) -> list:
+        """parameters() as a list, remembered until any module's attributes change."""
+        cached = self.__dict__.get("_cached_parameters")
+        if cached is None or cached[0] != _structure[0]:
+            cached = (_structure[0], list(self.parameters()))
+            object.__setattr__(self, "_cached_parameters", cached)
+        return cached[1]
 
     def apply(self, fn) -> "Module":
         for module in list(self.modules())[::-1]:

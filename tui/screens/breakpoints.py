@@ -79,6 +79,7 @@ class BreakpointsScreen(ModalScreen):
         self._pending_since = None              # versions['breakpoints'] when it was sent
         self.error: str | None = None           # the reason the last add was refused
         self.items: list = []
+        self._ready = False
 
     def compose(self) -> ComposeResult:
         state = self.app.backend.state
@@ -101,6 +102,7 @@ class BreakpointsScreen(ModalScreen):
         self._apply_height(self.app.size.height)
         self._show_items(self.app.backend.state)
         self.query_one("#bp-input", Input).focus()
+        self._ready = True
 
     def on_resize(self, event) -> None:
         self._apply_height(event.size.height)
@@ -112,6 +114,8 @@ class BreakpointsScreen(ModalScreen):
 
     # -- following the state ---------------------------------------------------------------------
     def refresh_state(self, state, changed) -> None:
+        if not self._ready:
+            return  # on_mount shows the state itself
         if "breakpoints" in changed or "snapshot" in changed:
             self._show_items(state)
         self._check_answer(state)

@@ -18,6 +18,13 @@ HELP = """\
   g       plots (on narrow terminals)   ctrl+p  command palette
   ?       this help                q   quit (ctrl+q too)
 
+[b]In the views[/b]
+  step into   n/j/↓ next op, p/k/↑ previous, f first NaN/Inf, m forward↔backward of the op,
+              home/end, s record another iteration, escape back
+  inspector   the chain rule from the loss down to the layer; escape back
+  reg. view   0 none, 1 L1, 2 L2, + double λ, - halve λ; escape back
+  breakpoints enter adds what you typed, d or delete removes the selected one
+
 [b]The layer table[/b]
   ‖W‖       the weights' norm        ‖∇W‖   the data-loss gradient's norm
   ‖∇pen‖    the penalty's gradient: 2λθ for L2, λ·sign(θ) for L1

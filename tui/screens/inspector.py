@@ -23,6 +23,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
@@ -99,9 +100,10 @@ def chain_links(layers, name: str) -> list:
     w = _weight(chosen)
     if w is not None:
         short = next(s for s, p in chosen.params.items() if p is w)
-        factor = w.grad_norm / product if product and w.grad_norm is not None else None
+        grad = w.grad_norm if links[0].product is not None else None   # none before the first step
+        factor = grad / product if product and grad is not None else None
         links.append(ChainLink(chosen.name, "weight", f"∂a_{chosen.name}/∂{short}",
-                               "the layer's input: ∂L/∂W = (∂L/∂a)ᵀ·x", factor, w.grad_norm,
+                               "the layer's input: ∂L/∂W = (∂L/∂a)ᵀ·x", factor, grad,
                                f"‖∂L/∂{w.name}‖"))
     else:
         factor = chosen.grad_ratio
@@ -192,24 +194,26 @@ def chain_summary(links: list, chosen) -> Text:
     return out
 
 
-class UpdateRatioPlot(PlotextPlot):
-    """log10 ‖Δθ‖/‖θ‖ of each of the layer's parameters over the steps, with the 1e-3 line."""
+class LayerHistoryPlot(PlotextPlot):
+    """log10 of some of the layer's series over the steps: the update/weight ratio of each
+    parameter (with the healthy 1e-3 line), or for a layer without parameters the gradient that
+    reaches it from the loss side."""
 
     DEFAULT_CSS = """
-    UpdateRatioPlot { height: 12; width: 1fr; }
+    LayerHistoryPlot { height: 12; width: 1fr; }
     """
 
-    def show(self, history: dict, params: list) -> None:
+    def show(self, history: dict, title: str, series: list, reference: float | None = None) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("update/weight ratio: log10 ‖Δθ‖/‖θ‖")
+        plt.title(title)
         steps = history.get("step")
         drawn = False
         if steps is not None and len(steps):
             width = max(self.size.width - 10, 10)
-            for name in params:
-                values = history.get(f"{name}.update_ratio")
+            for label, name in series:
+                values = history.get(name)
                 if values is None:
                     continue
                 with np.errstate(all="ignore"):
@@ -218,10 +222,10 @@ class UpdateRatioPlot(PlotextPlot):
                 if not ok.any():
                     continue
                 x, y = thin(steps[ok], y[ok], width)
-                plt.plot(x.tolist(), y.tolist(), label=name, marker="braille")
+                plt.plot(x.tolist(), y.tolist(), label=label, marker="braille")
                 drawn = True
-            if drawn:
-                plt.hline(math.log10(HEALTHY_UPDATE), "green")
+            if drawn and reference is not None:
+                plt.hline(math.log10(reference), "green")
         plt.xlabel("step")
         self.refresh()
 
@@ -236,12 +240,12 @@ InspectorScreen .panel-title { color: $accent; text-style: bold; margin-top: 1; 
 InspectorScreen #chain-formula { color: $accent; text-style: bold; }
 InspectorScreen #chain-help { color: $text-muted; }
 InspectorScreen HistogramPanel { margin-bottom: 1; }
-InspectorScreen #ratio-plot { height: 12; }
-InspectorScreen #ratio-note { color: $text-muted; }
+InspectorScreen #history-plot { height: 12; }
+InspectorScreen #history-note { color: $text-muted; }
 InspectorScreen.-stacked #insp-cols { layout: vertical; }
 InspectorScreen.-stacked #insp-left { width: 100%; }
 InspectorScreen.-stacked #insp-right { width: 100%; }
-InspectorScreen.-stacked #ratio-plot { height: 10; }
+InspectorScreen.-stacked #history-plot { height: 10; }
 """
 
 
@@ -280,16 +284,15 @@ class InspectorScreen(Screen):
                     yield HistogramPanel(id="hist-weight")
                     yield HistogramPanel(id="hist-grad")
                     yield HistogramPanel(id="hist-deriv")
-                    yield UpdateRatioPlot(id="ratio-plot")
-                    yield Static(f"≈{HEALTHY_UPDATE:g} (the green line) is a typical healthy update ratio: far "
-                                 "below, the layer barely learns; near 1e-1, steps may be too big.",
-                                 id="ratio-note")
+                    yield LayerHistoryPlot(id="history-plot")
+                    yield Static(id="history-note")
         yield Footer()
 
     def on_mount(self) -> None:
         self._apply_width(self.app.size.width)
         state = self.app.backend.state
         self.histograms.update(state.snapshot)
+        self.histograms.seed(state.first_histograms, 0)   # opened while running: step 0's until new ones
         self._draw_text(state)
         self._draw_histograms(state)
         self._draw_plot(state)
@@ -305,6 +308,12 @@ class InspectorScreen(Screen):
 
     # -- live updates ----------------------------------------------------------------------
     def refresh_state(self, state, changed: set) -> None:
+        try:
+            self._refresh_state(state, changed)
+        except NoMatches:   # the app is closing and the widgets are already gone
+            pass
+
+    def _refresh_state(self, state, changed: set) -> None:
         if changed & {"snapshot", "model", "state"}:
             self._draw_text(state)
             snap = state.snapshot
@@ -326,7 +335,10 @@ class InspectorScreen(Screen):
 
     def _plot_timer_fired(self) -> None:
         self._plot_timer = None
-        self._maybe_plot()
+        try:
+            self._maybe_plot()
+        except NoMatches:
+            pass
 
     # -- drawing -----------------------------------------------------------------------------
     def _layer(self, state):
@@ -430,9 +442,18 @@ class InspectorScreen(Screen):
         self._plot_pending = False
         self._last_plot = self.clock()
         layer = self._layer(state)
-        plot = self.query_one(UpdateRatioPlot)
-        names = [p.name for p in layer.params.values()] if layer is not None else []
-        plot.display = bool(names)
-        self.query_one("#ratio-note").display = bool(names)
-        if names:
-            plot.show(state.history, names)
+        plot = self.query_one(LayerHistoryPlot)
+        note = self.query_one("#history-note", Static)
+        if layer is None:
+            plot.display = note.display = False
+            return
+        if layer.params:
+            plot.show(state.history, "update/weight ratio: log10 ‖Δθ‖/‖θ‖",
+                      [(p.name, f"{p.name}.update_ratio") for p in layer.params.values()], HEALTHY_UPDATE)
+            note.update(f"≈{HEALTHY_UPDATE:g} (the green line) is a typical healthy update ratio: far below, "
+                        "the layer barely learns; near 1e-1, steps may be too big.")
+        else:
+            plot.show(state.history, f"gradient reaching layer {layer.name}: log10 ‖∂L/∂a‖",
+                      [(f"‖∂L/∂a_{layer.name}‖", f"{layer.name}.grad_out_norm")])
+            note.update("what arrives from the loss side each step, before this layer multiplies it by "
+                        "its local derivative.")

@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
@@ -95,7 +96,7 @@ class ParamPanel(Widget):
         out += [Text("  ") + line for line in histogram_lines(series, width - 2, rows=2)]
 
         label_width = 11
-        spark_width = max(min(width - label_width - 30, 60), 8)
+        spark_width = max(min(width - label_width - 40, 40), 8)
         for name, label, fmt in ((f"{p.name}.weight_norm", "‖θ‖", num), (f"{p.name}.sparsity", "sparsity", pct)):
             values = self._history.get(name)
             line = Text(f"  {label:<{label_width - 2}}", style="dim")
@@ -217,6 +218,12 @@ class RegularisationScreen(Screen):
 
     # -- live updates ----------------------------------------------------------------------
     def refresh_state(self, state, changed: set) -> None:
+        try:
+            self._refresh_state(state, changed)
+        except NoMatches:   # the app is closing and the widgets are already gone
+            pass
+
+    def _refresh_state(self, state, changed: set) -> None:
         if changed & {"snapshot", "state", "model"}:
             self.histograms.update(state.snapshot)
             self._draw_title(state)
@@ -235,7 +242,10 @@ class RegularisationScreen(Screen):
 
     def _timer_fired(self) -> None:
         self._timer = None
-        self._maybe_draw()
+        try:
+            self._maybe_draw()
+        except NoMatches:
+            pass
 
     # -- drawing -----------------------------------------------------------------------------
     def _draw_title(self, state) -> None:

@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Static
 from ..format import num
 
 WIDE = 120          # from this many columns the op list sits beside the detail, not above it
+TALL = 30           # from this many lines the op list above the detail gets more rows
 DONE = ("finished", "stopped")
 BAD_STYLE = "bold red"
 FORWARD_STYLE = "green"
@@ -78,7 +79,9 @@ def out_label(op) -> str:
 def expression(op) -> str:
     """What a forward op computed, e.g. '%4 = %3 + 0.bias' or '%6 = tanh(%5)'."""
     _, symbol = PRIMITIVES.get(op.op, (False, ""))
-    if symbol and len(op.inputs) == 2:
+    if op.op == "linear" and len(op.inputs) in (2, 3):
+        rhs = f"{op.inputs[0]} @ {op.inputs[1]}ᵀ" + (f" + {op.inputs[2]}" if len(op.inputs) == 3 else "")
+    elif symbol and len(op.inputs) == 2:
         rhs = f"{op.inputs[0]} {symbol} {op.inputs[1]}"
     else:
         rhs = f"{op.op}({', '.join(op.inputs)})"
@@ -122,6 +125,10 @@ def chain_rule(op) -> tuple:
         elif op.op == "matmul":
             other = op.inputs[1 - i] if len(op.inputs) == 2 else "W"
             line = f"{g} = {up} @ {other}ᵀ" if i == 0 else f"{g} = {other}ᵀ @ {up}"
+        elif op.op == "linear":      # out = x Wᵀ + b
+            x, w = op.inputs[0], op.inputs[1] if len(op.inputs) > 1 else "W"
+            line = (f"{g} = {up} @ {w}" if i == 0 else f"{g} = ({up})ᵀ @ {x}" if i == 1
+                    else f"{g} = {up} summed over the batch")
         elif op.op == "sum":
             line = f"{g} = {up}, copied to every summed element"
         elif op.op == "mean":
@@ -148,6 +155,8 @@ def chain_rule(op) -> tuple:
         rule = "gradient passed on = upstream × local factor (entry by entry)"
     elif op.op == "matmul":
         rule = "gradient passed on = upstream @ Wᵀ (to x), xᵀ @ upstream (to W)"
+    elif op.op == "linear":
+        rule = "gradient passed on = upstream @ W, upstreamᵀ @ x, Σ upstream"
     else:
         rule = "gradient passed on = the upstream gradient routed back through the op"
     return rule, lines
@@ -211,6 +220,11 @@ def forward_detail(op, by_id: dict) -> Group:
     return Group(*parts)
 
 
+def _unit(stats) -> bool:
+    """A scalar factor of exactly 1 or -1 (add, sub, neg, a bias)."""
+    return tuple(stats.shape) == () and stats.min == stats.max and abs(stats.min) == 1
+
+
 def backward_detail(op) -> Group:
     parts = []
     for k, formula in enumerate(op.formulas):
@@ -223,7 +237,7 @@ def backward_detail(op) -> Group:
     for i, label in enumerate(op.inputs):
         factor = op.factors[i] if i < len(op.factors) else None
         grad = op.grads[i] if i < len(op.grads) else None
-        if factor is not None:
+        if factor is not None and not _unit(factor):   # a constant ±1 is in the chain rule line already
             rows.append((f"factor d{out_label(op)}/d{label}", factor))
         if grad is not None:
             rows.append((f"passed on dL/d{label}", grad))
@@ -254,18 +268,21 @@ class StepIntoScreen(Screen):
     StepIntoScreen { layout: vertical; }
     StepIntoScreen #si-head { height: 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
     StepIntoScreen #si-body { height: 1fr; layout: vertical; }
-    StepIntoScreen #si-ops { height: 9; border: round $accent; border-title-color: $text; }
-    StepIntoScreen #si-detail { height: 1fr; border: round $accent; padding: 0 1; border-title-color: $text;
+    StepIntoScreen #si-ops { height: 1fr; min-height: 6; max-height: 16; border: round $accent;
+                             border-title-color: $text; }
+    StepIntoScreen #si-detail { height: 3fr; border: round $accent; padding: 0 1; border-title-color: $text;
                                 border-subtitle-color: $text-muted; }
     StepIntoScreen #si-keys { height: 1; background: $panel; color: $text-muted;
                               text-wrap: nowrap; text-overflow: ellipsis; }
+    StepIntoScreen.-tall #si-ops { height: 2fr; }
     StepIntoScreen.-wide #si-body { layout: horizontal; }
-    StepIntoScreen.-wide #si-ops { height: 1fr; width: 46; }
+    StepIntoScreen.-wide #si-ops { height: 1fr; max-height: 100%; width: 46; }
     StepIntoScreen.-wide #si-detail { height: 1fr; width: 1fr; }
     """
 
-    KEYS = "n/↓ next  p/↑ prev  home/end  f first NaN/Inf  m fwd↔bwd  s record again  esc back"
-    KEYS_WIDE = KEYS + "  pgup/pgdn scroll the detail"
+    KEYS = "n/↓ next  p/↑ prev  f first NaN/Inf  m fwd↔bwd  s record again  esc back"
+    KEYS_WIDE = ("n/↓ next  p/↑ prev  home/end first/last  f first NaN/Inf  m forward↔backward  "
+                 "s record another iteration  pgup/pgdn scroll the detail  esc back")
 
     def __init__(self, since: int | None = None):
         super().__init__()
@@ -278,6 +295,7 @@ class StepIntoScreen(Screen):
         self.mode = "recording"       # 'recording', 'shown', 'stopped' (nothing recorded)
         self._by_id: dict = {}
         self._pairs: dict = {}
+        self._ready = False
         if since is None:
             try:
                 self.since = self.app.backend.state.versions["trace"]
@@ -307,7 +325,10 @@ class StepIntoScreen(Screen):
         state = self.app.backend.state
         if self.since is None:
             self.since = state.versions["trace"]
-        if state.state in DONE:
+        self._ready = True
+        if state.versions["trace"] != self.since and state.trace is not None:
+            self._show_trace(state.trace, state.snapshot.step if state.snapshot else None, state)
+        elif state.state in DONE:
             # The session ignores step-into once done: show what was recorded last, if anything.
             self._show_last(state)
         else:
@@ -315,14 +336,17 @@ class StepIntoScreen(Screen):
         table.focus()
 
     def on_resize(self, event) -> None:
-        self._apply_width(event.size.width)
+        self._apply_width(event.size.width, event.size.height)
 
-    def _apply_width(self, width: int) -> None:
+    def _apply_width(self, width: int, height: int | None = None) -> None:
         self.set_class(width >= WIDE, "-wide")
+        self.set_class((height or self.app.size.height) >= TALL, "-tall")
         self.query_one("#si-keys", Static).update(self.KEYS_WIDE if width >= WIDE else self.KEYS)
 
     # -- following the state ---------------------------------------------------------------------
     def refresh_state(self, state, changed) -> None:
+        if not self._ready:
+            return  # on_mount looks at the state itself
         if self.waiting and state.versions["trace"] != self.since and state.trace is not None:
             snap = state.snapshot
             self._show_trace(state.trace, snap.step if snap is not None else None, state)
@@ -456,8 +480,10 @@ class StepIntoScreen(Screen):
         self._show_head(self.app.backend.state)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.op_count and event.cursor_row != self.selected:
-            self.select(event.cursor_row)
+        """A click on a row (keys move the selection themselves; older events are ignored)."""
+        current = event.data_table.cursor_row
+        if self.op_count and event.cursor_row == current and current != self.selected:
+            self.select(current)
 
     # -- keys ------------------------------------------------------------------------------------------
     def action_close(self) -> None:

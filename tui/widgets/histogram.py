@@ -2,9 +2,9 @@
 the latest histograms a run published.
 
 Histograms arrive as (counts, edges) pairs (numpy.histogram's output). To draw several on one
-axis they are re-binned onto common columns, spreading each bin's count over the columns it
-overlaps (as if the values were spread evenly inside the bin). A bin that holds anything is
-never drawn empty, so a lone outlier stays visible.
+axis they are redrawn onto common columns (see `rebin`: bar heights stay real counts, so "max"
+is the number of values in the tallest bar). A bin that holds anything is never drawn empty,
+so a lone outlier stays visible.
 """
 from __future__ import annotations
 
@@ -21,27 +21,28 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def rebin(counts, edges, lo: float, hi: float, columns: int) -> np.ndarray:
-    """`counts` over `edges`, spread onto `columns` equal columns from lo to hi."""
+    """`counts` over `edges` drawn on `columns` equal columns from lo to hi, so that a bar's
+    height is a real count: a column holds the bins whose centres fall in it (their counts
+    added), and a column too narrow to hold a centre shows the count of the bin under its middle.
+    With columns as wide as the bins this is the histogram itself."""
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
-    out = np.zeros(columns)
+    out = np.zeros(max(columns, 0))
     if columns < 1 or counts.size == 0:
         return out
     if not hi > lo:
         out[columns // 2] = counts.sum()
         return out
-    cols = np.linspace(lo, hi, columns + 1)
-    for c, a, b in zip(counts, edges[:-1], edges[1:]):
-        if c == 0:
-            continue
-        if not b > a:   # a degenerate bin: put it in the column holding its value
-            i = min(max(int((a - lo) / (hi - lo) * columns), 0), columns - 1)
-            out[i] += c
-            continue
-        overlap = np.clip(np.minimum(cols[1:], b) - np.maximum(cols[:-1], a), 0.0, None)
-        total = overlap.sum()
-        if total > 0:
-            out += c * overlap / total   # the count, shared by overlap (lo..hi covers every bin)
+    scale = columns / (hi - lo)
+    centres = (edges[:-1] + edges[1:]) / 2
+    where = np.clip(np.floor((centres - lo) * scale).astype(int), 0, columns - 1)
+    np.add.at(out, where, counts)
+    holds_centre = np.zeros(columns, dtype=bool)
+    holds_centre[where] = True
+    middles = lo + (np.arange(columns) + 0.5) / scale
+    inside = np.searchsorted(edges, middles, side="right") - 1
+    under = (~holds_centre) & (inside >= 0) & (inside < counts.size)
+    out[under] = counts[inside[under]]
     return out
 
 
@@ -89,7 +90,8 @@ def histogram_lines(series: list, width: int, rows: int = 3, label_width: int | 
     if label_width is None:
         label_width = max((len(s[0]) for s in series), default=0)
         label_width = label_width + 1 if label_width else 0
-    max_label = 8  # the largest count, written at the right of the first row
+    # the largest count is written at the right of the first row; no bar holds more than the total
+    max_label = len(" " + _count(max(float(np.sum(s[1])) for s in series)))
     columns = max(width - label_width - max_label, 8)
     lo = min(float(np.asarray(s[2])[0]) for s in series)
     hi = max(float(np.asarray(s[2])[-1]) for s in series)
@@ -101,14 +103,14 @@ def histogram_lines(series: list, width: int, rows: int = 3, label_width: int | 
             line = Text(label.ljust(label_width) if r == 0 else " " * label_width, style="dim")
             line.append(row, style=style)
             if r == 0 and lines == []:
-                line.append(f" {_count(top)}"[:max_label], style="dim")
+                line.append(" " + _count(top), style="dim")
             lines.append(line)
     lines.append(Text(" " * label_width + axis_line(lo, hi, columns), style="dim"))
     return lines
 
 
 def _count(x: float) -> str:
-    return f"max {x:.0f}" if x >= 1 or x == 0 else f"max {x:.2f}"
+    return f"max {x:.0f}"
 
 
 def sparkline(values, width: int = 20) -> str:
@@ -165,6 +167,11 @@ class HistogramKeeper:
             return False
         self.histograms, self.step = snapshot.histograms, snapshot.step
         return True
+
+    def seed(self, histograms: dict | None, step: int) -> None:
+        """Start from these (e.g. step 0's) if nothing newer has been seen."""
+        if self.histograms is None and histograms:
+            self.histograms, self.step = histograms, step
 
     def get(self, key: str):
         return (self.histograms or {}).get(key)

@@ -1,0 +1,277 @@
+"""What the debugger's diagnostics cost: a Session step against a bare engine training step.
+
+Target: a session step with every diagnostic on costs <= 1.2x a bare engine step on the
+784-256-256-10, batch-64 MLP.
+
+Both sides train the same model, built twice from the same seed (cm.nn.Sequential
+Linear-ReLU-Linear-ReLU-Linear, float64, random inputs with 784 features, 10 classes, one fixed
+batch of 64, cross_entropy, cm.optim.SGD lr 0.01):
+
+  bare     a plain loop: loss = cross_entropy(model(X), y); optimizer.zero_grad();
+           loss.backward(); optimizer.step()   (with L2: reg.add_to_grads(model) before the step)
+  session  calcml.debug.session.Session over a ModelSpec built directly (data=(X, y) as one
+           full batch, so the session neither copies nor shuffles), driven by ticks. Every
+           diagnostic is on: the layer recorder (retained layer gradients), per-parameter norms,
+           update ratios and sparsity, activation statistics, warning conditions, history,
+           breakpoint check, snapshot, and the histograms when the session computes them.
+
+Two ways of driving the session are timed, because they differ:
+
+  step(n)  session.step(n) then n x session.tick(): what a "step n" command does. The state is
+           PAUSED with steps pending, and the session computes weight/gradient histograms on
+           every step that leaves it not RUNNING, i.e. on every one of these steps.
+           This is the target row.
+  run      session.run() once, then session.tick() per step: how the worker trains when the
+           interface (or --run) starts training; histograms only every `histogram_every` steps.
+
+Why per-step ratios: the machine is a noisy, shared 2-core box, so absolute times mean little.
+Only per-step times inside timed rounds are compared (model building and warm-up are outside
+them, so start-up cancels out). Rounds alternate bare/session (the order flips every round so
+that neither always follows the other); each round trains both sides for the same N steps, so
+the two models stay in lockstep (the script checks they agree). The reported ratio is the
+median over rounds of (session per-step time / bare per-step time in the same round pair); the
+"min ratio" column (ratio of the quietest rounds) and the ratio spread (IQR) show how noisy it
+was. BLAS threads are left as the environment sets them: on a busy 2-core box OpenBLAS's
+2-thread calls (matmuls, and np.dot in the probes' norms) can stall for milliseconds waiting
+for a descheduled thread, so compare with `OPENBLAS_NUM_THREADS=1 python benchmarks/...`.
+The script never asserts a target: it prints PASS or MISS. On a MISS of the target it prints a
+cProfile of session steps by own time (both ways of driving).
+
+    python benchmarks/session_step.py            # full run, about 1-2 minutes
+    python benchmarks/session_step.py --quick    # smoke run, a few seconds
+    python benchmarks/session_step.py --profile       # only cProfile medium session steps, step(n)
+    python benchmarks/session_step.py --profile run   # ... driven by run
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import calcml as cm
+import calcml.nn.functional as F
+from calcml.debug.loader import ModelSpec
+from calcml.debug.session import Session
+
+SIZES = {  # name: (layer widths, batch size)
+    "tiny": ((2, 16, 16, 2), 32),
+    "medium": ((784, 256, 256, 10), 64),
+}
+LR = 0.01
+SEED = 0
+L2_LAMBDA = 1e-4
+TARGET = 1.2
+
+# (label, size, regulariser?, drive, is the target)
+CASES = [
+    ("medium step(n)", "medium", False, "step", True),
+    ("medium run", "medium", False, "run", False),
+    ("medium step(n) + L2", "medium", True, "step", False),
+    ("medium run + L2", "medium", True, "run", False),
+    ("tiny step(n)", "tiny", False, "step", False),
+    ("tiny run", "tiny", False, "run", False),
+]
+
+
+def build(size: str, with_l2: bool):
+    """(model, X, y, optimizer, regulariser or None), identical for the same arguments."""
+    widths, batch = SIZES[size]
+    cm.manual_seed(SEED)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        if i:
+            layers.append(cm.nn.ReLU())
+        layers.append(cm.nn.Linear(n_in, n_out))
+    model = cm.nn.Sequential(*layers)
+    rng = np.random.default_rng(SEED + 1)
+    X = rng.standard_normal((batch, widths[0]))
+    y = rng.integers(0, widths[-1], size=batch)
+    optimizer = cm.optim.SGD(model.parameters(), lr=LR)
+    reg = cm.reg.L2(L2_LAMBDA) if with_l2 else None
+    return model, X, y, optimizer, reg
+
+
+class Bare:
+    name = "bare"
+
+    def __init__(self, size: str, with_l2: bool):
+        self.model, self.X, self.y, self.optimizer, self.reg = build(size, with_l2)
+        self.count = 0
+
+    def steps(self, n: int) -> None:
+        self.count += n
+        model, X, y, optimizer, reg = self.model, self.X, self.y, self.optimizer, self.reg
+        for _ in range(n):
+            loss = F.cross_entropy(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            if reg is not None:
+                reg.add_to_grads(model)
+            optimizer.step()
+
+    def params(self):
+        return [p.data for p in self.model.parameters()]
+
+
+class SessionSteps:
+    name = "session"
+
+    def __init__(self, size: str, with_l2: bool, drive: str):
+        model, X, y, optimizer, reg = build(size, with_l2)
+        spec = ModelSpec(path="<benchmark>", name=f"bench_{size}", description="", model=model,
+                         loss=F.cross_entropy, data=(X, y), optimizer=optimizer, regularizer=reg,
+                         batch_size=None, val_data=None, seed=SEED, steps=None)
+        self.session = Session(spec)
+        self.drive = drive
+        if drive == "run":
+            self.session.run()
+
+    def steps(self, n: int) -> None:
+        s = self.session
+        if self.drive == "step":
+            s.step(n)
+        tick = s.tick
+        for _ in range(n):
+            tick()
+
+    def check(self, expected_steps: int) -> None:
+        s = self.session
+        if s.done or s.step_count != expected_steps:
+            raise SystemExit(f"the session did not train as expected: state {s.state}, "
+                             f"{s.step_count} steps instead of {expected_steps}; stop: {s.stop_info}")
+
+    def params(self):
+        return [p.data for p in self.session.model.parameters()]
+
+
+def timed(stepper, n: int) -> float:
+    """Seconds per step over n consecutive steps."""
+    start = time.perf_counter()
+    stepper.steps(n)
+    return (time.perf_counter() - start) / n
+
+
+def steps_per_round(bare: Bare, round_seconds: float) -> int:
+    n = 1
+    while timed(bare, n) * n < 0.02 and n < 1 << 14:
+        n *= 2
+    per_step = min(timed(bare, n) for _ in range(3))
+    return max(1, round(round_seconds / per_step))
+
+
+def run_case(size, with_l2, drive, round_seconds, max_rounds, budget_seconds):
+    bare, sess = Bare(size, with_l2), SessionSteps(size, with_l2, drive)
+    # Warm up both the same number of steps (keeps them in lockstep), then check they agree.
+    n = steps_per_round(bare, round_seconds)
+    # The calibration trained the bare model: bring the session to the same step (warming it up).
+    sess.steps(bare.count)
+    sess.check(bare.count)
+    agree = all(np.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(bare.params(), sess.params()))
+    bare_times, sess_times, ratios = [], [], []
+    start = time.perf_counter()
+    for r in range(max_rounds):
+        if r >= 5 and time.perf_counter() - start > budget_seconds:
+            break
+        if r % 2 == 0:
+            tb = timed(bare, n)
+            ts = timed(sess, n)
+        else:
+            ts = timed(sess, n)
+            tb = timed(bare, n)
+        bare_times.append(tb)
+        sess_times.append(ts)
+        ratios.append(ts / tb)
+    sess.check(bare.count)
+    agree = agree and all(np.allclose(a, b, rtol=1e-9, atol=1e-12)
+                          for a, b in zip(bare.params(), sess.params()))
+    return {"bare": bare_times, "session": sess_times, "ratios": ratios, "n": n, "agree": agree}
+
+
+def iqr(values):
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+def profile_session(size: str, drive: str, seconds: float, top: int) -> None:
+    import cProfile
+    import pstats
+
+    sess = SessionSteps(size, False, drive)
+    sess.steps(3)
+    t = timed(sess, 3)
+    n = max(5, round(seconds / t))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    sess.steps(n)
+    profiler.disable()
+    print(f"\ncProfile of {n} session steps ({size}, driven by {drive}), by own time "
+          f"(times include the profiler's overhead):")
+    stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs().sort_stats("tottime")
+    stats.print_stats(top)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few short rounds: a smoke run")
+    parser.add_argument("--profile", choices=("step", "run"), nargs="?", const="step",
+                        help="instead of the benchmark, cProfile medium session steps driven by "
+                             "step(n) (the default) or run")
+    args = parser.parse_args(argv)
+    if args.profile:
+        profile_session("medium", args.profile, 2.0 if args.quick else 8.0, 30)
+        return 0
+    round_s, max_rounds, budget = (0.05, 3, 2.0) if args.quick else (0.15, 60, 15.0)
+
+    print("calcml session step vs bare engine step (forward + cross-entropy + backward + SGD, float64)")
+    print(f"  python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}, "
+          f"mode {'quick' if args.quick else 'full'}: up to {max_rounds} round pairs, bare rounds of "
+          f"~{round_s * 1000:.0f} ms, ~{budget:g} s per case, load average {os.getloadavg()[0]:.2f}")
+    print("  ratio = median over rounds of (session per-step time / bare per-step time in the same pair)")
+    print()
+    header = (f"{'case':<22}{'bare ms':>9}{'session ms':>12}{'ratio':>8}{'IQR':>13}{'min ratio':>11}"
+              f"{'rounds':>8}{'N':>6}  agree")
+    print(header)
+    results = {}
+    for label, size, with_l2, drive, _ in CASES:
+        res = run_case(size, with_l2, drive, round_s, max_rounds, budget)
+        results[label] = res
+        ratio = statistics.median(res["ratios"])
+        lo, hi = iqr(res["ratios"])
+        best = min(res["session"]) / min(res["bare"])
+        print(f"{label:<22}{statistics.median(res['bare']) * 1e3:>9.3f}"
+              f"{statistics.median(res['session']) * 1e3:>12.3f}{ratio:>8.2f}"
+              f"{f'{lo:.2f}-{hi:.2f}':>13}{best:>11.2f}{len(res['ratios']):>8}{res['n']:>6}  "
+              f"{'yes' if res['agree'] else 'NO (weights differ)'}", flush=True)
+    print("(ms: median per-step time over rounds; the L2 rows use lambda = "
+          f"{L2_LAMBDA:g}, the bare side adding reg.add_to_grads)")
+    print("(step(n) rows: the session is PAUSED with steps pending, and Session._publish computes the "
+          "weight/gradient histograms whenever the state is not RUNNING, i.e. on every one of these steps; "
+          "run rows: every histogram_every steps)")
+
+    print(f"\ntargets  (load average now {os.getloadavg()[0]:.2f})")
+    missed = False
+    for label, size, with_l2, drive, is_target in CASES:
+        ratio = statistics.median(results[label]["ratios"])
+        if is_target:
+            ok = ratio <= TARGET
+            missed |= not ok
+            print(f"  {label}: session/bare <= {TARGET:g}   {'PASS' if ok else 'MISS'}  ({ratio:.2f})")
+        else:
+            mark = "pass" if ratio <= TARGET else "miss"
+            print(f"  {label}: session/bare = {ratio:.2f}   (informative; would {mark} {TARGET:g})")
+    if missed and not args.quick:
+        print("\nthe target was missed: where a medium session step spends its time")
+        profile_session("medium", "step", 4.0, 18)
+        profile_session("medium", "run", 4.0, 18)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

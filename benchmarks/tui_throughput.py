@@ -1,0 +1,425 @@
+"""Does the interface slow training down, and does it answer keys while training runs flat out?
+
+Targets:
+  1. training throughput with the interface open is >= 85% of headless on the same model;
+  2. a key press shows its effect within 100 ms even while training runs flat out.
+
+The model (default): a 784-256-256-10 ReLU MLP, float64, cross-entropy, SGD lr 0.01, on 4,096
+random samples in shuffled batches of 64, written to a temporary model file, so that a step is
+not trivially small (`--model PATH` uses another model file, e.g. sample_models/spirals_adam.py).
+
+Throughput, both ways the interface trains, i.e. in a child process
+`python -m calcml.debug.worker MODEL --run --steps N` that speaks JSON lines:
+
+  headless   the worker alone, started exactly as ProcessBackend starts it (stdin a pipe kept
+             open, stdout and stderr pipes, PYTHONUNBUFFERED=1, its own session); this script
+             reads its messages until the 'state' message says finished;
+  interface  the real DebuggerApp over a ProcessBackend on the same model, run with Textual's
+             App.run_test(size=(140, 40), notifications=True): the headless driver, which does
+             everything a terminal session does (status bar, layer table, warnings, plotext
+             plots, compositor updates) except encode and write the final escape sequences.
+
+In both, throughput = steps / (time the 'finished' state arrived - time the first snapshot
+arrived), stamped where the messages are received (for the interface: on DebugState.apply,
+in the app's reader thread). N is chosen from a short calibration run so that a headless run
+lasts about --seconds. The modes alternate (headless, interface, headless, ...) and the
+result is the median over pairs of interface/headless. Both processes share the machine's
+cores (2 on the reference box, with BLAS threads in the worker too), so CPU the interface uses
+is CPU training cannot: the printed CPU columns say how much each side used.
+
+Key latency, in one more interface run (with steps enough to keep training flat out):
+  space  time from the Pilot's key press until DebugState.state is 'paused' AND the status bar
+         says PAUSED (then space again resumes, and the script waits until training runs);
+  ]      time from the key press until the DebugState's snapshot has the doubled learning rate
+         (target), and until the status bar shows it (informative); [ then halves it back
+         (also timed, informative).
+Polled every 2 ms from the app's own event loop (so the poll never holds the loop up for long).
+To tell a busy event loop apart from a slow worker, the script also prints how long
+pilot.press() itself took to return (Textual handling the key and settling the screen), the
+time from the press until the app wrote the command to the worker's stdin (the app's event
+loop), and from that write until the DebugState showed the effect (the worker finishing its
+step, publishing, the pipe and the app's reader thread).
+Each key is measured --presses times (default 10) after a random 0.2-0.5 s of training; the
+report gives the median and the maximum against 100 ms.
+
+Why ratios and medians: the machine is a noisy, shared 2-core box, so absolute steps/s mean
+little; the ratio of two runs made alternately on the same box does. The script never asserts:
+it prints PASS or MISS for each target. BLAS threads are left as the environment sets them;
+run with OPENBLAS_NUM_THREADS=1 in the environment (inherited by the worker) to see what
+OpenBLAS's busy-waiting threads cost when the two processes share 2 cores.
+
+    python benchmarks/tui_throughput.py                # full: ~2-3 minutes
+    python benchmarks/tui_throughput.py --quick        # smoke run: one short pair, 3 presses
+    python benchmarks/tui_throughput.py --model sample_models/spirals_adam.py
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from calcml.debug import wire
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THROUGHPUT_TARGET = 0.85
+LATENCY_TARGET_MS = 100.0
+SIZE = (140, 40)
+POLL_S = 0.002
+TIMEOUT_S = 10.0
+
+MODEL_SOURCE = '''"""A 784-256-256-10 ReLU MLP on random data: the interface-throughput benchmark's model."""
+import numpy as np
+
+import calcml as cm
+import calcml.nn.functional as F
+
+seed = 0
+rng = np.random.default_rng(1)
+data = (rng.standard_normal((4096, 784)), rng.integers(0, 10, size=4096))
+batch_size = 64
+model = cm.nn.Sequential(
+    cm.nn.Linear(784, 256), cm.nn.ReLU(),
+    cm.nn.Linear(256, 256), cm.nn.ReLU(),
+    cm.nn.Linear(256, 10),
+)
+
+
+def loss(logits, labels):
+    return F.cross_entropy(logits, labels)
+
+
+optimizer = cm.optim.SGD(model.parameters(), lr=0.01)
+'''
+
+
+def worker_args(model: str, steps: int) -> list:
+    # The same command line ProcessBackend(model, steps=steps, run=True) builds.
+    return [sys.executable, "-m", "calcml.debug.worker", model, "--steps", str(steps), "--run"]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process, from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Timing:
+    """Arrival times of the worker's messages: the first snapshot and the 'finished' state."""
+
+    def __init__(self):
+        self.first = self.finished = None
+        self.first_step = self.last_step = 0
+        self.messages = {}
+        self.bytes = {}
+        self.worker_cpu = None
+        self.done = threading.Event()
+
+    def see(self, message: dict, pid: int | None = None, size: int = 0) -> None:
+        now = time.perf_counter()
+        kind = message.get("type")
+        self.messages[kind] = self.messages.get(kind, 0) + 1
+        self.bytes[kind] = self.bytes.get(kind, 0) + size
+        if kind == "snapshot":
+            step = message["snapshot"]["step"]
+            if self.first is None:
+                self.first, self.first_step = now, step
+            self.last_step = step
+        elif kind == "state" and message["state"] in ("finished", "stopped") and self.finished is None:
+            self.finished = now
+            if pid is not None:
+                self.worker_cpu = cpu_seconds(pid)
+            self.done.set()
+        elif kind == "error":
+            self.finished = now
+            self.done.set()
+
+    def result(self, steps: int, label: str) -> dict:
+        if self.first is None or self.finished is None:
+            raise SystemExit(f"{label}: the worker never finished (messages seen: {self.messages})")
+        wall = self.finished - self.first
+        return {"rate": (steps - self.first_step) / wall, "wall": wall, "messages": dict(self.messages),
+                "bytes": dict(self.bytes), "worker_cpu": self.worker_cpu}
+
+
+def run_headless(model: str, steps: int, stop_after: float | None = None) -> dict:
+    """The worker alone, as the interface starts it; read its messages until it finishes
+    (or, with stop_after, until that many seconds after the first snapshot: a calibration)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(worker_args(model, steps), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, start_new_session=True)
+    threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+    timing = Timing()
+    cpu0 = time.process_time()
+    try:
+        for line in process.stdout:
+            try:
+                message = wire.loads(line)
+            except ValueError:
+                continue
+            timing.see(message, process.pid, len(line))
+            if timing.done.is_set():
+                break
+            if stop_after is not None and timing.first is not None and \
+                    time.perf_counter() - timing.first >= stop_after and timing.last_step > 0:
+                timing.finished = time.perf_counter()
+                steps = timing.last_step
+                break
+    finally:
+        reader_cpu = time.process_time() - cpu0
+        try:
+            process.stdin.write(b'{"cmd": "quit"}\n')
+            process.stdin.flush()
+            process.wait(5)
+        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+    result = timing.result(steps, "headless")
+    result["front_cpu"] = reader_cpu
+    result["steps"] = steps
+    return result
+
+
+def instrument(backend, timing: Timing):
+    """Stamp every message the app's DebugState receives (in the backend's reader thread)."""
+    state = backend.state
+    apply = state.apply
+
+    def stamped(message):
+        apply(message)
+        timing.see(message, backend.process.pid if backend.process else None)
+
+    state.apply = stamped
+
+
+def status_text(app) -> str:
+    from tui.widgets.status import StatusBar
+    return str(app.query_one(StatusBar).content)
+
+
+async def run_interface(model: str, steps: int) -> dict:
+    from tui.app import DebuggerApp
+    from tui.backend import ProcessBackend
+
+    backend = ProcessBackend(model, steps=steps, run=True)
+    timing = Timing()
+    instrument(backend, timing)
+    app = DebuggerApp(backend)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        cpu0 = time.process_time()
+        while not timing.done.is_set():
+            await asyncio.sleep(0.05)
+        app_cpu = time.process_time() - cpu0
+        await pilot.pause(0.2)  # let the last state reach the screen
+        shown = status_text(app)
+        backend.close()
+    result = timing.result(steps, "interface")
+    result["front_cpu"] = app_cpu
+    result["steps"] = steps
+    result["shown_finished"] = "FINISHED" in shown
+    return result
+
+
+async def wait_until(condition, timeout: float = TIMEOUT_S) -> float | None:
+    """perf_counter time when condition() first held (polled every POLL_S), None on timeout."""
+    end = time.perf_counter() + timeout
+    while True:
+        if condition():
+            return time.perf_counter()
+        if time.perf_counter() > end:
+            return None
+        await asyncio.sleep(POLL_S)
+
+
+async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
+    from tui.app import DebuggerApp
+    from tui.backend import ProcessBackend
+    from tui.format import num
+
+    rng = random.Random(seed)
+    backend = ProcessBackend(model, steps=10_000_000, run=True)
+    app = DebuggerApp(backend)
+    state = backend.state
+    out = {"pause_state": [], "pause_shown": [], "pause": [], "lr_state": [], "lr_shown": [],
+           "lr_down_state": [], "press": [], "sent": [], "after_send": [], "timeouts": 0}
+    sent = {}
+    send = backend.send
+
+    def stamped_send(command):  # when the app writes a command to the worker's stdin
+        sent[command.get("cmd")] = time.perf_counter()
+        send(command)
+
+    backend.send = stamped_send
+
+    def ms(t0, t):
+        if t is None:
+            out["timeouts"] += 1
+            return float("inf")
+        return (t - t0) * 1000
+
+    def step():
+        return state.snapshot.step if state.snapshot is not None else 0
+
+    async def running_flat_out():
+        """Running, shown as RUNNING, and at least two new snapshots have arrived since."""
+        await wait_until(lambda: state.state == "running" and "RUNNING" in status_text(app), 10)
+        s0 = step()
+        await wait_until(lambda: step() > s0, 10)
+        s1 = step()
+        await wait_until(lambda: step() > s1, 10)
+        await asyncio.sleep(rng.uniform(0.2, 0.5))
+
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(lambda: state.state == "running", 30)
+        await asyncio.sleep(1.0)  # past start-up: plots and tables are being drawn
+        for _ in range(presses):
+            if state.state in ("finished", "stopped"):
+                break
+            # space: pause
+            await running_flat_out()
+            t0 = time.perf_counter()
+            await pilot.press("space")
+            out["press"].append((time.perf_counter() - t0) * 1000)
+            t_state = await wait_until(lambda: state.state == "paused")
+            t_shown = await wait_until(lambda: "PAUSED" in status_text(app))
+            if "pause" in sent and t_state is not None:
+                out["sent"].append((sent["pause"] - t0) * 1000)
+                out["after_send"].append((t_state - sent.pop("pause")) * 1000)
+            out["pause_state"].append(ms(t0, t_state))
+            out["pause_shown"].append(ms(t0, t_shown))
+            out["pause"].append(max(out["pause_state"][-1], out["pause_shown"][-1]))
+            await pilot.press("space")  # run again
+            # ]: double the learning rate
+            await running_flat_out()
+            lr0 = state.snapshot.lr
+            doubled = 2 * lr0
+            t0 = time.perf_counter()
+            await pilot.press("right_square_bracket")
+            out["press"].append((time.perf_counter() - t0) * 1000)
+            t_state = await wait_until(lambda: abs(state.snapshot.lr - doubled) <= 1e-9 * doubled)
+            if "lr_scale" in sent and t_state is not None:
+                out["sent"].append((sent["lr_scale"] - t0) * 1000)
+                out["after_send"].append((t_state - sent.pop("lr_scale")) * 1000)
+            t_shown = await wait_until(lambda: f"lr {num(doubled)}" in status_text(app))
+            out["lr_state"].append(ms(t0, t_state))
+            out["lr_shown"].append(ms(t0, t_shown))
+            # [: halve it back
+            await asyncio.sleep(rng.uniform(0.2, 0.5))
+            t0 = time.perf_counter()
+            await pilot.press("left_square_bracket")
+            t_state = await wait_until(lambda: abs(state.snapshot.lr - lr0) <= 1e-9 * lr0)
+            out["lr_down_state"].append(ms(t0, t_state))
+        out["steps"] = step()
+        backend.close()
+    return out
+
+
+def calibrate(model: str, seconds: float, probe_seconds: float) -> tuple:
+    """(steps for a headless run of about `seconds`, the calibration's steps/s)."""
+    result = run_headless(model, 10_000_000, stop_after=probe_seconds)
+    return max(20, round(result["rate"] * seconds)), result["rate"]
+
+
+def fmt_latency(values) -> str:
+    finite = [v for v in values if v != float("inf")]
+    if not values:
+        return "no samples"
+    text = f"median {statistics.median(values):6.1f} ms  max {max(values):6.1f} ms  (n={len(values)}"
+    if len(finite) < len(values):
+        text += f", {len(values) - len(finite)} timed out after {TIMEOUT_S:g} s"
+    return text + ")"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one short pair and 3 key presses: a smoke run")
+    parser.add_argument("--model", help="a model file (default: a 784-256-256-10 MLP written to a temp dir)")
+    parser.add_argument("--seconds", type=float, help="length of a headless run (default 15; quick 3)")
+    parser.add_argument("--pairs", type=int, help="headless/interface pairs (default 3; quick 1)")
+    parser.add_argument("--presses", type=int, help="presses of each key (default 10; quick 3)")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (3.0 if args.quick else 15.0)
+    pairs = args.pairs or (1 if args.quick else 3)
+    presses = args.presses or (3 if args.quick else 10)
+    sys.path.insert(0, ROOT)  # `tui` is importable from the repository root
+
+    with tempfile.TemporaryDirectory(prefix="calcml-bench-") as tmp:
+        if args.model:
+            model, model_label = os.path.abspath(args.model), os.path.relpath(args.model)
+        else:
+            model = os.path.join(tmp, "mlp_784_256_256_10.py")
+            with open(model, "w", encoding="utf-8") as f:
+                f.write(MODEL_SOURCE)
+            model_label = "784-256-256-10 MLP, batch 64, SGD (temp model file)"
+        print("calcml interface throughput and key latency")
+        print(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs shared by the worker and the interface "
+              f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}); "
+              f"mode {'quick' if args.quick else 'full'}")
+        print(f"  model: {model_label}; load average at start {os.getloadavg()[0]:.2f}")
+        steps, probe_rate = calibrate(model, seconds, 1.5 if args.quick else 3.0)
+        print(f"  calibration: {probe_rate:.0f} steps/s headless -> {steps:,} steps per run "
+              f"(~{seconds:g} s), {pairs} pair(s), alternating")
+        print()
+        print(f"{'run':<12}{'steps/s':>9}{'wall s':>8}{'worker CPU':>12}{'front CPU':>11}"
+              f"{'snapshots':>11}{'histories':>11}")
+        runs = {"headless": [], "interface": []}
+        for i in range(pairs):
+            order = ("headless", "interface") if i % 2 == 0 else ("interface", "headless")
+            for mode in order:
+                if mode == "headless":
+                    r = run_headless(model, steps)
+                else:
+                    r = asyncio.run(run_interface(model, steps))
+                runs[mode].append(r)
+                worker_cpu = f"{r['worker_cpu'] / r['wall']:.0%}" if r["worker_cpu"] else "-"
+                print(f"{mode + ' ' + str(i + 1):<12}{r['rate']:>9.1f}{r['wall']:>8.1f}"
+                      f"{worker_cpu:>12}{r['front_cpu'] / r['wall']:>11.0%}"
+                      f"{r['messages'].get('snapshot', 0):>11}{r['messages'].get('history', 0):>11}", flush=True)
+        print("(CPU: share of one core over the run's wall time; the worker's includes its start-up; "
+              "front = this script's reader (headless) or the whole app process (interface))")
+        first = runs["headless"][0]
+        sizes = ", ".join(f"{kind} {first['bytes'][kind] / n / 1024:.1f} kB x {n}"
+                          for kind, n in sorted(first["messages"].items()) if first["bytes"].get(kind))
+        print(f"  worker messages (headless 1), mean size x count: {sizes}")
+        ratios = [b["rate"] / a["rate"] for a, b in zip(runs["headless"], runs["interface"])]
+        ratio = statistics.median(ratios)
+        if not all(r.get("shown_finished", True) for r in runs["interface"]):
+            print("  note: an interface run's status bar did not show FINISHED at the end")
+
+        print(f"\nkey latency while training runs flat out ({presses} presses of each key)")
+        keys = asyncio.run(measure_keys(model, presses))
+        print(f"  space -> state paused         {fmt_latency(keys['pause_state'])}")
+        print(f"  space -> status bar PAUSED    {fmt_latency(keys['pause_shown'])}")
+        print(f"  space -> both (target)        {fmt_latency(keys['pause'])}")
+        print(f"  ]     -> snapshot lr x2       {fmt_latency(keys['lr_state'])}")
+        print(f"  ]     -> status bar shows lr  {fmt_latency(keys['lr_shown'])}   (informative)")
+        print(f"  [     -> snapshot lr /2       {fmt_latency(keys['lr_down_state'])}   (informative)")
+        print(f"  pilot.press() itself returned {fmt_latency(keys['press'])}   (space and ], informative)")
+        print(f"  key -> command written        {fmt_latency(keys['sent'])}   (space and ]: the app's event loop)")
+        print(f"  command -> DebugState         {fmt_latency(keys['after_send'])}   (space and ]: worker, pipe, reader)")
+        print(f"  (training reached step {keys['steps']:,} during the latency run)")
+
+    print(f"\ntargets  (the worker and the interface share the {os.cpu_count()} cores; "
+          f"load average now {os.getloadavg()[0]:.2f})")
+    print(f"  throughput interface/headless >= {THROUGHPUT_TARGET:.0%}   "
+          f"{'PASS' if ratio >= THROUGHPUT_TARGET else 'MISS'}  ({ratio:.1%}; pairs: "
+          f"{', '.join(f'{r:.1%}' for r in ratios)})")
+    for label, values in (("space -> paused and shown", keys["pause"]), ("]     -> snapshot lr x2  ", keys["lr_state"])):
+        worst = max(values) if values else float("inf")
+        print(f"  {label} <= {LATENCY_TARGET_MS:g} ms   {'PASS' if worst <= LATENCY_TARGET_MS else 'MISS'}  "
+              f"(max {worst:.1f} ms, median {statistics.median(values) if values else float('inf'):.1f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+"""The step-into view, driven with Pilot: one iteration op by op, forward then backward."""
+import asyncio
+import html
+import io
+import re
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from calcml.debug import Session, load_model_file
+from calcml.tui.app import DebuggerApp
+from calcml.tui.backend import LocalBackend, ProcessBackend
+from calcml.tui.format import num
+from calcml.debug.tracesummary import ArrayStats, OpSummary
+from calcml.tui.screens.stepinto import StepIntoScreen, chain_rule, expression, shape_text
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+
+
+def local(name: str, steps: int = 0) -> LocalBackend:
+    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name))))
+    if steps:
+        backend.step(steps)
+        backend.pump(steps)
+    return backend
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def screen_text(app) -> str:
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+def plain(widget, width: int = 200) -> str:
+    """A Static's content as plain text, laid out `width` columns wide."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def view_text(screen) -> str:
+    """The step-into view's words: header, list and detail titles, and the detail itself."""
+    detail = screen.query_one("#si-detail")
+    return "\n".join([plain(screen.query_one("#si-head")), str(detail.border_title), str(detail.border_subtitle),
+                      plain(screen.query_one("#si-text"))])
+
+
+def make_app(backend) -> DebuggerApp:
+    return DebuggerApp(backend, clock=lambda: 0.0)
+
+
+async def settle(app, pilot) -> None:
+    app.poll()
+    await pilot.pause()
+
+
+async def open_step_into(app, pilot, backend) -> StepIntoScreen:
+    """Press s, let the training side record the iteration, and wait for the view to show it."""
+    await pilot.press("s")
+    screen = app.screen
+    assert isinstance(screen, StepIntoScreen)
+    backend.pump(1)
+    await settle(app, pilot)
+    return screen
+
+
+def op_index(trace, phase: str, op: str) -> int:
+    return next(o.index for o in trace.ops if o.phase == phase and o.op == op)
+
+
+# -- opening, waiting, the op list ------------------------------------------------------------
+
+def test_s_opens_the_view_which_waits_for_the_trace_then_lists_every_op():
+    backend = local("xor_mlp.py", steps=2)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.press("s")
+            screen = app.screen
+            assert isinstance(screen, StepIntoScreen)
+            await settle(app, pilot)
+            assert screen.waiting and screen.trace is None
+            assert "recording one iteration" in screen_text(app)
+
+            backend.pump(1)
+            await settle(app, pilot)
+            trace = backend.state.trace
+            assert trace is not None and not screen.waiting
+            assert screen.trace is trace
+            table = screen.query_one("#si-ops")
+            assert table.row_count == len(trace.ops) == screen.op_count
+            assert screen.selected == 0 and trace.ops[0].phase == "forward"
+            text = view_text(screen)
+            assert "recording one iteration" not in text
+            assert "step 3" in text                      # the iteration recorded is training step 3
+            n_fwd = sum(o.phase == "forward" for o in trace.ops)
+            assert f"{len(trace.ops)} ops: {n_fwd} forward →, {len(trace.ops) - n_fwd} backward ←" in text
+            assert "→ forward op #0" in text
+    run(body())
+
+
+def test_forward_ops_come_first_then_backward_with_arrows():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            phases = [o.phase for o in screen.trace.ops]
+            first_backward = phases.index("backward")
+            assert set(phases[:first_backward]) == {"forward"} and set(phases[first_backward:]) == {"backward"}
+            table = screen.query_one("#si-ops")
+            assert str(table.get_row_at(0)[1]) == "→"
+            assert str(table.get_row_at(first_backward)[1]) == "←"
+            t = op_index(screen.trace, "forward", "tanh")
+            assert str(table.get_row_at(t)[2]) == "tanh" and str(table.get_row_at(t)[3]) == "1 Tanh"
+            assert str(table.get_row_at(t)[4]) == "200×8"
+    run(body())
+
+
+def test_keys_move_through_the_ops():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            table = screen.query_one("#si-ops")
+            last = screen.op_count - 1
+            for key, expected in (("n", 1), ("j", 2), ("down", 3), ("p", 2), ("k", 1), ("up", 0), ("up", 0),
+                                  ("end", last), ("n", last), ("home", 0)):
+                await pilot.press(key)
+                assert screen.selected == expected, key
+                assert table.cursor_row == expected, key
+            assert app.backend.session.step_count == 2   # n moved the op cursor, it did not train a step
+            await pilot.press(*["n"] * 7, "p", *["down"] * 5)    # quick presses land where they should
+            await pilot.pause()
+            assert screen.selected == table.cursor_row == 11
+            await pilot.click("#si-ops", offset=(5, 3))          # a click selects the row under it
+            await pilot.pause()
+            assert screen.selected == table.cursor_row != 11
+    run(body())
+
+
+def test_escape_goes_back_to_the_main_screen():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await open_step_into(app, pilot, backend)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, StepIntoScreen)
+            assert app.screen.query_one("#layers") is not None
+    run(body())
+
+
+def test_side_by_side_when_wide_stacked_when_narrow():
+    async def body(size):
+        backend = local("xor_mlp.py", steps=1)
+        app = make_app(backend)
+        async with app.run_test(size=size) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            ops, detail = screen.query_one("#si-ops"), screen.query_one("#si-detail")
+            return screen.has_class("-wide"), ops.region, detail.region
+
+    wide, ops, detail = run(body((160, 48)))
+    assert wide and ops.right <= detail.x and ops.y == detail.y
+    narrow, ops, detail = run(body((80, 24)))
+    assert not narrow and ops.bottom <= detail.y
+    assert detail.height >= 10                        # room for a two-input backward op at 80x24
+
+
+# -- the detail panel ----------------------------------------------------------------------------
+
+def test_forward_detail_shows_formula_inputs_and_value_statistics():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            trace = screen.trace
+            i = op_index(trace, "forward", "tanh")
+            for _ in range(i):
+                await pilot.press("n")
+            op = trace.ops[i]
+            text = view_text(screen)
+            assert "d tanh(z)/dz = 1 - tanh(z)^2" in text
+            assert expression(op) in text and op.inputs[0] in text
+            v = op.value
+            row = re.search(r"output %\d+ +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+)", text)
+            assert row.groups() == (shape_text(v.shape), num(v.mean), num(v.std), num(v.min), num(v.max),
+                                    str(v.zeros), str(v.non_finite))
+            # its input came from the add before it: its statistics are shown too
+            source = next(o for o in trace.ops if f"%{o.id}" == op.inputs[0])
+            assert f"{op.inputs[0]} (op #{source.index})" in text
+            assert f"m: its backward step is op #{op_index(trace, 'backward', 'tanh')}" in text
+    run(body())
+
+
+def test_backward_detail_shows_upstream_factor_and_gradient_passed_on():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            trace = screen.trace
+            i = op_index(trace, "backward", "tanh")
+            await pilot.press("end")
+            while screen.selected > i:
+                await pilot.press("p")
+            op = trace.ops[i]
+            assert screen.selected_op is op and op.phase == "backward"
+            text = view_text(screen)
+            assert "← backward op" in text and "d tanh(z)/dz = 1 - tanh(z)^2" in text
+            assert "gradient passed on = upstream × local factor" in text
+            x, out = op.inputs[0], f"%{op.id}"
+            assert f"dL/d{x} = dL/d{out} × (1 - tanh({x})^2)" in text
+
+            def row(label):
+                m = re.search(re.escape(label) + r" +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+)", text)
+                assert m, label
+                return m.groups()
+
+            def expect(stats):
+                return (shape_text(stats.shape), num(stats.mean), num(stats.std), num(stats.min), num(stats.max),
+                        str(stats.zeros), str(stats.non_finite))
+
+            assert row(f"upstream dL/d{out}") == expect(op.upstream)
+            assert row(f"factor d{out}/d{x}") == expect(op.factors[0])
+            assert row(f"passed on dL/d{x}") == expect(op.grads[0])
+    run(body())
+
+
+def test_backward_layer_op_states_the_matrix_rule_and_pairs_with_its_forward_op():
+    """A layer's weights enter through one op (a fused x Wᵀ + b, or a matmul): its rule is a matrix
+    product, not an entry-by-entry one."""
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            op = next(o for o in screen.trace.ops
+                      if o.phase == "backward" and o.scope == "2" and o.op in ("linear", "matmul"))
+            screen.select(op.index)
+            await pilot.pause()
+            x, w, out = op.inputs[0], op.inputs[1], f"%{op.id}"
+            text = view_text(screen)
+            if op.op == "linear":
+                assert "gradient passed on = upstream @ W, upstreamᵀ @ x, Σ upstream" in text
+                assert f"dL/d{x} = dL/d{out} @ {w}" in text
+                assert f"dL/d{w} = (dL/d{out})ᵀ @ {x}" in text
+                assert f"dL/d{op.inputs[2]} = dL/d{out} summed over the batch" in text
+            else:
+                assert "gradient passed on = upstream @ Wᵀ (to x), xᵀ @ upstream (to W)" in text
+                assert f"dL/d{x} = dL/d{out} @ {w}ᵀ" in text
+                assert f"dL/d{w} = {x}ᵀ @ dL/d{out}" in text
+            assert f"passed on dL/d{w}" in text and f"factor d{out}/d{w}" in text
+            assert "m: forward op #" in text            # its forward op, one key away
+            await pilot.press("m")
+            assert screen.selected_op.phase == "forward" and screen.selected_op.id == op.id
+            await pilot.press("m")
+            assert screen.selected == op.index
+    run(body())
+
+
+def _stats(shape, value=0.5, std=0.0):
+    return ArrayStats(tuple(shape), value, std, value - std, value + std, 0, 0)
+
+
+def _backward(op, inputs, formulas, upstream, factors, grads):
+    return OpSummary(0, "backward", op, 9, "", None, tuple(inputs), tuple(formulas), upstream=upstream,
+                     factors=tuple(factors), grads=tuple(grads))
+
+
+def test_chain_rule_lines():
+    up = _stats((200, 8))
+    # an elementwise op: upstream × the formula's right-hand side, written with the input's label
+    tanh = _backward("tanh", ["%5"], ["d tanh(z)/dz = 1 - tanh(z)^2"], up, [_stats((200, 8))], [_stats((200, 8))])
+    rule, lines = chain_rule(tanh)
+    assert rule == "gradient passed on = upstream × local factor (entry by entry)"
+    assert lines == ["dL/d%5 = dL/d%9 × (1 - tanh(%5)^2)"]
+    # a broadcast bias: the gradient is summed back to the bias's shape
+    add = _backward("add", ["%3", "0.bias"], ["d(a+b)/da = 1", "d(a+b)/db = 1"], up,
+                    [_stats((), 1.0), _stats((), 1.0)], [_stats((200, 8)), _stats((8,))])
+    assert chain_rule(add)[1] == ["dL/d%3 = dL/d%9 × 1",
+                                  "dL/d0.bias = dL/d%9 × 1, summed over the broadcast axes to shape 8"]
+    # a product with the targets: the targets need no gradient; b in the formula is the other input
+    mul = _backward("mul", ["%7", "%8"], ["d(a*b)/da = b", "d(a*b)/db = a"], up,
+                    [None, _stats((200, 8))], [None, _stats((200, 8))])
+    assert chain_rule(mul)[1] == ["%7: no gradient needed (it does not depend on any weight)",
+                                  "dL/d%8 = dL/d%9 × %7"]
+    mean = _backward("mean", ["%4"], ["d mean(x)/dx_i = 1/n"], _stats(()), [None], [_stats((200, 1))])
+    assert chain_rule(mean)[1] == ["dL/d%4 = dL/d%9 ÷ 200, copied to every averaged element"]
+    matmul = _backward("matmul", ["%6", "%8"], ["d(x@W)/dx = W^T", "d(x@W)/dW = x^T"], _stats((200, 1)),
+                       [_stats((1, 8)), _stats((8, 200))], [_stats((200, 8)), _stats((8, 1))])
+    rule, lines = chain_rule(matmul)
+    assert rule == "gradient passed on = upstream @ Wᵀ (to x), xᵀ @ upstream (to W)"
+    assert lines == ["dL/d%6 = dL/d%9 @ %8ᵀ", "dL/d%8 = %6ᵀ @ dL/d%9"]
+    linear = _backward("linear", ["%4", "2.weight", "2.bias"], ["x", "W", "b"], _stats((200, 1)),
+                       [_stats((1, 8)), _stats((200, 8)), _stats((), 1.0)],
+                       [_stats((200, 8)), _stats((1, 8)), _stats((1,))])
+    rule, lines = chain_rule(linear)
+    assert rule == "gradient passed on = upstream @ W, upstreamᵀ @ x, Σ upstream"
+    assert lines == ["dL/d%4 = dL/d%9 @ 2.weight", "dL/d2.weight = (dL/d%9)ᵀ @ %4",
+                     "dL/d2.bias = dL/d%9 summed over the batch"]
+
+
+# -- NaN and Inf ------------------------------------------------------------------------------------
+
+def test_f_jumps_to_the_first_non_finite_op_of_the_failing_step():
+    backend = local("nan_demo.py", steps=1)          # step 2 is the one that produces a NaN
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            state = backend.state
+            assert state.state == "stopped" and state.stop["reason"] == "non_finite" and state.stop["step"] == 2
+            trace = screen.trace
+            assert trace is state.trace
+            first = trace.first_non_finite()
+            assert first is not None and screen.selected == 0
+            await pilot.press("f")
+            assert screen.selected == first
+            op = screen.selected_op
+            assert op.phase == "forward" and op.op == "log" and op.value.non_finite > 0
+            assert all(o.non_finite == 0 for o in trace.ops[:first])
+            text = view_text(screen)
+            assert f"first NaN/Inf: op #{first}" in text and "! NaN/Inf" in text
+            assert "(the run stopped here: non_finite)" in text and "step 2" in text
+            table = screen.query_one("#si-ops")
+            assert str(table.get_row_at(first)[5]) == "!" and str(table.get_row_at(first - 1)[5]) == ""
+    run(body())
+
+
+def test_once_stopped_the_view_shows_the_last_recorded_iteration():
+    """A stopped session ignores step-into; the view still opens on the trace of the failing step."""
+    backend = local("nan_demo.py")
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            backend.run()
+            backend.pump(10)
+            await settle(app, pilot)
+            state = backend.state
+            assert state.state == "stopped" and state.stop["step"] == 2 and state.trace is not None
+            app.push_screen(StepIntoScreen())             # the app's s is disabled once stopped
+            await settle(app, pilot)
+            screen = app.screen
+            assert not screen.waiting and screen.trace is state.trace and screen.trace_step == 2
+            await pilot.press("f")
+            first = state.trace.first_non_finite()
+            assert first is not None and screen.selected == first and screen.selected_op.op == "log"
+            await pilot.press("s")                        # cannot record another: says so
+            assert "no new iteration can be recorded" in screen.message and screen.trace is not None
+    run(body())
+
+
+def test_a_step_that_cannot_run_is_reported_instead_of_waiting_forever(tmp_path):
+    model = tmp_path / "one_batch.py"
+    model.write_text(
+        "import numpy as np\nimport calcml as cm\n"
+        "model = cm.nn.Linear(2, 1)\n"
+        "def loss(p, y):\n    return ((p - y) ** 2).mean()\n"
+        "data = iter([(np.ones((4, 2)), np.zeros((4, 1)))])\n")
+    backend = LocalBackend(Session(load_model_file(str(model))))
+    backend.step(1)
+    backend.pump(1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_step_into(app, pilot, backend)   # the one batch is used up
+            assert backend.state.state == "stopped" and backend.state.stop["reason"] == "data_exhausted"
+            assert not screen.waiting and screen.trace is None and screen.mode == "stopped"
+            text = view_text(screen)
+            assert "No iteration was recorded: the run has stopped (data_exhausted)" in text
+            assert "recording one iteration" not in text
+            await pilot.press("n", "f", "m", "end")            # nothing to move through: no error
+            await pilot.press("escape")
+            assert not isinstance(app.screen, StepIntoScreen)
+    run(body())
+
+
+def test_f_says_so_when_there_is_no_nan():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            await pilot.press("n", "n", "f")
+            assert screen.selected == 2
+            assert screen.message == "no NaN or Inf anywhere in this iteration"
+            assert "no NaN/Inf" in view_text(screen)
+    run(body())
+
+
+def test_s_in_the_view_records_the_next_iteration():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_step_into(app, pilot, backend)
+            first = screen.trace
+            assert screen.trace_step == 2
+            await pilot.press("s")
+            assert app.screen is screen and screen.waiting
+            backend.pump(1)
+            await settle(app, pilot)
+            assert not screen.waiting and screen.trace is not first and screen.trace_step == 3
+            assert backend.session.step_count == 3
+    run(body())
+
+
+def test_with_a_training_process_the_trace_arrives_later_and_is_shown():
+    backend = ProcessBackend(str(SAMPLES / "xor_mlp.py"), run=False)
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(100, 32)) as pilot:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and backend.state.state != "paused":
+                await pilot.pause(0.05)
+            await pilot.press("s")
+            screen = app.screen
+            assert isinstance(screen, StepIntoScreen)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and screen.waiting:
+                await pilot.pause(0.05)                  # the app's timer polls the state
+            assert not screen.waiting and screen.trace is backend.state.trace
+            assert screen.op_count == len(backend.state.trace.ops) > 0 and screen.trace_step == 1
+            await pilot.press("end")
+            assert screen.selected_op.phase == "backward"
+            await pilot.press("escape", "q")
+    run(body())
+    assert backend.process.wait(5) == 0
+
+
+# -- snapshots ---------------------------------------------------------------------------------------
+
+def _step_into_at(op_phase: str, scope: str):
+    async def run_before(pilot):
+        app = pilot.app
+        await pilot.press("s")
+        app.backend.pump(1)
+        app.poll()
+        await pilot.pause()
+        screen = app.screen
+        screen.select(next(o.index for o in screen.trace.ops if o.phase == op_phase and o.scope == scope))
+        await pilot.pause()
+    return run_before
+
+
+def test_snapshot_forward_op(snap_compare):
+    app = make_app(local("xor_mlp.py", steps=3))
+    assert snap_compare(app, terminal_size=(100, 32), run_before=_step_into_at("forward", "1"))     # the tanh
+
+
+def test_snapshot_backward_op(snap_compare):
+    app = make_app(local("xor_mlp.py", steps=3))
+    assert snap_compare(app, terminal_size=(100, 32), run_before=_step_into_at("backward", "2"))   # the output layer
+
+
+def test_snapshot_first_non_finite_80x24(snap_compare):
+    async def run_before(pilot):
+        app = pilot.app
+        await pilot.press("s")
+        app.backend.pump(1)
+        app.poll()
+        await pilot.pause()
+        await pilot.press("f")
+
+    app = make_app(local("nan_demo.py", steps=1))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
