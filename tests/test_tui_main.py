@@ -253,3 +253,22 @@ def test_main_screen_snapshot(snap_compare):
 def test_main_screen_snapshot_80x24(snap_compare):
     backend = local("deep_sigmoid.py", steps=12)
     assert snap_compare(DebuggerApp(backend), terminal_size=(80, 24))
+
+
+def test_command_palette_offers_the_debugger_actions_and_runs_them():
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(120, 36)) as pilot:
+            titles = {c.title: c for c in app.get_system_commands(app.screen)}
+            assert {"Pause / resume training", "Step into one iteration", "Switch L2 regularisation on",
+                    "Halve the learning rate", "Quit"} <= set(titles)
+            titles["Switch L2 regularisation on"].callback()
+            backend.step(1)
+            backend.pump(2)
+            assert backend.session.regularizer is not None and backend.session.regularizer.kind == "L2"
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.2)
+            assert "CommandPalette" in type(app.screen).__name__
+    run(body())

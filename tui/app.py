@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, RichLog, TabbedContent, TabPane
@@ -166,6 +166,32 @@ class DebuggerApp(App):
         if action == "toggle_plots":
             return self.screen.has_class("-narrow") or False
         return True
+
+    def get_system_commands(self, screen):
+        """The command palette (ctrl+p): every debugger action by name, as well as Textual's own."""
+        yield from super().get_system_commands(screen)
+        commands = [
+            ("Pause / resume training", "space", self.action_toggle_pause),
+            ("One training step", "n, while paused", self.action_next_step),
+            ("Step into one iteration", "s: op by op, forward then backward", self.action_step_into),
+            ("Inspect the selected layer", "enter: the chain rule down to it", self.action_inspect),
+            ("Regularisation view", "r: none / L1 / L2 and λ", self.action_regularisation),
+            ("Breakpoints", "b: list, add, remove", self.action_breakpoints),
+            ("Halve the learning rate", "[", self.action_lr_down),
+            ("Double the learning rate", "]", self.action_lr_up),
+            ("Switch L2 regularisation on", "λ = 1e-3, or the current λ", lambda: self._regulariser("L2")),
+            ("Switch L1 regularisation on", "λ = 1e-3, or the current λ", lambda: self._regulariser("L1")),
+            ("Switch regularisation off", "", lambda: self._regulariser("none")),
+            ("Help", "?: keys and what the numbers mean", self.action_help),
+        ]
+        for title, help_text, callback in commands:
+            yield SystemCommand(title, help_text, callback)
+
+    def _regulariser(self, kind: str) -> None:
+        snap = self.backend.state.snapshot
+        lam = snap.regularizer[1] if snap is not None and snap.regularizer[0] != "none" else 1e-3
+        self.backend.set_regularizer(kind, lam)
+        self.notify(f"regulariser → {kind}" + (f" λ={lam:g}" if kind != "none" else ""), timeout=2)
 
     # -- actions ---------------------------------------------------------------------------
     def action_toggle_pause(self) -> None:
