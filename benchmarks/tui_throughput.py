@@ -38,7 +38,9 @@ To tell a busy event loop apart from a slow worker, the script also prints how l
 pilot.press() itself took to return (Textual handling the key and settling the screen), the
 time from the press until the app wrote the command to the worker's stdin (the app's event
 loop), and from that write until the DebugState showed the effect (the worker finishing its
-step, publishing, the pipe and the app's reader thread).
+step, publishing, the pipe and the app's reader thread). Finally the same pause and lr
+commands are written straight to a headless worker's stdin (its messages read by a thread in
+this otherwise idle process): the worker's own share of the latency.
 Each key is measured --presses times (default 10) after a random 0.2-0.5 s of training; the
 report gives the median and the maximum against 100 ms.
 
@@ -324,6 +326,87 @@ async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
     return out
 
 
+class HeadlessWorker:
+    """A worker started as ProcessBackend starts it, its messages read by a thread (as the app's
+    reader does, but with nothing else in this process competing for the GIL)."""
+
+    def __init__(self, model: str, steps: int):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(worker_args(model, steps), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
+        self.state, self.step, self.lr = "starting", 0, None
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: [None for _ in self.process.stderr], daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            message = wire.loads(line)
+            kind = message.get("type")
+            if kind == "snapshot":
+                snapshot = wire.snapshot_from_wire(message["snapshot"])  # as DebugState.apply does
+                self.step, self.lr = snapshot.step, snapshot.lr
+            elif kind == "history":
+                wire.history_from_wire(message["series"])
+            elif kind == "state":
+                self.state = message["state"]
+
+    def send(self, command: dict) -> None:
+        self.process.stdin.write((wire.dumps(command) + "\n").encode("utf-8"))
+        self.process.stdin.flush()
+
+    def wait_until(self, condition, timeout: float = TIMEOUT_S) -> float | None:
+        end = time.perf_counter() + timeout
+        while not condition():
+            if time.perf_counter() > end:
+                return None
+            time.sleep(POLL_S)
+        return time.perf_counter()
+
+    def close(self) -> None:
+        try:
+            self.send({"cmd": "quit"})
+            self.process.wait(5)
+        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+
+
+def measure_headless_commands(model: str, presses: int, seed: int = 1) -> dict:
+    """Command latency of the worker alone: pause, and lr x2, written straight to its stdin."""
+    rng = random.Random(seed)
+    worker = HeadlessWorker(model, 10_000_000)
+    out = {"pause": [], "lr": [], "pause_steps": [], "timeouts": 0}
+
+    def ms(t0, t):
+        if t is None:
+            out["timeouts"] += 1
+            return float("inf")
+        return (t - t0) * 1000
+
+    try:
+        worker.wait_until(lambda: worker.state == "running" and worker.step > 2, 60)
+        for _ in range(presses):
+            time.sleep(rng.uniform(0.2, 0.5))
+            step0 = worker.step
+            t0 = time.perf_counter()
+            worker.send({"cmd": "pause"})
+            out["pause"].append(ms(t0, worker.wait_until(lambda: worker.state == "paused")))
+            out["pause_steps"].append(worker.step - step0)
+            worker.send({"cmd": "run"})
+            s0 = worker.step
+            worker.wait_until(lambda: worker.state == "running" and worker.step > s0 + 1)
+            time.sleep(rng.uniform(0.2, 0.5))
+            lr0 = worker.lr
+            t0 = time.perf_counter()
+            worker.send({"cmd": "lr_scale", "factor": 2.0})
+            out["lr"].append(ms(t0, worker.wait_until(lambda: abs(worker.lr - 2 * lr0) <= 2e-9 * lr0)))
+            worker.send({"cmd": "lr_scale", "factor": 0.5})
+            worker.wait_until(lambda: abs(worker.lr - lr0) <= 1e-9 * lr0)
+    finally:
+        worker.close()
+    return out
+
+
 def calibrate(model: str, seconds: float, probe_seconds: float) -> tuple:
     """(steps for a headless run of about `seconds`, the calibration's steps/s)."""
     result = run_headless(model, 10_000_000, stop_after=probe_seconds)
@@ -408,6 +491,12 @@ def main(argv=None) -> int:
         print(f"  key -> command written        {fmt_latency(keys['sent'])}   (space and ]: the app's event loop)")
         print(f"  command -> DebugState         {fmt_latency(keys['after_send'])}   (space and ]: worker, pipe, reader)")
         print(f"  (training reached step {keys['steps']:,} during the latency run)")
+        alone = measure_headless_commands(model, presses)
+        print("  the same commands written straight to a headless worker's stdin (no interface):")
+        print(f"  pause -> 'paused' received    {fmt_latency(alone['pause'])}   "
+              f"(steps trained meanwhile: median {statistics.median(alone['pause_steps']):g}, "
+              f"max {max(alone['pause_steps'])})")
+        print(f"  lr x2 -> snapshot lr x2       {fmt_latency(alone['lr'])}")
 
     print(f"\ntargets  (the worker and the interface share the {os.cpu_count()} cores; "
           f"load average now {os.getloadavg()[0]:.2f})")

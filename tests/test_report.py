@@ -5,7 +5,6 @@ In-process tests build the report from a Session directly (fast); the CLI tests 
 """
 import json
 import math
-import os
 import subprocess
 import sys
 from importlib import resources
@@ -13,7 +12,6 @@ from importlib import resources
 import numpy as np
 import pytest
 
-import calcml as cm
 from calcml.debug import Session, load_model_file
 from calcml.debug.report import SCHEMA, _clean, build_report, write_report
 

@@ -1,39 +1,15 @@
 """The breakpoints dialog, driven with Pilot: list, add, refuse with the reason, remove, and pause."""
-import asyncio
-import io
 import time
-from pathlib import Path
 
-from rich.console import Console
 
-from calcml.debug import Session, load_model_file
 from calcml.tui.app import DebuggerApp
-from calcml.tui.backend import LocalBackend, ProcessBackend
+from calcml.tui.backend import ProcessBackend
 from calcml.tui.screens.breakpoints import BreakpointsScreen, short_reason
-
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
-
-
-def local(name: str = "xor_mlp.py", steps: int = 0) -> LocalBackend:
-    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name))))
-    if steps:
-        backend.step(steps)
-        backend.pump(steps)
-    return backend
-
-
-def run(coro):
-    return asyncio.run(coro)
+from tui_helpers import SAMPLES, local, plain, run
 
 
 def make_app(backend) -> DebuggerApp:
     return DebuggerApp(backend, clock=lambda: 0.0)
-
-
-def plain(widget, width: int = 200) -> str:
-    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
-    console.print(widget.content)
-    return console.export_text()
 
 
 async def open_dialog(app, pilot) -> BreakpointsScreen:

@@ -15,7 +15,6 @@ from rich.console import Console
 from calcml.debug import Session
 from calcml.debug.loader import load_model_file
 from calcml.debug.probes import LayerStats, ParamStats
-import calcml.tui.app
 from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import LocalBackend
 from calcml.tui.format import num

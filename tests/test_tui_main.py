@@ -1,35 +1,12 @@
 """The main screen, driven with Pilot: every key, the warnings pane, the model's output, errors."""
-import asyncio
-import html
-import re
 import time
-from pathlib import Path
 
 import pytest
 
 from calcml.debug import Session, load_model_file
 from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import LocalBackend, ProcessBackend
-
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
-
-
-def local(name: str, steps: int = 0, **kwargs) -> LocalBackend:
-    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name), **kwargs)))
-    if steps:
-        backend.step(steps)
-        backend.pump(steps)
-    return backend
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def screen_text(app) -> str:
-    """What the screen shows, as plain text (from the SVG screenshot)."""
-    svg = app.export_screenshot()
-    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+from tui_helpers import SAMPLES, local, run, screen_text
 
 
 def test_header_and_layer_table_show_the_snapshot():

@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-import calcml.tui.app
 from calcml.debug import Session
 from calcml.debug.loader import load_model_file
 from calcml.tui.app import DebuggerApp

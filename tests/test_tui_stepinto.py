@@ -1,12 +1,7 @@
 """The step-into view, driven with Pilot: one iteration op by op, forward then backward."""
-import asyncio
-import html
-import io
 import re
 import time
-from pathlib import Path
 
-from rich.console import Console
 
 from calcml.debug import Session, load_model_file
 from calcml.tui.app import DebuggerApp
@@ -14,32 +9,7 @@ from calcml.tui.backend import LocalBackend, ProcessBackend
 from calcml.tui.format import num
 from calcml.debug.tracesummary import ArrayStats, OpSummary
 from calcml.tui.screens.stepinto import StepIntoScreen, chain_rule, expression, shape_text
-
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
-
-
-def local(name: str, steps: int = 0) -> LocalBackend:
-    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name))))
-    if steps:
-        backend.step(steps)
-        backend.pump(steps)
-    return backend
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def screen_text(app) -> str:
-    svg = app.export_screenshot()
-    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
-
-
-def plain(widget, width: int = 200) -> str:
-    """A Static's content as plain text, laid out `width` columns wide."""
-    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
-    console.print(widget.content)
-    return console.export_text()
+from tui_helpers import SAMPLES, local, plain, run, screen_text
 
 
 def view_text(screen) -> str:

@@ -1,7 +1,6 @@
 """`calcml-debug --headless`: train with a progress line, then print the per-layer table and warnings."""
 from __future__ import annotations
 
-import math
 import sys
 import time
 

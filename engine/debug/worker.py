@@ -22,7 +22,7 @@ from dataclasses import replace
 from . import wire
 from .breakpoints import BreakpointError
 from .loader import ModelFileError, load_model_file
-from .session import PAUSED, Session
+from .session import Session
 
 PUBLISH_HZ = 20
 HISTORY_HZ = 3

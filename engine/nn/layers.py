@@ -8,7 +8,7 @@ import numpy as np
 from .. import composites
 from ..scope import describe_module
 from ..ops import LINEAR
-from ..tensor import Tensor, _apply, _lift
+from ..tensor import _apply, _lift
 from . import init
 from .module import Module, Parameter
 

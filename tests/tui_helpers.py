@@ -1,0 +1,39 @@
+"""What the interface tests share: a recorded session to drive, and the screen as text."""
+import asyncio
+import html
+import io
+import re
+from pathlib import Path
+
+from rich.console import Console
+
+from calcml.debug import Session, load_model_file
+from calcml.tui.backend import LocalBackend
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+
+
+def local(name: str = "xor_mlp.py", steps: int = 0, **kwargs) -> LocalBackend:
+    """An in-process session over a sample model, after `steps` training steps (deterministic)."""
+    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name), **kwargs)))
+    if steps:
+        backend.step(steps)
+        backend.pump(steps)
+    return backend
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def screen_text(app) -> str:
+    """What the screen shows, as plain text (from the SVG screenshot)."""
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+def plain(widget, width: int = 200) -> str:
+    """A Static's content as plain text, laid out `width` columns wide."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(widget.content)
+    return console.export_text()
