@@ -185,7 +185,7 @@ def test_plots_redraw_only_when_history_changes_and_at_most_every_0_3_s():
             screen = await open_inspector(app, pilot, row=0)
             now = [100.0]
             screen.clock = lambda: now[0]
-            screen._last_plot = -math.inf
+            screen.plot_throttle.last = -math.inf
             draws = []
             real = screen._draw_plot
             screen._draw_plot = lambda state: (draws.append(now[0]), real(state))
@@ -198,11 +198,11 @@ def test_plots_redraw_only_when_history_changes_and_at_most_every_0_3_s():
                 now[0] = t
                 screen.refresh_state(state, {"history", "snapshot"})
             assert draws == [100.0]
-            assert screen._plot_timer is not None                  # ... but the last change is drawn later
+            assert screen.plot_throttle._timer is not None                  # ... but the last change is drawn later
             now[0] = 100.31
-            screen._plot_timer_fired()
+            screen.plot_throttle._fired()
             assert draws == [100.0, 100.31]
-            screen._plot_timer_fired()                             # nothing new: nothing drawn
+            screen.plot_throttle._fired()                             # nothing new: nothing drawn
             assert draws == [100.0, 100.31]
 
     asyncio.run(scenario())

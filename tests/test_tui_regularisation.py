@@ -188,7 +188,7 @@ def test_panels_redraw_at_most_every_0_3_s_but_always_catch_up():
             screen = await open_view(app, pilot)
             now = [50.0]
             screen.clock = lambda: now[0]
-            screen._last_draw = -math.inf
+            screen.panel_throttle.last = -math.inf
             draws = []
             real = screen._draw_panels
             screen._draw_panels = lambda state: (draws.append(now[0]), real(state))
@@ -197,9 +197,9 @@ def test_panels_redraw_at_most_every_0_3_s_but_always_catch_up():
             for t in (50.1, 50.2):
                 now[0] = t
                 screen.refresh_state(state, {"snapshot", "history"})
-            assert draws == [50.0] and screen._timer is not None
+            assert draws == [50.0] and screen.panel_throttle._timer is not None
             now[0] = 50.4
-            screen._timer_fired()
+            screen.panel_throttle._fired()
             assert draws == [50.0, 50.4]
 
     asyncio.run(scenario())

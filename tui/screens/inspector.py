@@ -28,6 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
+from ..throttle import Throttle
 from ..format import num
 from ..widgets.histogram import HistogramKeeper, HistogramPanel
 from ..widgets.plots import thin
@@ -263,9 +264,7 @@ class InspectorScreen(Screen):
         self.layer_name = layer_name
         self.links: list = []
         self.histograms = HistogramKeeper()
-        self._last_plot = -math.inf
-        self._plot_pending = False
-        self._plot_timer = None
+        self.plot_throttle = Throttle(self, PLOT_EVERY, lambda: self._draw_plot(self.app.backend.state))
         self._hist_stale = False
 
     def compose(self) -> ComposeResult:
@@ -321,24 +320,7 @@ class InspectorScreen(Screen):
             if self.histograms.update(snap) or stale != self._hist_stale:
                 self._draw_histograms(state)
         if "history" in changed:
-            self._plot_pending = True
-            self._maybe_plot()
-
-    def _maybe_plot(self) -> None:
-        if not self._plot_pending:
-            return
-        wait = self._last_plot + PLOT_EVERY - self.clock()
-        if wait <= 0:
-            self._draw_plot(self.app.backend.state)
-        elif self._plot_timer is None:
-            self._plot_timer = self.set_timer(wait, self._plot_timer_fired)
-
-    def _plot_timer_fired(self) -> None:
-        self._plot_timer = None
-        try:
-            self._maybe_plot()
-        except NoMatches:
-            pass
+            self.plot_throttle.request()
 
     # -- drawing -----------------------------------------------------------------------------
     def _layer(self, state):
@@ -439,8 +421,6 @@ class InspectorScreen(Screen):
         return title
 
     def _draw_plot(self, state) -> None:
-        self._plot_pending = False
-        self._last_plot = self.clock()
         layer = self._layer(state)
         plot = self.query_one(LayerHistoryPlot)
         note = self.query_one("#history-note", Static)

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
+from ..throttle import Throttle
 from ..format import num, pct
 from ..widgets.histogram import HistogramKeeper, first_last, histogram_lines, sparkline
 
@@ -168,9 +169,7 @@ class RegularisationScreen(Screen):
         self.requested: tuple | None = None   # (kind, λ) sent, not yet seen in a snapshot
         self.message: str | None = None
         self._panels: dict = {}
-        self._last_draw = -math.inf
-        self._pending = False
-        self._timer = None
+        self.panel_throttle = Throttle(self, REDRAW_EVERY, lambda: self._draw_panels(self.app.backend.state))
 
     def compose(self) -> ComposeResult:
         yield Static(id="reg-title")
@@ -228,24 +227,7 @@ class RegularisationScreen(Screen):
             self.histograms.update(state.snapshot)
             self._draw_title(state)
         if changed & {"snapshot", "history"}:
-            self._pending = True
-            self._maybe_draw()
-
-    def _maybe_draw(self) -> None:
-        if not self._pending:
-            return
-        wait = self._last_draw + REDRAW_EVERY - self.clock()
-        if wait <= 0:
-            self._draw_panels(self.app.backend.state)
-        elif self._timer is None:
-            self._timer = self.set_timer(wait, self._timer_fired)
-
-    def _timer_fired(self) -> None:
-        self._timer = None
-        try:
-            self._maybe_draw()
-        except NoMatches:
-            pass
+            self.panel_throttle.request()
 
     # -- drawing -----------------------------------------------------------------------------
     def _draw_title(self, state) -> None:
@@ -284,8 +266,6 @@ class RegularisationScreen(Screen):
         self.query_one("#reg-title", Static).update(text)
 
     def _draw_panels(self, state) -> None:
-        self._pending = False
-        self._last_draw = self.clock()
         snap = state.snapshot
         body = self.query_one("#reg-body", VerticalScroll)
         params = weight_params(snap)
