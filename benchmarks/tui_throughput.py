@@ -33,7 +33,10 @@ Key latency, in one more interface run (with steps enough to keep training flat 
   ]      time from the key press until the DebugState's snapshot has the doubled learning rate
          (target), and until the status bar shows it (informative); [ then halves it back
          (also timed, informative).
-Polled every 2 ms from the app's own event loop (so the poll never holds the loop up for long).
+The times are taken where things happen, not when a poll notices them: DebugState.apply (the
+app's reader thread) and StatusBar.show are wrapped to record when the state, the snapshot's lr
+and the status bar's text changed, so the Pilot's own waiting for the screen to settle after a
+press does not count (a person's key press is not slowed by it).
 To tell a busy event loop apart from a slow worker, the script also prints how long
 pilot.press() itself took to return (Textual handling the key and settling the screen), the
 time from the press until the app wrote the command to the worker's stdin (the app's event
@@ -243,10 +246,22 @@ async def wait_until(condition, timeout: float = TIMEOUT_S) -> float | None:
         await asyncio.sleep(POLL_S)
 
 
+def first_after(t0: float, records: list, predicate) -> float | None:
+    """The time of the first (time, value) record at or after t0 whose value satisfies predicate."""
+    for t, value in records:
+        if t >= t0 and predicate(value):
+            return t
+    return None
+
+
 async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
+    """Key latencies, from timestamps taken where things happen (not when a poll notices):
+    the press, the command written to the worker (backend.send), the DebugState receiving the
+    effect (DebugState.apply, in the reader thread) and the status bar updated (StatusBar.show)."""
     from tui.app import DebuggerApp
     from tui.backend import ProcessBackend
     from tui.format import num
+    from tui.widgets.status import StatusBar
 
     rng = random.Random(seed)
     backend = ProcessBackend(model, steps=10_000_000, run=True)
@@ -254,14 +269,25 @@ async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
     state = backend.state
     out = {"pause_state": [], "pause_shown": [], "pause": [], "lr_state": [], "lr_shown": [],
            "lr_down_state": [], "press": [], "sent": [], "after_send": [], "timeouts": 0}
-    sent = {}
+    sent = {}          # command name -> when the app wrote it to the worker's stdin
+    applied = []       # (time, (state, lr)) after each message the DebugState applied
+    shown = []         # (time, status bar text) after each StatusBar.show
+
     send = backend.send
 
-    def stamped_send(command):  # when the app writes a command to the worker's stdin
+    def stamped_send(command):
         sent[command.get("cmd")] = time.perf_counter()
         send(command)
 
     backend.send = stamped_send
+    apply = state.apply
+
+    def stamped_apply(message):
+        apply(message)
+        snapshot = state.snapshot
+        applied.append((time.perf_counter(), (state.state, snapshot.lr if snapshot is not None else None)))
+
+    state.apply = stamped_apply
 
     def ms(t0, t):
         if t is None:
@@ -281,7 +307,18 @@ async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
         await wait_until(lambda: step() > s1, 10)
         await asyncio.sleep(rng.uniform(0.2, 0.5))
 
+    def same(a, b):
+        return a is not None and abs(a - b) <= 1e-9 * abs(b)
+
     async with app.run_test(size=SIZE, notifications=True) as pilot:
+        bar = app.query_one(StatusBar)
+        show = bar.show
+
+        def stamped_show(st):
+            show(st)
+            shown.append((time.perf_counter(), str(bar.content)))
+
+        bar.show = stamped_show
         await wait_until(lambda: state.state == "running", 30)
         await asyncio.sleep(1.0)  # past start-up: plots and tables are being drawn
         for _ in range(presses):
@@ -289,14 +326,16 @@ async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
                 break
             # space: pause
             await running_flat_out()
+            sent.clear()
             t0 = time.perf_counter()
             await pilot.press("space")
             out["press"].append((time.perf_counter() - t0) * 1000)
-            t_state = await wait_until(lambda: state.state == "paused")
-            t_shown = await wait_until(lambda: "PAUSED" in status_text(app))
+            await wait_until(lambda: state.state == "paused" and "PAUSED" in status_text(app))
+            t_state = first_after(t0, applied, lambda v: v[0] == "paused")
+            t_shown = first_after(t0, shown, lambda text: "PAUSED" in text)
             if "pause" in sent and t_state is not None:
                 out["sent"].append((sent["pause"] - t0) * 1000)
-                out["after_send"].append((t_state - sent.pop("pause")) * 1000)
+                out["after_send"].append((t_state - sent["pause"]) * 1000)
             out["pause_state"].append(ms(t0, t_state))
             out["pause_shown"].append(ms(t0, t_shown))
             out["pause"].append(max(out["pause_state"][-1], out["pause_shown"][-1]))
@@ -305,22 +344,24 @@ async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
             await running_flat_out()
             lr0 = state.snapshot.lr
             doubled = 2 * lr0
+            sent.clear()
             t0 = time.perf_counter()
             await pilot.press("right_square_bracket")
             out["press"].append((time.perf_counter() - t0) * 1000)
-            t_state = await wait_until(lambda: abs(state.snapshot.lr - doubled) <= 1e-9 * doubled)
+            await wait_until(lambda: same(state.snapshot.lr, doubled) and f"lr {num(doubled)}" in status_text(app))
+            t_state = first_after(t0, applied, lambda v: same(v[1], doubled))
+            t_shown = first_after(t0, shown, lambda text: f"lr {num(doubled)}" in text)
             if "lr_scale" in sent and t_state is not None:
                 out["sent"].append((sent["lr_scale"] - t0) * 1000)
-                out["after_send"].append((t_state - sent.pop("lr_scale")) * 1000)
-            t_shown = await wait_until(lambda: f"lr {num(doubled)}" in status_text(app))
+                out["after_send"].append((t_state - sent["lr_scale"]) * 1000)
             out["lr_state"].append(ms(t0, t_state))
             out["lr_shown"].append(ms(t0, t_shown))
             # [: halve it back
             await asyncio.sleep(rng.uniform(0.2, 0.5))
             t0 = time.perf_counter()
             await pilot.press("left_square_bracket")
-            t_state = await wait_until(lambda: abs(state.snapshot.lr - lr0) <= 1e-9 * lr0)
-            out["lr_down_state"].append(ms(t0, t_state))
+            await wait_until(lambda: same(state.snapshot.lr, lr0))
+            out["lr_down_state"].append(ms(t0, first_after(t0, applied, lambda v: same(v[1], lr0))))
         out["steps"] = step()
         backend.close()
     return out

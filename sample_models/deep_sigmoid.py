@@ -26,4 +26,4 @@ def loss(logits, labels):
 
 
 optimizer = cm.optim.SGD(model.parameters(), lr=0.1)
-steps = 500
+steps = 2000

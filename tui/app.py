@@ -43,9 +43,9 @@ class DebuggerApp(App):
     TITLE = "calcml"
     CSS_PATH = "app.tcss"
     BINDINGS = [
-        Binding("space", "toggle_pause", "pause/run"),
+        Binding("space", "toggle_pause", "run/pause"),
         Binding("n", "next_step", "step"),
-        Binding("s", "step_into", "step into"),
+        Binding("s", "step_into", "into"),
         Binding("c", "continue", "continue", show=False),
         Binding("enter", "inspect", "inspect", show=False),
         Binding("b", "breakpoints", "breaks"),
@@ -82,7 +82,7 @@ class DebuggerApp(App):
             with Vertical(id="plots"):
                 yield GradientFlowPlot(id="gradflow")
                 yield LossPlot(id="loss")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.backend.start()

@@ -97,7 +97,7 @@ class LayerTable(DataTable):
         marks = marks_by_layer(snapshot.holding)
         for layer in snapshot.layers:
             for (key, _), cell in zip(COLUMNS, self._cells(layer, marks, history)):
-                self.update_cell(layer.name, key, cell)
+                self.update_cell(layer.name, key, cell, update_width=True)
 
     def _cells(self, layer, marks: dict, history: dict) -> tuple:
         w = layer.params.get("weight") or next(iter(layer.params.values()), None)
