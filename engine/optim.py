@@ -20,7 +20,7 @@ import numpy as np
 
 from .tensor import Tensor, enable_grad
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Newton"]
 
 
 def _check(name: str, value, low: float = 0.0, below: float | None = None) -> None:
@@ -343,3 +343,153 @@ class AdamW(Adam):
     def _decay(self, p, g, group):
         p.data *= 1 - group["lr"] * group["weight_decay"]
         return g
+
+
+class Newton(Optimizer):
+    """Newton's method with the exact Hessian: θ ← θ − η·d, where (H + λI)·d = g.
+
+    Notation as above, plus H = ∇²L(θ) the n×n Hessian over all the parameters (flattened and
+    concatenated in order), λ the damping, n = Σ p.size.
+
+    Why it works: near θ the loss is approximately the quadratic model
+        m(θ − d) = L(θ) − gᵀd + ½ dᵀHd,
+    whose minimiser solves H·d = g. On a quadratic loss one step with η = 1 lands on the
+    minimum; near a minimum with H positive definite the error is squared every step
+    ("quadratic convergence": ‖g_{k+1}‖ ≈ C·‖g_k‖², the number of correct digits doubles).
+
+    Each step:
+      1. loss = closure()  (PyTorch's convention: zero_grad, forward, backward, return loss).
+         The closure MUST return the loss Tensor itself, with its graph (not loss.item()), and
+         everything that should be optimised, penalties included, must be part of it: Newton
+         differentiates that Tensor twice itself, g = ∇L with create_graph=True, then column j of
+         H = ∇(gᵀeⱼ) (n Hessian-vector products, cm.curvature.HessianOperator). The `.grad` the
+         closure's backward left on the parameters is not read (nor changed): g and H come from
+         the same graph, so they always describe the same function.
+      2. H's eigenvalues μ₁ ≤ ... ≤ μₙ (of (H + Hᵀ)/2: exact double backward gives a symmetric
+         H up to rounding) tell whether the quadratic model has a minimum (all μ > 0).
+      3. Solve (H + λI)·d = g by Cholesky (H + λI = LLᵀ) with λ = damping. If H is not
+         positive definite (μ₁ ≤ 0: a saddle, a maximum or a flat direction, where the quadratic
+         model has no minimum and the plain Newton step may go uphill, towards the saddle),
+         raise λ tenfold until λ ≥ 2|μ₁| (Levenberg–Marquardt), so that every eigenvalue of
+         H + λI is ≥ λ/2; λ is also raised if the Cholesky factorisation fails. With H + λI
+         positive definite, gᵀd > 0, so −d is a descent direction, and a large λ makes the step
+         ≈ g/λ, a short gradient-descent step.
+      4. θ ← θ − η·d (η = the group's lr; groups may differ in lr, damping is global).
+
+    `state_info` (a dict, replaced every step, for the debugger) holds: step, loss (before the
+    step), n_params, grad_norm ‖g‖, newton_decrement √(gᵀd) (with λ → 0 this is
+    √(gᵀH⁻¹g), and ½·decrement² is the decrease the quadratic model predicts for η = 1,
+    an estimate of L(θ) − min L near the minimum), min_eigenvalue and max_eigenvalue of H,
+    condition_number (μₙ/μ₁ when positive definite, else inf), positive_definite (μ₁ > 0),
+    damping (the one asked for), damping_used (λ actually used), damped (True when λ had to be
+    raised), step_norm ‖η·d‖ and a one-line message.
+
+    Cost: n HVPs and an O(n³) factorisation per step, so it refuses more than max_size
+    parameters (ValueError at construction; pass max_size=None to lift the limit).
+
+        opt = cm.optim.Newton(model.parameters(), lr=1.0, damping=1e-4)
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model(X), y)
+            loss.backward()
+            return loss
+        for _ in range(10):
+            opt.step(closure)
+            print(opt.state_info["grad_norm"], opt.state_info["newton_decrement"])
+    """
+
+    def __init__(self, params, lr: float = 1.0, damping: float = 1e-4, max_size: int | None = 5000):
+        super().__init__(params, dict(lr=lr))
+        _check("damping", damping)
+        self.damping = float(damping)
+        self.max_size = max_size
+        from .curvature import _check_size
+        _check_size(sum(p.size for g in self.param_groups for p in g["params"]), max_size,
+                    "use Newton's method")
+        self.state_info: dict = {}
+
+    def _validate(self, group):
+        _check("learning rate", group["lr"])
+
+    def step(self, closure=None):
+        """One Newton step; `closure` is required and must return the loss Tensor (with graph)."""
+        from .curvature import HessianOperator
+        if closure is None:
+            raise ValueError("Newton needs a closure that recomputes the loss and returns the loss "
+                             "Tensor: opt.step(closure), as torch.optim.LBFGS")
+        with enable_grad():
+            loss = closure()
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"the closure must return the loss Tensor (not {type(loss).__name__}): "
+                            "Newton differentiates it twice to get the Hessian")
+        params = [p for group in self.param_groups for p in group["params"]]
+        op = HessianOperator(loss, params)
+        g = op.gradient
+        H = op.dense(self.max_size)
+        if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+            raise FloatingPointError("Newton: the gradient or the Hessian has non-finite entries; "
+                                     "no step taken")
+        H_sym = 0.5 * (H + H.T)
+        eigenvalues = np.linalg.eigvalsh(H_sym)
+        mu_min, mu_max = float(eigenvalues[0]), float(eigenvalues[-1])
+        positive_definite = mu_min > 0
+        lam = self.damping
+        tiny = 1e-10 * max(1.0, abs(mu_max), abs(mu_min))
+
+        def raise_(lam):
+            return 10.0 * lam if lam > 0 else tiny
+
+        if not positive_definite:
+            # Levenberg–Marquardt: raise λ tenfold until it dominates the negative curvature
+            # (λ ≥ 2|μ₁|, so every eigenvalue of H + λI is ≥ λ/2 and the step is ≤ 2‖g‖/λ)
+            while lam < -2.0 * mu_min:
+                lam = raise_(lam)
+        identity = np.eye(op.n)
+        tries = 0
+        while True:
+            try:
+                factor = np.linalg.cholesky(H_sym + lam * identity)
+                break
+            except np.linalg.LinAlgError:  # positive definite only up to rounding
+                tries += 1
+                if tries > 60:
+                    raise FloatingPointError("Newton: could not make H + λI positive definite") from None
+                lam = raise_(lam)
+        damped = lam != self.damping
+        d = np.linalg.solve(factor.T, np.linalg.solve(factor, g))  # (LLᵀ)d = g
+        decrement2 = float(g @ d)
+        steps = op.unflatten(d)
+        step_norm_sq = 0.0
+        k = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                delta = group["lr"] * steps[k]
+                step_norm_sq += float(np.sum(delta * delta))
+                p.data -= delta.astype(p.data.dtype, copy=False)
+                k += 1
+        if positive_definite and not damped:
+            message = f"H positive definite (min eigenvalue {mu_min:.3g}): Newton step with damping {lam:g}"
+        elif not damped:
+            message = (f"H not positive definite (min eigenvalue {mu_min:.3g}), but H + {lam:g}·I is: "
+                       "damped Newton step")
+        else:
+            message = (f"H + {self.damping:g}·I not positive definite (min eigenvalue of H {mu_min:.3g}): "
+                       f"damping raised to {lam:.3g} (Levenberg–Marquardt), a shorter step closer "
+                       "to gradient descent")
+        self.state_info = {
+            "step": self.state_info.get("step", 0) + 1,
+            "loss": float(loss.data),
+            "n_params": op.n,
+            "grad_norm": float(np.linalg.norm(g)),
+            "newton_decrement": math.sqrt(max(decrement2, 0.0)),
+            "min_eigenvalue": mu_min,
+            "max_eigenvalue": mu_max,
+            "condition_number": mu_max / mu_min if positive_definite else math.inf,
+            "positive_definite": positive_definite,
+            "damping": self.damping,
+            "damping_used": lam,
+            "damped": damped,
+            "step_norm": math.sqrt(step_norm_sq),
+            "message": message,
+        }
+        return loss
