@@ -31,7 +31,7 @@ A full run is 200,000 training steps: on a quiet machine about 2-4 minutes (xor_
 roughly 1,000-2,000 steps/s in a session), longer on a busy shared box; progress is printed.
 The script never asserts: it prints the numbers and PASS or MISS.
 
-    python benchmarks/session_memory.py                  # 10,000 then 200,000 steps
+    python benchmarks/session_memory.py                  # 10,000 then 200,000 steps: ~3-9 minutes
     python benchmarks/session_memory.py --quick          # 1,000 then 6,000 steps: a smoke run
     python benchmarks/session_memory.py --steps 50000    # a shorter long run
 """

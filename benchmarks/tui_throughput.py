@@ -23,9 +23,11 @@ In both, throughput = steps / (time the 'finished' state arrived - time the firs
 arrived), stamped where the messages are received (for the interface: on DebugState.apply,
 in the app's reader thread). N is chosen from a short calibration run so that a headless run
 lasts about --seconds. The modes alternate (headless, interface, headless, ...) and the
-result is the median over pairs of interface/headless. Both processes share the machine's
-cores (2 on the reference box, with BLAS threads in the worker too), so CPU the interface uses
-is CPU training cannot: the printed CPU columns say how much each side used.
+result is the median over pairs of interface/headless. A run that the busy machine slows to
+more than 3x --seconds is cut short there, its rate taken to the last snapshot received.
+Both processes share the machine's cores (2 on the reference box, with BLAS threads in the
+worker too), so CPU the interface uses is CPU training cannot: the printed CPU columns say
+how much each side used.
 
 Key latency, in one more interface run (with steps enough to keep training flat out):
   space  time from the Pilot's key press until DebugState.state is 'paused' AND the status bar
@@ -33,10 +35,12 @@ Key latency, in one more interface run (with steps enough to keep training flat 
   ]      time from the key press until the DebugState's snapshot has the doubled learning rate
          (target), and until the status bar shows it (informative); [ then halves it back
          (also timed, informative).
+
 The times are taken where things happen, not when a poll notices them: DebugState.apply (the
 app's reader thread) and StatusBar.show are wrapped to record when the state, the snapshot's lr
 and the status bar's text changed, so the Pilot's own waiting for the screen to settle after a
 press does not count (a person's key press is not slowed by it).
+
 To tell a busy event loop apart from a slow worker, the script also prints how long
 pilot.press() itself took to return (Textual handling the key and settling the screen), the
 time from the press until the app wrote the command to the worker's stdin (the app's event
@@ -53,7 +57,7 @@ it prints PASS or MISS for each target. BLAS threads are left as the environment
 run with OPENBLAS_NUM_THREADS=1 in the environment (inherited by the worker) to see what
 OpenBLAS's busy-waiting threads cost when the two processes share 2 cores.
 
-    python benchmarks/tui_throughput.py                # full: ~2-3 minutes
+    python benchmarks/tui_throughput.py                # full: ~3 minutes (up to ~6 on a busy box)
     python benchmarks/tui_throughput.py --quick        # smoke run: one short pair, 3 presses
     python benchmarks/tui_throughput.py --model sample_models/spirals_adam.py
 """
@@ -78,6 +82,7 @@ LATENCY_TARGET_MS = 100.0
 SIZE = (140, 40)
 POLL_S = 0.002
 TIMEOUT_S = 10.0
+CUT_AFTER = 3.0    # a throughput run is cut short after this many times --seconds
 
 MODEL_SOURCE = '''"""A 784-256-256-10 ReLU MLP on random data: the interface-throughput benchmark's model."""
 import numpy as np
@@ -125,6 +130,8 @@ class Timing:
     def __init__(self):
         self.first = self.finished = None
         self.first_step = self.last_step = 0
+        self.last_time = None
+        self.snapshots = []   # (arrival time, step)
         self.messages = {}
         self.bytes = {}
         self.worker_cpu = None
@@ -139,7 +146,8 @@ class Timing:
             step = message["snapshot"]["step"]
             if self.first is None:
                 self.first, self.first_step = now, step
-            self.last_step = step
+            self.last_step, self.last_time = step, now
+            self.snapshots.append((now, step))
         elif kind == "state" and message["state"] in ("finished", "stopped") and self.finished is None:
             self.finished = now
             if pid is not None:
@@ -149,12 +157,19 @@ class Timing:
             self.finished = now
             self.done.set()
 
-    def result(self, steps: int, label: str) -> dict:
+    def result(self, steps: int, label: str, cut: bool = False) -> dict:
+        """Steps/s from the first snapshot to the finish; for a run cut short, to the last snapshot."""
+        if cut and self.first is not None and self.last_time is not None and self.last_time > self.first:
+            wall = self.last_time - self.first
+            return {"rate": (self.last_step - self.first_step) / wall, "wall": wall, "cut": True,
+                    "snapshots": self.snapshots,
+                    "messages": dict(self.messages), "bytes": dict(self.bytes), "worker_cpu": self.worker_cpu}
         if self.first is None or self.finished is None:
             raise SystemExit(f"{label}: the worker never finished (messages seen: {self.messages})")
         wall = self.finished - self.first
-        return {"rate": (steps - self.first_step) / wall, "wall": wall, "messages": dict(self.messages),
-                "bytes": dict(self.bytes), "worker_cpu": self.worker_cpu}
+        return {"rate": (steps - self.first_step) / wall, "wall": wall, "cut": False,
+                "snapshots": self.snapshots,
+                "messages": dict(self.messages), "bytes": dict(self.bytes), "worker_cpu": self.worker_cpu}
 
 
 def run_headless(model: str, steps: int, stop_after: float | None = None) -> dict:
@@ -165,6 +180,7 @@ def run_headless(model: str, steps: int, stop_after: float | None = None) -> dic
                                stderr=subprocess.PIPE, env=env, start_new_session=True)
     threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
     timing = Timing()
+    cut = False
     cpu0 = time.process_time()
     try:
         for line in process.stdout:
@@ -177,8 +193,8 @@ def run_headless(model: str, steps: int, stop_after: float | None = None) -> dic
                 break
             if stop_after is not None and timing.first is not None and \
                     time.perf_counter() - timing.first >= stop_after and timing.last_step > 0:
-                timing.finished = time.perf_counter()
-                steps = timing.last_step
+                timing.worker_cpu = cpu_seconds(process.pid)
+                cut = True
                 break
     finally:
         reader_cpu = time.process_time() - cpu0
@@ -189,7 +205,7 @@ def run_headless(model: str, steps: int, stop_after: float | None = None) -> dic
         except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
-    result = timing.result(steps, "headless")
+    result = timing.result(steps, "headless", cut)
     result["front_cpu"] = reader_cpu
     result["steps"] = steps
     return result
@@ -212,7 +228,7 @@ def status_text(app) -> str:
     return str(app.query_one(StatusBar).content)
 
 
-async def run_interface(model: str, steps: int) -> dict:
+async def run_interface(model: str, steps: int, stop_after: float) -> dict:
     from tui.app import DebuggerApp
     from tui.backend import ProcessBackend
 
@@ -222,16 +238,21 @@ async def run_interface(model: str, steps: int) -> dict:
     app = DebuggerApp(backend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         cpu0 = time.process_time()
+        cut = False
         while not timing.done.is_set():
             await asyncio.sleep(0.05)
+            if timing.first is not None and time.perf_counter() - timing.first > stop_after:
+                timing.worker_cpu = cpu_seconds(backend.process.pid)
+                cut = True
+                break
         app_cpu = time.process_time() - cpu0
         await pilot.pause(0.2)  # let the last state reach the screen
         shown = status_text(app)
         backend.close()
-    result = timing.result(steps, "interface")
+    result = timing.result(steps, "interface", cut)
     result["front_cpu"] = app_cpu
     result["steps"] = steps
-    result["shown_finished"] = "FINISHED" in shown
+    result["shown_finished"] = cut or "FINISHED" in shown
     return result
 
 
@@ -416,7 +437,7 @@ def measure_headless_commands(model: str, presses: int, seed: int = 1) -> dict:
     """Command latency of the worker alone: pause, and lr x2, written straight to its stdin."""
     rng = random.Random(seed)
     worker = HeadlessWorker(model, 10_000_000)
-    out = {"pause": [], "lr": [], "pause_steps": [], "timeouts": 0}
+    out = {"pause": [], "lr": [], "timeouts": 0}
 
     def ms(t0, t):
         if t is None:
@@ -428,11 +449,9 @@ def measure_headless_commands(model: str, presses: int, seed: int = 1) -> dict:
         worker.wait_until(lambda: worker.state == "running" and worker.step > 2, 60)
         for _ in range(presses):
             time.sleep(rng.uniform(0.2, 0.5))
-            step0 = worker.step
             t0 = time.perf_counter()
             worker.send({"cmd": "pause"})
             out["pause"].append(ms(t0, worker.wait_until(lambda: worker.state == "paused")))
-            out["pause_steps"].append(worker.step - step0)
             worker.send({"cmd": "run"})
             s0 = worker.step
             worker.wait_until(lambda: worker.state == "running" and worker.step > s0 + 1)
@@ -449,9 +468,15 @@ def measure_headless_commands(model: str, presses: int, seed: int = 1) -> dict:
 
 
 def calibrate(model: str, seconds: float, probe_seconds: float) -> tuple:
-    """(steps for a headless run of about `seconds`, the calibration's steps/s)."""
-    result = run_headless(model, 10_000_000, stop_after=probe_seconds)
-    return max(20, round(result["rate"] * seconds)), result["rate"]
+    """(steps for a headless run of about `seconds`, the calibration's steps/s), the rate taken
+    after the first second of training (the first steps are slower)."""
+    result = run_headless(model, 10_000_000, stop_after=probe_seconds + 1.0)
+    snaps = result["snapshots"]
+    later = [(t, step) for t, step in snaps if t >= snaps[0][0] + 1.0]
+    rate = result["rate"]
+    if len(later) >= 2 and later[-1][0] > later[0][0]:
+        rate = (later[-1][1] - later[0][1]) / (later[-1][0] - later[0][0])
+    return max(20, round(rate * seconds)), rate
 
 
 def fmt_latency(values) -> str:
@@ -490,7 +515,7 @@ def main(argv=None) -> int:
               f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}); "
               f"mode {'quick' if args.quick else 'full'}")
         print(f"  model: {model_label}; load average at start {os.getloadavg()[0]:.2f}")
-        steps, probe_rate = calibrate(model, seconds, 1.5 if args.quick else 3.0)
+        steps, probe_rate = calibrate(model, seconds, 1.5 if args.quick else 4.0)
         print(f"  calibration: {probe_rate:.0f} steps/s headless -> {steps:,} steps per run "
               f"(~{seconds:g} s), {pairs} pair(s), alternating")
         print()
@@ -500,15 +525,17 @@ def main(argv=None) -> int:
         for i in range(pairs):
             order = ("headless", "interface") if i % 2 == 0 else ("interface", "headless")
             for mode in order:
+                limit = CUT_AFTER * seconds  # a run the busy machine slows down this much is cut short
                 if mode == "headless":
-                    r = run_headless(model, steps)
+                    r = run_headless(model, steps, stop_after=limit)
                 else:
-                    r = asyncio.run(run_interface(model, steps))
+                    r = asyncio.run(run_interface(model, steps, stop_after=limit))
                 runs[mode].append(r)
                 worker_cpu = f"{r['worker_cpu'] / r['wall']:.0%}" if r["worker_cpu"] else "-"
                 print(f"{mode + ' ' + str(i + 1):<12}{r['rate']:>9.1f}{r['wall']:>8.1f}"
                       f"{worker_cpu:>12}{r['front_cpu'] / r['wall']:>11.0%}"
-                      f"{r['messages'].get('snapshot', 0):>11}{r['messages'].get('history', 0):>11}", flush=True)
+                      f"{r['messages'].get('snapshot', 0):>11}{r['messages'].get('history', 0):>11}"
+                      f"{'  cut short: rate to the last snapshot' if r['cut'] else ''}", flush=True)
         print("(CPU: share of one core over the run's wall time; the worker's includes its start-up; "
               "front = this script's reader (headless) or the whole app process (interface))")
         first = runs["headless"][0]
@@ -534,9 +561,7 @@ def main(argv=None) -> int:
         print(f"  (training reached step {keys['steps']:,} during the latency run)")
         alone = measure_headless_commands(model, presses)
         print("  the same commands written straight to a headless worker's stdin (no interface):")
-        print(f"  pause -> 'paused' received    {fmt_latency(alone['pause'])}   "
-              f"(steps trained meanwhile: median {statistics.median(alone['pause_steps']):g}, "
-              f"max {max(alone['pause_steps'])})")
+        print(f"  pause -> 'paused' received    {fmt_latency(alone['pause'])}")
         print(f"  lr x2 -> snapshot lr x2       {fmt_latency(alone['lr'])}")
 
     print(f"\ntargets  (the worker and the interface share the {os.cpu_count()} cores; "

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Footer, RichLog, TabbedContent, TabPane
 
 from .backend import Backend
@@ -21,7 +22,7 @@ from .widgets.plots import GradientFlowPlot, LossPlot
 from .widgets.status import StatusBar
 
 TABLE_HZ = 10
-PLOT_HZ = 3
+PLOT_HZ = 2
 NARROW = 110   # below this many columns, plots share the screen with the table (key g)
 LR_FACTOR = 2.0
 
@@ -84,10 +85,17 @@ class DebuggerApp(App):
                 yield LossPlot(id="loss")
         yield Footer(compact=True)
 
+    class Wake(Message):
+        """Sent from the backend's reader thread when something needs showing now."""
+
     def on_mount(self) -> None:
+        self.backend.state.wake = lambda: self.post_message(self.Wake())
         self.backend.start()
         self._apply_width(self.size.width)
         self.set_interval(1 / TABLE_HZ, self.poll)
+        self.poll()
+
+    def on_debugger_app_wake(self, message) -> None:
         self.poll()
 
     def on_resize(self, event) -> None:

@@ -38,6 +38,7 @@ class DebugState:
         self.last_message = time.monotonic()
         self.versions = {k: 0 for k in ("model", "snapshot", "history", "warnings", "logs", "breakpoints",
                                         "state", "trace")}
+        self.wake = None                       # called (from the reader thread) on urgent changes
         self.trace = None                      # the latest step-into, kept until the next one
         self.trace_step: int | None = None
 
@@ -47,6 +48,7 @@ class DebugState:
 
     def apply(self, message: dict) -> None:
         kind = message.get("type")
+        urgent = False
         with self.lock:
             self.last_message = time.monotonic()
             if kind == "snapshot":
@@ -62,6 +64,7 @@ class DebugState:
                     self.trace = snapshot.trace
                     self.trace_step = snapshot.step
                     self._bump("trace")
+                urgent = urgent or snapshot.hit is not None or snapshot.stop is not None
                 if self.state in ("starting",):
                     self.state = snapshot.state
                     self._bump("state")
@@ -72,6 +75,7 @@ class DebugState:
             elif kind == "state":
                 self.state, self.stop = message["state"], message["stop"]
                 self._bump("state")
+                urgent = True
             elif kind == "hello":
                 self.model = message["model"]
                 self._bump("model")
@@ -91,6 +95,8 @@ class DebugState:
                 self._bump("state")
             elif kind == "bye":
                 pass
+        if urgent and self.wake is not None:
+            self.wake()  # a change a person is waiting to see: don't wait for the next poll
 
     def _log(self, stream: str, text: str) -> None:
         self.logs.append((stream, text))
@@ -191,6 +197,11 @@ class ProcessBackend(Backend):
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # BLAS threads that wait for a core the interface is using stall every matrix product:
+        # leave the interface a core (unless the user chose the thread counts).
+        threads = str(max(1, (os.cpu_count() or 2) - 1))
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, threads)
         self.process = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=env, start_new_session=True)
         threading.Thread(target=self._read_messages, daemon=True, name="calcml-reader").start()

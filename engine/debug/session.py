@@ -38,6 +38,7 @@ class SessionConfig:
     history_capacity: int = 10_000       # steps of history kept per series
     warnings_capacity: int = 1_000       # warning events kept
     histogram_every: int = 25            # steps between weight/gradient histograms
+    detail_every: int = 10               # steps between update-ratio and sparsity measurements
     histogram_bins: int = 30
     val_every: int = 10                  # steps between validation losses
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -176,6 +177,7 @@ class Session:
             for short, p in module._parameters.items():
                 if p is not None:
                     self._layer_of[id(p)] = (layer_name, short)
+        self._detail: dict = {}      # name -> (update norm, update ratio, sparsity), latest measured
         self._first_loss = None
         self._best_loss = math.inf
         self._last_val = None
@@ -349,8 +351,9 @@ class Session:
 
         loss_value = float(loss.data)
         data_grads = {name: p.grad for name, p in self._params}
-        bad = not math.isfinite(loss_value) or any(
-            g is not None and not np.isfinite(probes.sq_norm(g)) for g in data_grads.values())
+        # Σg² per gradient: the non-finite check and the gradient norms in one pass.
+        grad_sq = {name: probes.sq_norm(g) for name, g in data_grads.items() if g is not None}
+        bad = not math.isfinite(loss_value) or not all(math.isfinite(v) for v in grad_sq.values())
         if bad:
             return self._non_finite(X, y, loss_value, recorded if traced else None)
 
@@ -365,33 +368,47 @@ class Session:
         # Summarise the trace before the update: its arrays are references, and some (W^T, the
         # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
         trace_summary = summarise_trace(recorded) if traced else None
-        for name, p in self._params:
-            np.copyto(self._before[name], p.data)
+        detail = traced or self._rests_after_this_step() or (self.step_count + 1) % self.config.detail_every == 0
+        if detail:
+            for name, p in self._params:
+                np.copyto(self._before[name], p.data)
         self.optimizer.step()
         self.step_count += 1
 
-        layers = self._measure(recorder, data_grads, penalty_grads)
-        snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary)
+        layers = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
+        snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary, detail)
         recorder.clear()
         return snapshot
 
-    def _measure(self, recorder, data_grads, penalty_grads) -> tuple:
+    def _rests_after_this_step(self) -> bool:
+        """Whether the run will stand still after the step about to be taken (paused with no
+        steps left, or at its last step): the moment to measure everything."""
+        last = self.max_steps is not None and self.step_count + 1 >= self.max_steps
+        return last or (self.state != RUNNING and self._pending_steps == 0)
+
+    def _measure(self, recorder, data_grads, grad_sq, penalty_grads, detail: bool) -> tuple:
+        """Per-layer statistics. The update and sparsity need passes over every weight, so they are
+        measured on `detail` steps (every `detail_every` steps and whenever the run rests); in
+        between, the snapshot carries the latest measurement."""
         t = self.config.thresholds
         params_by_layer: dict = {}
         for name, p in self._params:
             g = data_grads[name]
             pg = penalty_grads.get(name)
-            before = self._before[name]
-            diff = p.data - before
+            grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
             w_norm = probes.norm(p.data)
-            update = probes.norm(diff)
+            if detail:
+                before = self._before[name]
+                np.subtract(p.data, before, out=before)  # Δθ, in the buffer refilled before each detail step
+                update = probes.norm(before)
+                sparsity = float(np.count_nonzero(np.abs(p.data) < t.sparsity_threshold)) / max(p.size, 1)
+                self._detail[name] = (update, update / w_norm if w_norm > 0 else math.nan, sparsity)
+            update, ratio, sparsity = self._detail.get(name, (math.nan, math.nan, math.nan))
             stats = probes.ParamStats(
-                name=name, shape=p.shape, grad_norm=probes.norm(g) if g is not None else 0.0,
+                name=name, shape=p.shape, grad_norm=grad_norm,
                 penalty_grad_norm=probes.norm(pg) if pg is not None else 0.0,
-                total_grad_norm=probes.norm(p.grad) if p.grad is not None else 0.0,
-                weight_norm=w_norm, update_norm=update,
-                update_ratio=update / w_norm if w_norm > 0 else math.nan,
-                sparsity=float(np.count_nonzero(np.abs(p.data) < t.sparsity_threshold)) / max(p.size, 1))
+                total_grad_norm=grad_norm if p.grad is g else (probes.norm(p.grad) if p.grad is not None else 0.0),
+                weight_norm=w_norm, update_norm=update, update_ratio=ratio, sparsity=sparsity)
             layer_name, short = self._layer_of.get(id(p), (name.rpartition(".")[0] or "model", name))
             params_by_layer.setdefault(layer_name, {})[short] = stats
         layers = []
@@ -425,7 +442,8 @@ class Session:
             self.model.train()
         return value
 
-    def _publish(self, loss: float, penalty: float, layers: tuple, recorder, trace_summary=None) -> Snapshot:
+    def _publish(self, loss: float, penalty: float, layers: tuple, recorder, trace_summary=None,
+                 detail: bool = True) -> Snapshot:
         step = self.step_count
         if self._first_loss is None:
             self._first_loss = loss
@@ -440,13 +458,14 @@ class Session:
         events = self.monitor.update(step, conditions)
         self.warnings.extend(events)
 
-        self.history.record(step, self._series(loss, val, penalty, layers))
+        self.history.record(step, self._series(loss, val, penalty, layers, detail))
         hit = self._check_breakpoints(step, loss, layers, events)
         if self.max_steps is not None and step >= self.max_steps and not self.done:
             self.state = FINISHED
-        # Histograms cost more than the rest: every few steps, and whenever the run stops moving.
+        # Histograms cost more than the rest: every few steps, and whenever the run stands still.
         histograms = None
-        if trace_summary is not None or self.state != RUNNING or step % self.config.histogram_every == 0:
+        resting = self.done or (self.state != RUNNING and self._pending_steps == 0)
+        if trace_summary is not None or resting or step % self.config.histogram_every == 0:
             histograms = self._histograms(recorder)
         snapshot = Snapshot(
             step=step, epoch=self.epoch, state=self.state, loss=loss, val_loss=self._last_val,
@@ -458,7 +477,8 @@ class Session:
         self.snapshot = snapshot
         return snapshot
 
-    def _series(self, loss, val, penalty, layers) -> dict:
+    def _series(self, loss, val, penalty, layers, detail: bool) -> dict:
+        """This step's values for the history (update ratio and sparsity on the steps that measured them)."""
         values = {"loss": loss, "lr": self.lr}
         if val is not None:
             values["val_loss"] = val
@@ -469,8 +489,9 @@ class Session:
                 values[f"{p.name}.grad_norm"] = p.grad_norm
                 values[f"{p.name}.penalty_grad_norm"] = p.penalty_grad_norm
                 values[f"{p.name}.weight_norm"] = p.weight_norm
-                values[f"{p.name}.update_ratio"] = p.update_ratio
-                values[f"{p.name}.sparsity"] = p.sparsity
+                if detail:
+                    values[f"{p.name}.update_ratio"] = p.update_ratio
+                    values[f"{p.name}.sparsity"] = p.sparsity
             if layer.grad_out_norm is not None:
                 values[f"{layer.name}.grad_out_norm"] = layer.grad_out_norm
             if layer.mean_local_derivative is not None:

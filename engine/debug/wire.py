@@ -158,8 +158,9 @@ def snapshot_from_wire(d: dict) -> Snapshot:
         trace=TraceSummary(tuple(_op_back(o) for o in d["trace"])) if d["trace"] else None)
 
 
-def history_to_wire(history, names=None, max_points: int = 400) -> dict:
-    """The history's series, each thinned to at most `max_points` evenly spaced points."""
+def history_to_wire(history, names=None, max_points: int = 240) -> dict:
+    """The history's series, each thinned to at most `max_points` evenly spaced points
+    (a plot is a few hundred columns wide at most)."""
     steps = history.series("step")
     keep = slice(None)
     if len(steps) > max_points:
@@ -167,7 +168,11 @@ def history_to_wire(history, names=None, max_points: int = 400) -> dict:
     out = {"step": steps[keep].astype(int).tolist()}
     for name in names if names is not None else history.names():
         if name != "step" and name in history:
-            out[name] = [_f(v) for v in history.series(name)[keep]]
+            values = history.series(name)[keep]
+            if np.isfinite(values).all():
+                out[name] = values.tolist()
+            else:
+                out[name] = [_f(v) for v in values]
     return out
 
 

@@ -25,7 +25,7 @@ from .loader import ModelFileError, load_model_file
 from .session import Session
 
 PUBLISH_HZ = 20
-HISTORY_HZ = 3
+HISTORY_HZ = 2
 
 
 class _Channel:
@@ -81,10 +81,12 @@ class Worker:
         self._sent = None
         self._state = None
         self._histograms = None
+        self._urgent = False
 
     def handle(self, command: dict) -> None:
         s = self.session
         name = command.get("cmd")
+        self._urgent = True  # the person who sent it is waiting to see its effect
         try:
             if name == "run":
                 s.run()
@@ -143,8 +145,11 @@ class Worker:
             if snapshot.histograms is not None:
                 self._histograms = snapshot.histograms
         latest = s.snapshot
-        urgent = force or (snapshot is not None and (snapshot.hit is not None or snapshot.trace is not None
-                                                     or snapshot.stop is not None or snapshot.state != "running"))
+        urgent = force or self._urgent or (snapshot is not None and (
+            snapshot.hit is not None or snapshot.trace is not None or snapshot.stop is not None
+            or snapshot.state != "running"))
+        if snapshot is not None:
+            self._urgent = False  # the step after the command has now been published
         if latest is not None and latest is not self._sent and (
                 urgent or now - self._last_publish >= 1.0 / PUBLISH_HZ):
             sent = latest
