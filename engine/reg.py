@@ -63,7 +63,12 @@ class Regularizer:
     __call__ = penalty
 
     def value(self, target) -> float:
-        return float(self.penalty(target).data)
+        """The penalty as a number, computed straight from the arrays (no graph)."""
+        return self.lam * sum(self.total(p.data) for _, p in self.parameters(target))
+
+    def total(self, values: np.ndarray) -> float:
+        """Σ term(θ) over one array."""
+        raise NotImplementedError
 
     def grads(self, target) -> dict:
         """{name: d(penalty)/dθ} in closed form, for each covered parameter."""
@@ -90,6 +95,10 @@ class L2(Regularizer):
     def term(self, p):
         return (p * p).sum()
 
+    def total(self, values):
+        flat = values.reshape(-1)
+        return float(np.dot(flat, flat))
+
     def gradient(self, values):
         return (2.0 * self.lam) * values
 
@@ -102,6 +111,9 @@ class L1(Regularizer):
 
     def term(self, p):
         return p.abs().sum()
+
+    def total(self, values):
+        return float(np.abs(values).sum())
 
     def gradient(self, values):
         return self.lam * np.sign(values)

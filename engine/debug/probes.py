@@ -136,13 +136,17 @@ class LayerRecorder:
 
 def activation_stats(kind: str, module, output: np.ndarray, saturation_level: float) -> tuple:
     """(mean local derivative, dead fraction, saturated fraction) of one activation layer."""
-    d = local_derivative(kind, module, output)
-    mean = float(d.mean()) if d.size else float("nan")
+    if output.size == 0:
+        return float("nan"), None, None
     units = output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1)
-    dead = saturated = None
-    if kind == "relu":
-        dead = float(np.mean(~np.any(units > 0, axis=0)))
-    elif kind in ("sigmoid", "tanh"):
+    if kind == "relu":  # the derivative is 1 where the unit is on, 0 where it is off
+        on = units > 0
+        alive = np.logical_or.reduce(on, axis=0)
+        return np.count_nonzero(on) / on.size, 1.0 - np.count_nonzero(alive) / alive.size, None
+    d = local_derivative(kind, module, units)
+    mean = float(np.add.reduce(d, axis=None)) / d.size
+    saturated = None
+    if kind in ("sigmoid", "tanh"):
         limit = saturation_level * MAX_DERIVATIVE[kind]
-        saturated = float(np.mean(np.all(d.reshape(units.shape) < limit, axis=0)))
-    return mean, dead, saturated
+        saturated = float(np.mean(np.logical_and.reduce(d < limit, axis=0)))
+    return mean, None, saturated

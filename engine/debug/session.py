@@ -37,7 +37,7 @@ RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
 class SessionConfig:
     history_capacity: int = 10_000       # steps of history kept per series
     warnings_capacity: int = 1_000       # warning events kept
-    histogram_every: int = 25            # steps between weight/gradient histograms
+    histogram_every: int = 100           # steps between weight/gradient histograms
     detail_every: int = 10               # steps between update-ratio and sparsity measurements
     histogram_bins: int = 30
     val_every: int = 10                  # steps between validation losses
@@ -360,8 +360,7 @@ class Session:
         penalty_grads, penalty = {}, 0.0
         if self.regularizer is not None:
             penalty_grads = self.regularizer.grads(self.model)
-            with no_grad():
-                penalty = self.regularizer.value(self.model)
+            penalty = self.regularizer.value(self.model)
             for name, p in self._params:
                 if name in penalty_grads and p.grad is not None:
                     p.grad = p.grad + penalty_grads[name]
@@ -387,23 +386,23 @@ class Session:
         return last or (self.state != RUNNING and self._pending_steps == 0)
 
     def _measure(self, recorder, data_grads, grad_sq, penalty_grads, detail: bool) -> tuple:
-        """Per-layer statistics. The update and sparsity need passes over every weight, so they are
-        measured on `detail` steps (every `detail_every` steps and whenever the run rests); in
-        between, the snapshot carries the latest measurement."""
+        """Per-layer statistics. The weight norm, update and sparsity need passes over every weight,
+        so they are measured on `detail` steps (every `detail_every` steps and whenever the run
+        rests); in between, the snapshot carries the latest measurement."""
         t = self.config.thresholds
         params_by_layer: dict = {}
         for name, p in self._params:
             g = data_grads[name]
             pg = penalty_grads.get(name)
             grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
-            w_norm = probes.norm(p.data)
             if detail:
+                w_norm = probes.norm(p.data)
                 before = self._before[name]
                 np.subtract(p.data, before, out=before)  # Δθ, in the buffer refilled before each detail step
                 update = probes.norm(before)
                 sparsity = float(np.count_nonzero(np.abs(p.data) < t.sparsity_threshold)) / max(p.size, 1)
-                self._detail[name] = (update, update / w_norm if w_norm > 0 else math.nan, sparsity)
-            update, ratio, sparsity = self._detail.get(name, (math.nan, math.nan, math.nan))
+                self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan, sparsity)
+            w_norm, update, ratio, sparsity = self._detail.get(name, (math.nan,) * 4)
             stats = probes.ParamStats(
                 name=name, shape=p.shape, grad_norm=grad_norm,
                 penalty_grad_norm=probes.norm(pg) if pg is not None else 0.0,
@@ -488,8 +487,8 @@ class Session:
             for p in layer.params.values():
                 values[f"{p.name}.grad_norm"] = p.grad_norm
                 values[f"{p.name}.penalty_grad_norm"] = p.penalty_grad_norm
-                values[f"{p.name}.weight_norm"] = p.weight_norm
                 if detail:
+                    values[f"{p.name}.weight_norm"] = p.weight_norm
                     values[f"{p.name}.update_ratio"] = p.update_ratio
                     values[f"{p.name}.sparsity"] = p.sparsity
             if layer.grad_out_norm is not None:
