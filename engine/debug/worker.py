@@ -81,12 +81,14 @@ class Worker:
         self._sent = None
         self._state = None
         self._histograms = None
-        self._urgent = False
+        self._urgent = 0
 
     def handle(self, command: dict) -> None:
         s = self.session
         name = command.get("cmd")
-        self._urgent = True  # the person who sent it is waiting to see its effect
+        # The person who sent it is waiting to see its effect: publish the next two steps at once
+        # (the step already running when the command came still used the old settings).
+        self._urgent = 2
         try:
             if name == "run":
                 s.run()
@@ -145,11 +147,11 @@ class Worker:
             if snapshot.histograms is not None:
                 self._histograms = snapshot.histograms
         latest = s.snapshot
-        urgent = force or self._urgent or (snapshot is not None and (
+        urgent = force or self._urgent > 0 or (snapshot is not None and (
             snapshot.hit is not None or snapshot.trace is not None or snapshot.stop is not None
             or snapshot.state != "running"))
-        if snapshot is not None:
-            self._urgent = False  # the step after the command has now been published
+        if snapshot is not None and self._urgent > 0:
+            self._urgent -= 1
         if latest is not None and latest is not self._sent and (
                 urgent or now - self._last_publish >= 1.0 / PUBLISH_HZ):
             sent = latest
