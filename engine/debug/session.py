@@ -411,6 +411,16 @@ class Session:
             layer_name, short = self._layer_of.get(id(p), (name.rpartition(".")[0] or "model", name))
             params_by_layer.setdefault(layer_name, {})[short] = stats
         layers = []
+        norms: dict = {}  # a layer's input gradient is often the previous layer's output gradient
+
+        def grad_norm_of(tensor):
+            if tensor is None or tensor.grad is None:
+                return None
+            key = id(tensor.grad)
+            if key not in norms:
+                norms[key] = probes.norm(tensor.grad)
+            return norms[key]
+
         for name, module in self.layers:
             x, out = recorder.calls.get(name, (None, None))
             act = probes.ACTIVATIONS.get(type(module))
@@ -420,8 +430,7 @@ class Session:
             layers.append(probes.LayerStats(
                 name=name, type=type(module).__name__, params=params_by_layer.get(name, {}),
                 output_shape=tuple(out.shape) if out is not None else None,
-                grad_in_norm=probes.norm(x.grad) if x is not None and x.grad is not None else None,
-                grad_out_norm=probes.norm(out.grad) if out is not None and out.grad is not None else None,
+                grad_in_norm=grad_norm_of(x), grad_out_norm=grad_norm_of(out),
                 activation=act, mean_local_derivative=mean_d, dead_fraction=dead,
                 saturated_fraction=saturated))
         return tuple(layers)
