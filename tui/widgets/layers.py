@@ -74,6 +74,7 @@ class LayerTable(DataTable):
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._rows: list = []
+        self._shown: dict = {}   # (row, column) -> the cell last drawn there
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -91,13 +92,16 @@ class LayerTable(DataTable):
         names = [layer.name for layer in snapshot.layers]
         if names != self._rows:
             self.clear()
+            self._shown = {}
             self._rows = names
             for layer in snapshot.layers:
                 self.add_row(*self._cells(layer, {}, history), key=layer.name)
         marks = marks_by_layer(snapshot.holding)
         for layer in snapshot.layers:
             for (key, _), cell in zip(COLUMNS, self._cells(layer, marks, history)):
-                self.update_cell(layer.name, key, cell, update_width=True)
+                if self._shown.get((layer.name, key)) != cell:  # redraw only what changed
+                    self._shown[(layer.name, key)] = cell
+                    self.update_cell(layer.name, key, cell, update_width=True)
 
     def _cells(self, layer, marks: dict, history: dict) -> tuple:
         w = layer.params.get("weight") or next(iter(layer.params.values()), None)
