@@ -113,17 +113,26 @@ def _count(x: float) -> str:
     return f"max {x:.0f}"
 
 
+def group_means(values, width: int) -> np.ndarray:
+    """The last points of a series averaged in `width` equal groups, so that each character of a
+    sparkline is one stretch of steps. Missing (NaN) points are left out; a group with none
+    stays NaN (a gap)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) <= width:
+        return values
+    cut = len(values) - len(values) % width
+    groups = values[len(values) - cut:].reshape(width, -1)
+    present = np.isfinite(groups)
+    counts = present.sum(axis=1)
+    sums = np.where(present, groups, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
 def sparkline(values, width: int = 20) -> str:
-    """The last values of a series, min to max on a linear scale, one block character each
-    (groups of points are averaged so each character is one stretch of steps)."""
+    """The last values of a series, min to max on a linear scale, one block character each."""
     if values is None or len(values) == 0 or width < 1:
         return ""
-    values = np.asarray(values, dtype=float)
-    if len(values) > width:
-        cut = len(values) - len(values) % width
-        groups = values[len(values) - cut:].reshape(width, -1)
-        with np.errstate(all="ignore"):
-            values = np.nanmean(groups, axis=1) if np.isfinite(groups).any() else groups[:, -1]
+    values = group_means(values, width)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return " " * len(values)

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ..format import num, pct
+from .histogram import group_means
 
 # A symbol and a colour per warning kind, so a glance at the table says what is wrong where.
 WARNING_MARKS = {
@@ -28,12 +29,7 @@ def sparkline(values, width: int = 10) -> str:
     """The last values of a series on a log scale, one block character each."""
     if values is None or len(values) == 0:
         return ""
-    values = np.asarray(values, dtype=float)[-width * 4:]
-    if len(values) > width:  # average groups of points so each character is one stretch of steps
-        cut = len(values) - len(values) % width
-        values = values[-cut:].reshape(width, -1)
-        with np.errstate(all="ignore"):
-            values = np.nanmean(values, axis=1)
+    values = group_means(np.asarray(values, dtype=float)[-width * 4:], width)
     with np.errstate(all="ignore"):
         logs = np.log10(np.where(values > 0, values, np.nan))
     finite = logs[np.isfinite(logs)]
