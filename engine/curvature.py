@@ -20,19 +20,23 @@ estimates below work for models far too big for `hessian`.
     diagonal(f, params)               diag H (E[z ⊙ Hz] for the same z)
 
 `f` is a function of no arguments that builds the loss from `params` (a closure over the model
-and a batch): it is called once per public call, with gradients on. `params` is a list of
+and a batch): it is called once per public call, with gradients on. To take several estimates
+from one graph, build `HessianOperator(loss, params)` once and use `lanczos(op, k)` and
+`hutchinson(op, samples)` (the trace and the diagonal from the same products). `params` is a list of
 Tensors (or nn.Parameters) with requires_grad=True, or a Module (its .parameters()).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .tensor import Tensor, enable_grad
 from .tensor import grad as _grad
 
-__all__ = ["hvp", "hessian", "top_eigenvalues", "trace", "diagonal", "HessianOperator"]
+__all__ = ["hvp", "hessian", "top_eigenvalues", "trace", "diagonal", "HessianOperator", "lanczos",
+           "hutchinson", "Hutchinson"]
 
 DEFAULT_MAX_SIZE = 5000
 
@@ -200,7 +204,12 @@ def top_eigenvalues(f, params, k: int = 1, iters: int = 100, tol: float = 1e-8, 
     Returns a numpy array of k values; with return_vectors=True, also the (n, k) matrix of the
     corresponding unit eigenvectors of H (Ritz vectors), flat over the concatenated params.
     """
-    op = _operator(f, params)
+    return lanczos(_operator(f, params), k, iters, tol, seed, return_vectors)
+
+
+def lanczos(op: HessianOperator, k: int = 1, iters: int = 100, tol: float = 1e-8, seed=0,
+            return_vectors: bool = False):
+    """`top_eigenvalues` on an operator already built (so that one graph serves several estimates)."""
     n = op.n
     k = int(k)
     if not 1 <= k <= n:
@@ -259,15 +268,14 @@ def top_eigenvalues(f, params, k: int = 1, iters: int = 100, tol: float = 1e-8, 
     return values
 
 
-def _rademacher_products(f, params, samples: int, seed):
-    op = _operator(f, params)
+def _rademacher_products(op: HessianOperator, samples: int, seed):
     samples = int(samples)
     if samples < 2:
         raise ValueError(f"samples must be at least 2 (for a standard error), got {samples}")
     rng = np.random.default_rng(seed)
     for _ in range(samples):
         z = rng.integers(0, 2, size=op.n) * 2.0 - 1.0  # each entry +1 or −1 with probability ½
-        yield op, z, op.matvec(z)
+        yield z, op.matvec(z)
 
 
 def trace(f, params, samples: int = 100, seed=0):
@@ -278,7 +286,7 @@ def trace(f, params, samples: int = 100, seed=0):
     each); the standard error is their sample standard deviation / √samples. (The variance of
     one draw is 2·Σᵢ≠ⱼ Hᵢⱼ²: a diagonal H is estimated exactly.)
     """
-    values = np.array([z @ hz for _, z, hz in _rademacher_products(f, params, samples, seed)])
+    values = np.array([z @ hz for z, hz in _rademacher_products(_operator(f, params), samples, seed)])
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
@@ -289,10 +297,26 @@ def diagonal(f, params, samples: int = 100, seed=0):
     (z ⊙ Hz)ᵢ = zᵢ Σⱼ Hᵢⱼ zⱼ = Hᵢᵢ + Σⱼ≠ᵢ Hᵢⱼ zᵢzⱼ, and the second sum has mean 0. The standard
     error is elementwise: the sample standard deviation of (z ⊙ Hz)ᵢ / √samples.
     """
-    rows, op = [], None
-    for op, z, hz in _rademacher_products(f, params, samples, seed):
+    estimate = hutchinson(_operator(f, params), samples, seed)
+    return estimate.diagonal, estimate.diagonal_se
+
+
+@dataclass(frozen=True)
+class Hutchinson:
+    """The trace and the diagonal of H from the same Rademacher products (see `trace`, `diagonal`)."""
+    trace: float
+    trace_se: float
+    diagonal: list        # arrays shaped like the params
+    diagonal_se: list
+
+
+def hutchinson(op: HessianOperator, samples: int = 100, seed=0) -> Hutchinson:
+    """`trace` and `diagonal` at once on an operator already built: one HVP per sample for both."""
+    rows, traces = [], []
+    for z, hz in _rademacher_products(op, samples, seed):
         rows.append(z * hz)
-    rows = np.array(rows)
-    mean = rows.mean(axis=0)
-    se = rows.std(axis=0, ddof=1) / math.sqrt(len(rows))
-    return op.unflatten(mean), op.unflatten(se)
+        traces.append(z @ hz)
+    rows, traces = np.array(rows), np.array(traces)
+    root = math.sqrt(len(rows))
+    return Hutchinson(float(traces.mean()), float(traces.std(ddof=1) / root),
+                      op.unflatten(rows.mean(axis=0)), op.unflatten(rows.std(axis=0, ddof=1) / root))

@@ -398,6 +398,8 @@ class Newton(Optimizer):
             print(opt.state_info["grad_norm"], opt.state_info["newton_decrement"])
     """
 
+    requires_closure = True  # step() re-evaluates the loss (the debugger passes a closure)
+
     def __init__(self, params, lr: float = 1.0, damping: float = 1e-4, max_size: int | None = 5000):
         super().__init__(params, dict(lr=lr))
         _check("damping", damping)

@@ -1,7 +1,8 @@
 """A loss that reaches log(0): the run stops at the first NaN and names the op that made it.
 
 The loss is binary cross-entropy written by hand, −mean(y·log p + (1 − y)·log(1 − p)) with
-p = 1/(1 + e^−z). The learning rate is far too large, so after one step some logits z pass 37,
+p = 1/(1 + e^−z). The learning rate is far too large (the debugger says so at step 1: lr_too_large, with the
+Hessian's top eigenvalue and the edge 2/λ_max), so after one step some logits z pass 37,
 where p rounds to exactly 1.0 in float64: log(1 − p) = log(0) = −∞, and 0·(−∞) is NaN.
 The debugger stops before the NaN reaches the weights and names the first op (in forward order)
 whose output is not finite. The fix: F.binary_cross_entropy_with_logits, which computes the same

@@ -295,3 +295,21 @@ def test_diagonal_near_exact_diagonal():
     assert np.max(np.abs(diag - exact)) > 1e-8
     _, se_small = cm.curvature.diagonal(f, params, samples=30, seed=0)
     assert np.median(np.concatenate([s.ravel() for s in se_small])) > 2 * np.median(se)
+
+
+def test_hutchinson_on_one_operator_matches_the_separate_estimates():
+    """trace and diagonal from one set of products equal the public functions with the same seed."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((6, 6))
+    A = A + A.T
+    x = cm.tensor(rng.standard_normal(6), requires_grad=True)
+    f = lambda: 0.5 * (x @ (cm.tensor(A) @ x))
+    op = cm.curvature.HessianOperator(f(), [x])
+    both = cm.curvature.hutchinson(op, samples=20, seed=7)
+    tr, se = cm.curvature.trace(f, [x], samples=20, seed=7)
+    diag, dse = cm.curvature.diagonal(f, [x], samples=20, seed=7)
+    assert both.trace == pytest.approx(tr, rel=1e-12)
+    assert both.trace_se == pytest.approx(se, rel=1e-12)
+    np.testing.assert_allclose(both.diagonal[0], diag[0], rtol=1e-12)
+    np.testing.assert_allclose(both.diagonal_se[0], dse[0], rtol=1e-12)
+    assert cm.curvature.lanczos(op, k=1)[0] == pytest.approx(np.linalg.eigvalsh(A)[-1], rel=1e-8)

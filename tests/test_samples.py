@@ -122,9 +122,11 @@ def test_nan_demo_stops_at_the_log_before_updating():
     s_model = spec.model
     s = Session(spec)
     final = s.run_to_end(on_step=keep)
-    assert started(s) == {"non_finite"}
+    # lr 500 is far past the edge 2/λ_max: said at step 1, before the NaN at step 2
+    assert started(s) == {"lr_too_large", "non_finite"}
     assert s.state == "stopped" and s.stop_info.reason == "non_finite" and final.stop.reason == "non_finite"
-    (event,) = s.warnings
+    too_large, event = s.warnings
+    assert too_large.kind == "lr_too_large" and too_large.step == 1 and too_large.value == 500.0
     assert event.op == "log" and event.layer is None          # in the hand-written loss function
     assert s.step_count == event.step == 2 and "log" in s.stop_info.detail
     for name, p in s_model.named_parameters():                 # the NaN step was not applied

@@ -179,7 +179,8 @@ class ProcessBackend(Backend):
     be killed without touching the interface, and plots never compete with training for the GIL."""
 
     def __init__(self, model_path: str, seed: int | None = None, steps: int | None = None,
-                 breakpoints=(), run: bool = True, json_path: str | None = None):
+                 breakpoints=(), run: bool = True, json_path: str | None = None,
+                 curvature_every: int | None = None):
         super().__init__()
         self.args = [sys.executable, "-m", "calcml.debug.worker", model_path]
         if seed is not None:
@@ -192,6 +193,8 @@ class ProcessBackend(Backend):
             self.args.append("--run")
         if json_path:
             self.args += ["--json", json_path]
+        if curvature_every is not None:
+            self.args += ["--curvature-every", str(curvature_every)]
         self.process: subprocess.Popen | None = None
         self._write_lock = threading.Lock()
 

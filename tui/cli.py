@@ -24,7 +24,7 @@ Its docstring is shown as the model's description. Without a file, a built-in de
 (a deep sigmoid network whose gradients vanish) runs.
 
 breakpoints (--break-on, comma separated): vanishing_gradient, exploding_gradient,
-dead_relu, saturation, non_finite, loss_diverging, 'step=N', 'every=N';
+dead_relu, saturation, non_finite, loss_diverging, lr_too_large, 'step=N', 'every=N';
 conditions with --break-if, e.g. --break-if 'grad_norm("0.weight") < 1e-6'.
 """
 
@@ -43,7 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pause when a condition over the statistics holds (repeatable)")
     parser.add_argument("--every", metavar="K", type=_positive, help="pause every K steps")
     parser.add_argument("--seed", type=int, help="seed for initialisation and batching (overrides the file's)")
+    parser.add_argument("--curvature-every", metavar="K", type=_non_negative,
+                        help="measure the Hessian's top eigenvalue, trace and the lr edge every K steps "
+                             "(default 25; 0: never; off above 5,000 parameters)")
     return parser
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -81,6 +94,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from calcml.debug import BreakpointError, ModelFileError, Session, load_model_file
+    from calcml.debug.session import session_config
 
     path = args.model or demo_path()
     try:
@@ -92,7 +106,7 @@ def _run(args) -> int:
     except ModelFileError as error:
         print(f"calcml-debug: {error}", file=sys.stderr)
         return EXIT_USAGE
-    session = Session(spec)
+    session = Session(spec, session_config(args.curvature_every))
     try:
         for text in breakpoint_specs(args):
             session.add_breakpoint(text)
@@ -104,7 +118,8 @@ def _run(args) -> int:
         from .app import run_app
         from .backend import ProcessBackend
         return run_app(ProcessBackend(path, seed=spec.seed, steps=args.steps,
-                                      breakpoints=breakpoint_specs(args), json_path=args.json))
+                                      breakpoints=breakpoint_specs(args), json_path=args.json,
+                                      curvature_every=args.curvature_every))
     from .headless import run_headless
     return run_headless(session, json_path=args.json)
 

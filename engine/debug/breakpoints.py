@@ -22,9 +22,9 @@ class BreakpointError(ValueError):
     """A breakpoint that cannot be understood: the message says why and what is accepted."""
 
 
-VARIABLES = ("loss", "val_loss", "step", "epoch", "lr")
+VARIABLES = ("loss", "val_loss", "step", "epoch", "lr", "lambda_max", "lr_edge")
 PARAM_FUNCTIONS = ("grad_norm", "penalty_grad_norm", "total_grad_norm", "weight_norm", "update_norm",
-                   "update_ratio", "sparsity")
+                   "update_ratio", "sparsity", "effective_lr", "hessian_diag")
 LAYER_FUNCTIONS = ("grad_in_norm", "grad_out_norm", "grad_ratio", "mean_local_derivative",
                    "dead_fraction", "saturated_fraction")
 HELP = (f"a warning kind ({', '.join(KINDS)}), 'step N', 'every N', or a condition such as "

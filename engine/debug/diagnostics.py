@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 KINDS = ("vanishing_gradient", "exploding_gradient", "dead_relu", "saturation", "non_finite",
-         "loss_diverging")
+         "loss_diverging", "lr_too_large")
 
 
 @dataclass
@@ -25,6 +25,7 @@ class Thresholds:
     saturation_level: float = 0.01    # a unit is saturated below this fraction of the max derivative
     diverge_factor: float = 10.0      # loss above this multiple of the best loss (and above the first)
     sparsity_threshold: float = 1e-3  # |θ| below this counts as zero
+    lr_edge_factor: float = 1.0       # lr above this multiple of the stability edge (2/λ_max, ...)
     clear_after: int = 5              # steps a condition must stay false before it clears
 
 
@@ -130,6 +131,28 @@ def loss_conditions(loss: float, first: float, best: float, t: Thresholds) -> li
             f"loss {_fmt(loss)} is over {t.diverge_factor:g}× its best ({_fmt(best)}): gradient descent "
             f"is climbing instead of descending; lower the learning rate")]
     return []
+
+
+def curvature_conditions(curvature, lr: float, t: Thresholds) -> list:
+    """lr_too_large: the learning rate is past the gradient-descent stability edge measured from
+    the Hessian's top eigenvalue (checked every step against the latest measurement, so that
+    lowering the lr clears it at once)."""
+    if curvature is None or curvature.lr_edge is None:
+        return []
+    limit = t.lr_edge_factor * curvature.lr_edge
+    if not lr > limit:
+        return []
+    if curvature.edge_formula == "2/λ_max":
+        why = (f"each step multiplies the error along H's top eigenvector by "
+               f"|1 − η·λ_max| = {_fmt(abs(1.0 - lr * curvature.lambda_max))} > 1")
+    else:
+        why = "with this momentum the error along H's top eigenvector grows every step"
+    return [Condition(
+        "lr_too_large", None, lr, limit,
+        f"learning rate {_fmt(lr)} is past the stability edge {curvature.edge_formula} = "
+        f"{_fmt(curvature.lr_edge)} (λ_max = {_fmt(curvature.lambda_max)}, the Hessian's largest "
+        f"eigenvalue at step {curvature.step}): {why}, so training will diverge; lower the lr "
+        f"below {_fmt(curvature.lr_edge)}")]
 
 
 @dataclass

@@ -55,13 +55,16 @@ class ParamStats:
     update_norm: float
     update_ratio: float        # ‖Δθ‖ / ‖θ‖
     sparsity: float            # fraction of |θ| < threshold
+    effective_lr: float | None = None   # adaptive optimisers: median per-entry step η/(√v̂+ε)
+    hessian_diag: float | None = None   # mean of the Hessian's diagonal Hᵢᵢ over the entries (estimate)
 
     def to_dict(self) -> dict:
         return {"shape": list(self.shape), "grad_norm": _num(self.grad_norm),
                 "penalty_grad_norm": _num(self.penalty_grad_norm),
                 "total_grad_norm": _num(self.total_grad_norm), "weight_norm": _num(self.weight_norm),
                 "update_norm": _num(self.update_norm), "update_ratio": _num(self.update_ratio),
-                "sparsity": _num(self.sparsity)}
+                "sparsity": _num(self.sparsity), "effective_lr": _num(self.effective_lr),
+                "hessian_diag": _num(self.hessian_diag)}
 
 
 @dataclass(frozen=True)

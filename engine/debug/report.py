@@ -41,6 +41,9 @@ def build_report(session) -> dict:
         "history": history,
         "warnings": [w.to_dict() for w in session.warnings],
         "breakpoints": [{"id": b.id, "breakpoint": b.text} for b in session.breakpoints],
+        "curvature": [c.to_dict() for c in session.curvature_history],
+        "curvature_note": session.curvature_note,
+        "optimizer_state": snapshot.optimizer_state if snapshot is not None else None,
     })
 
 

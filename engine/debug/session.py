@@ -22,10 +22,10 @@ from .. import scope
 from ..data import DataLoader
 from ..tensor import Tensor, no_grad
 from ..tracing import trace
-from . import probes
+from . import curvatureprobe, probes
 from .breakpoints import Breakpoints, Hit, evaluate
 from .diagnostics import (Thresholds, WarningEvent, WarningMonitor, activation_conditions,
-                          gradient_conditions, loss_conditions)
+                          curvature_conditions, gradient_conditions, loss_conditions)
 from .history import History
 from .loader import ModelSpec, user_traceback
 from .tracesummary import locate_non_finite, summarise_trace
@@ -41,7 +41,19 @@ class SessionConfig:
     detail_every: int = 10               # steps between update-ratio and sparsity measurements
     histogram_bins: int = 30
     val_every: int = 10                  # steps between validation losses
+    curvature_every: int = 25            # steps between curvature measurements (0: never)
+    curvature_max_params: int | None = 5000  # no curvature above this many parameters (None: no limit)
+    curvature_iters: int = 20            # Lanczos steps (Hessian-vector products) for λ_max
+    curvature_samples: int = 10          # Hutchinson samples for the trace and the diagonal
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def session_config(curvature_every: int | None = None) -> SessionConfig:
+    """The configuration the command line asks for (defaults for what it leaves out)."""
+    config = SessionConfig()
+    if curvature_every is not None:
+        config.curvature_every = curvature_every
+    return config
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,8 @@ class Snapshot:
     hit: Hit | None = None
     histograms: dict | None = None   # name -> (counts, edges), on the steps that compute them
     trace: object | None = None      # tracesummary.TraceSummary after a step-into
+    curvature: object | None = None  # curvatureprobe.CurvatureStats, the latest measured
+    optimizer_state: dict | None = None  # what the optimiser reports about its last step (Newton)
 
 
 class BatchSource:
@@ -177,7 +191,16 @@ class Session:
             for short, p in module._parameters.items():
                 if p is not None:
                     self._layer_of[id(p)] = (layer_name, short)
-        self._detail: dict = {}      # name -> (update norm, update ratio, sparsity), latest measured
+        self._detail: dict = {}      # name -> (weight norm, update norm, update ratio, sparsity, effective lr)
+        n_params = sum(p.size for _, p in self._params)
+        limit = self.config.curvature_max_params
+        self.curvature_every = self.config.curvature_every if limit is None or n_params <= limit else 0
+        self.curvature_note = None if self.curvature_every or not self.config.curvature_every else (
+            f"curvature is off: {n_params:,} parameters is more than the limit of {limit:,} "
+            "(each measurement takes about 30 Hessian-vector products)")
+        self.curvature: curvatureprobe.CurvatureStats | None = None   # the latest measured
+        self.curvature_history: deque = deque(maxlen=self.config.history_capacity)
+        self._needs_closure = bool(getattr(self.optimizer, "requires_closure", False))
         self._first_loss = None
         self._best_loss = math.inf
         self._last_val = None
@@ -367,17 +390,60 @@ class Session:
         # Summarise the trace before the update: its arrays are references, and some (W^T, the
         # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
         trace_summary = summarise_trace(recorded) if traced else None
-        detail = traced or self._rests_after_this_step() or (self.step_count + 1) % self.config.detail_every == 0
+        measured_curvature = self.curvature_every and self.step_count % self.curvature_every == 0
+        if measured_curvature:
+            self._measure_curvature(X, y)
+        detail = (traced or self.step_count == 0 or self._rests_after_this_step()
+                  or (self.step_count + 1) % self.config.detail_every == 0)
         if detail:
             for name, p in self._params:
                 np.copyto(self._before[name], p.data)
-        self.optimizer.step()
+        if self._needs_closure:
+            try:
+                with np.errstate(all="ignore"):
+                    self.optimizer.step(lambda: self._closure(X, y))
+            except Exception as error:
+                self._stop("error", f"step {self.step_count + 1}: {type(self.optimizer).__name__}.step: "
+                           + _describe_error(error, spec.path))
+                return self._publish_stopped()
+        else:
+            self.optimizer.step()
         self.step_count += 1
 
         layers = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
         snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary, detail)
         recorder.clear()
         return snapshot
+
+    def _objective(self, X, y) -> Tensor:
+        """What training minimises on this batch, as one Tensor: data loss + penalty."""
+        loss = self.spec.loss(self.model(X), y)
+        if self.regularizer is not None:
+            loss = loss + self.regularizer.penalty(self.model)
+        return loss
+
+    def _closure(self, X, y) -> Tensor:
+        """For optimisers that re-evaluate the loss themselves (Newton): PyTorch's convention."""
+        self.optimizer.zero_grad()
+        loss = self._objective(X, y)
+        loss.backward()
+        return loss
+
+    def _measure_curvature(self, X, y) -> None:
+        """λ_max, tr H and diag H at the weights this step starts from; a failure turns the
+        measurement off with a note (it never stops training)."""
+        c = self.config
+        try:
+            with np.errstate(all="ignore"):
+                stats = curvatureprobe.measure(lambda: self._objective(X, y), self._params, self.optimizer,
+                                               self.step_count + 1, iters=c.curvature_iters,
+                                               samples=c.curvature_samples, seed=self.step_count)
+        except Exception as error:
+            self.curvature_every = 0
+            self.curvature_note = f"curvature is off: measuring it failed: {type(error).__name__}: {error}"
+            return
+        self.curvature = stats
+        self.curvature_history.append(stats)
 
     def _rests_after_this_step(self) -> bool:
         """Whether the run will stand still after the step about to be taken (paused with no
@@ -401,13 +467,16 @@ class Session:
                 np.subtract(p.data, before, out=before)  # Δθ, in the buffer refilled before each detail step
                 update = probes.norm(before)
                 sparsity = float(np.count_nonzero(np.abs(p.data) < t.sparsity_threshold)) / max(p.size, 1)
-                self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan, sparsity)
-            w_norm, update, ratio, sparsity = self._detail.get(name, (math.nan,) * 4)
+                self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan, sparsity,
+                                      curvatureprobe.effective_lr(self.optimizer, p))
+            w_norm, update, ratio, sparsity, effective = self._detail.get(name, (math.nan,) * 4 + (None,))
             stats = probes.ParamStats(
                 name=name, shape=p.shape, grad_norm=grad_norm,
                 penalty_grad_norm=probes.norm(pg) if pg is not None else 0.0,
                 total_grad_norm=grad_norm if p.grad is g else (probes.norm(p.grad) if p.grad is not None else 0.0),
-                weight_norm=w_norm, update_norm=update, update_ratio=ratio, sparsity=sparsity)
+                weight_norm=w_norm, update_norm=update, update_ratio=ratio, sparsity=sparsity,
+                effective_lr=effective,
+                hessian_diag=self.curvature.hessian_diag.get(name) if self.curvature is not None else None)
             layer_name, short = self._layer_of.get(id(p), (name.rpartition(".")[0] or "model", name))
             params_by_layer.setdefault(layer_name, {})[short] = stats
         layers = []
@@ -462,7 +531,8 @@ class Session:
 
         t = self.config.thresholds
         conditions = (gradient_conditions(layers, t) + activation_conditions(layers, t)
-                      + loss_conditions(loss, self._first_loss, self._best_loss, t))
+                      + loss_conditions(loss, self._first_loss, self._best_loss, t)
+                      + curvature_conditions(self.curvature, self.lr, t))
         events = self.monitor.update(step, conditions)
         self.warnings.extend(events)
 
@@ -481,25 +551,45 @@ class Session:
             regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
             layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()),
             stop=self.stop_info, hit=hit, histograms=histograms,
-            trace=trace_summary)
+            trace=trace_summary, curvature=self.curvature, optimizer_state=self._optimizer_state())
         self.snapshot = snapshot
         return snapshot
 
+    def _optimizer_state(self) -> dict | None:
+        state = getattr(self.optimizer, "state_info", None)
+        return dict(state) if state else None
+
     def _series(self, loss, val, penalty, layers, detail: bool) -> dict:
-        """This step's values for the history (update ratio and sparsity on the steps that measured them)."""
+        """This step's values for the history (update ratio and sparsity on the steps that
+        measured them, curvature on the steps that measured it)."""
         values = {"loss": loss, "lr": self.lr}
         if val is not None:
             values["val_loss"] = val
         if self.regularizer is not None:
             values["penalty"] = penalty
+        curvature = self.curvature if self.curvature is not None and self.curvature.step == self.step_count else None
+        if curvature is not None:
+            values["curvature.lambda_max"] = curvature.lambda_max
+            values["curvature.trace"] = curvature.trace
+            if curvature.lr_edge is not None:
+                values["curvature.lr_edge"] = curvature.lr_edge
+        state = getattr(self.optimizer, "state_info", None)
+        if state:
+            for key in ("grad_norm", "newton_decrement", "damping_used", "min_eigenvalue"):
+                if key in state:
+                    values[f"newton.{key}"] = state[key]
         for layer in layers:
             for p in layer.params.values():
                 values[f"{p.name}.grad_norm"] = p.grad_norm
                 values[f"{p.name}.penalty_grad_norm"] = p.penalty_grad_norm
+                if curvature is not None and p.hessian_diag is not None:
+                    values[f"{p.name}.hessian_diag"] = p.hessian_diag
                 if detail:
                     values[f"{p.name}.weight_norm"] = p.weight_norm
                     values[f"{p.name}.update_ratio"] = p.update_ratio
                     values[f"{p.name}.sparsity"] = p.sparsity
+                    if p.effective_lr is not None:
+                        values[f"{p.name}.effective_lr"] = p.effective_lr
             if layer.grad_out_norm is not None:
                 values[f"{layer.name}.grad_out_norm"] = layer.grad_out_norm
             if layer.mean_local_derivative is not None:
@@ -510,8 +600,10 @@ class Session:
         if not len(self.breakpoints):
             return None
         params = {p.name: p for layer in layers for p in layer.params.values()}
+        c = self.curvature
         env = _Env({"loss": loss, "val_loss": self._last_val, "step": step, "epoch": self.epoch,
-                    "lr": self.lr}, params, {layer.name: layer for layer in layers})
+                    "lr": self.lr, "lambda_max": c.lambda_max if c else None, "lr_edge": c.lr_edge if c else None},
+                   params, {layer.name: layer for layer in layers})
         started = {e.kind for e in events if e.event == "start"}
         hit = self.breakpoints.check(step, env, started)
         if hit is not None:
@@ -594,7 +686,7 @@ class Session:
             regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
             layers=previous.layers if previous else (), warnings=tuple(events),
             holding=tuple(self.monitor.holding()), stop=self.stop_info, trace=trace_summary,
-            histograms=self._histograms())
+            histograms=self._histograms(), curvature=self.curvature, optimizer_state=self._optimizer_state())
         self.snapshot = snapshot
         return snapshot
 

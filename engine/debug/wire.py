@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .breakpoints import Breakpoint, Hit
+from .curvatureprobe import CurvatureStats
 from .diagnostics import Condition, WarningEvent
 from .probes import LayerStats, ParamStats
 from .session import Snapshot, StopInfo
@@ -47,7 +48,8 @@ def _param(p: ParamStats) -> dict:
     return {"name": p.name, "shape": list(p.shape), "grad_norm": _f(p.grad_norm),
             "penalty_grad_norm": _f(p.penalty_grad_norm), "total_grad_norm": _f(p.total_grad_norm),
             "weight_norm": _f(p.weight_norm), "update_norm": _f(p.update_norm),
-            "update_ratio": _f(p.update_ratio), "sparsity": _f(p.sparsity)}
+            "update_ratio": _f(p.update_ratio), "sparsity": _f(p.sparsity),
+            "effective_lr": _f(p.effective_lr), "hessian_diag": _f(p.hessian_diag)}
 
 
 def _layer(l: LayerStats) -> dict:
@@ -98,7 +100,45 @@ def snapshot_to_wire(s: Snapshot, warnings=None) -> dict:
         "histograms": {k: [c.tolist(), [_f(e) for e in edges]] for k, (c, edges) in s.histograms.items()}
         if s.histograms else None,
         "trace": [_op(o) for o in s.trace.ops] if s.trace else None,
+        "curvature": _curvature(s.curvature),
+        "optimizer_state": _plain(s.optimizer_state),
     }
+
+
+def _curvature(c: CurvatureStats | None):
+    if c is None:
+        return None
+    return {"step": c.step, "lambda_max": _f(c.lambda_max), "trace": _f(c.trace), "trace_se": _f(c.trace_se),
+            "lr_edge": _f(c.lr_edge), "edge_formula": c.edge_formula, "n_params": c.n_params,
+            "hessian_diag": {k: _f(v) for k, v in c.hessian_diag.items()}}
+
+
+def _curvature_back(d):
+    if d is None:
+        return None
+    return CurvatureStats(step=d["step"], lambda_max=_unf(d["lambda_max"]), trace=_unf(d["trace"]),
+                          trace_se=_unf(d["trace_se"]), lr_edge=_unf(d["lr_edge"]),
+                          edge_formula=d["edge_formula"], n_params=d["n_params"],
+                          hessian_diag={k: _unf(v) for k, v in d["hessian_diag"].items()})
+
+
+def _plain(state: dict | None):
+    """An optimiser's state for display: numbers (NaN/inf as strings), booleans and strings."""
+    if state is None:
+        return None
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, bool) or isinstance(value, str) or value is None:
+            out[key] = value
+        elif isinstance(value, (int, float, np.number)):
+            out[key] = value if isinstance(value, int) else _f(value)
+    return out
+
+
+def _plain_back(d: dict | None):
+    if d is None:
+        return None
+    return {k: (float(v) if v in ("nan", "inf", "-inf") else v) for k, v in d.items()}
 
 
 # -- dict -> snapshot ------------------------------------------------------------------------
@@ -107,7 +147,8 @@ def _param_back(d: dict) -> ParamStats:
     return ParamStats(name=d["name"], shape=tuple(d["shape"]), grad_norm=_unf(d["grad_norm"]),
                       penalty_grad_norm=_unf(d["penalty_grad_norm"]), total_grad_norm=_unf(d["total_grad_norm"]),
                       weight_norm=_unf(d["weight_norm"]), update_norm=_unf(d["update_norm"]),
-                      update_ratio=_unf(d["update_ratio"]), sparsity=_unf(d["sparsity"]))
+                      update_ratio=_unf(d["update_ratio"]), sparsity=_unf(d["sparsity"]),
+                      effective_lr=_unf(d.get("effective_lr")), hessian_diag=_unf(d.get("hessian_diag")))
 
 
 def _layer_back(d: dict) -> LayerStats:
@@ -155,7 +196,8 @@ def snapshot_from_wire(d: dict) -> Snapshot:
         holding=tuple(Condition(c["kind"], c["layer"], _unf(c["value"]), _unf(c["threshold"]), c["message"], c["op"])
                       for c in d["holding"]),
         stop=StopInfo(**d["stop"]) if d["stop"] else None, hit=hit, histograms=histograms,
-        trace=TraceSummary(tuple(_op_back(o) for o in d["trace"])) if d["trace"] else None)
+        trace=TraceSummary(tuple(_op_back(o) for o in d["trace"])) if d["trace"] else None,
+        curvature=_curvature_back(d.get("curvature")), optimizer_state=_plain_back(d.get("optimizer_state")))
 
 
 def history_to_wire(history, names=None, max_points: int = 240) -> dict:

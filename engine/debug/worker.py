@@ -22,7 +22,7 @@ from dataclasses import replace
 from . import wire
 from .breakpoints import BreakpointError
 from .loader import ModelFileError, load_model_file
-from .session import Session
+from .session import Session, session_config
 
 PUBLISH_HZ = 20
 HISTORY_HZ = 2
@@ -187,6 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--break", dest="breaks", action="append", default=[])
     parser.add_argument("--run", action="store_true", help="start training at once")
     parser.add_argument("--json", help="write the run report here when quitting")
+    parser.add_argument("--curvature-every", type=int, help="steps between curvature measurements (0: off)")
     args = parser.parse_args(argv)
 
     # The protocol keeps the real stdout; anything else written to fd 1 goes to stderr instead.
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
     except ModelFileError as error:
         channel.send({"type": "error", "kind": "model_file", "message": str(error)})
         return 2
-    session = Session(spec)
+    session = Session(spec, session_config(args.curvature_every))
     worker = Worker(session, channel)
     for text in args.breaks:
         try:

@@ -18,6 +18,7 @@ WARNING_MARKS = {
     "saturation": ("≈", "yellow"),
     "non_finite": ("!", "bold red"),
     "loss_diverging": ("↗", "red"),
+    "lr_too_large": ("»", "red"),
 }
 COLUMNS = (("mark", " "), ("layer", "layer"), ("type", "type"), ("shape", "shape"), ("w", "‖W‖"),
            ("g", "‖∇W‖"), ("pen", "‖∇pen‖"), ("upd", "upd/W"), ("health", "activation"),
