@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import calcml as cm
 from calcml.debug import Session, load_model_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
@@ -30,7 +31,7 @@ def started(session) -> set:
 def test_every_sample_is_covered():
     names = {p.stem for p in SAMPLES.glob("*.py")} - {"__init__"}
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
-                     "spirals_adam", "nan_demo"}
+                     "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd"}
 
 
 def test_xor_mlp_is_healthy_and_learns():
@@ -132,3 +133,42 @@ def test_nan_demo_stops_at_the_log_before_updating():
     for name, p in s_model.named_parameters():                 # the NaN step was not applied
         np.testing.assert_array_equal(p.data, after_first[name])
         assert np.all(np.isfinite(p.data))
+
+
+def test_newton_logreg_reaches_a_tiny_gradient_in_a_handful_of_steps():
+    s, final = run("newton_logreg")
+    assert started(s) == set() and s.state == "finished"
+    g = s.history.series("newton.grad_norm")
+    assert np.min(g[:8]) < 1e-10
+    assert final.optimizer_state["positive_definite"] and not final.optimizer_state["damped"]
+
+
+def test_lr_edge_is_flagged_before_it_diverges():
+    s, final = run("lr_edge")
+    assert started(s) == {"lr_too_large", "loss_diverging", "exploding_gradient"}
+    first = {e.kind: e.step for e in reversed(s.warnings) if e.event == "start"}
+    assert first["lr_too_large"] == 1 and first["loss_diverging"] > first["lr_too_large"] + 3
+    spec = load_model_file(str(SAMPLES / "lr_edge.py"))
+    assert s.curvature.lambda_max == pytest.approx(spec.namespace["lambda_max"], rel=1e-8)
+    assert s.curvature.lr_edge < s.lr < 1.2 * s.curvature.lr_edge   # just past the edge
+
+
+def test_lr_edge_halved_learns():
+    s, final = run("lr_edge", before=lambda s: s.scale_lr(0.5))
+    assert started(s) == set() and final.loss < 0.05
+
+
+def test_adam_vs_sgd_per_parameter_steps_win():
+    s, final = run("adam_vs_sgd")
+    assert started(s) == set() and final.loss < 1e-3
+    (layer,) = final.layers
+    a, b = layer.params["a"], layer.params["b"]
+    assert b.hessian_diag > 300 * a.hessian_diag          # H ≈ diag(2, 1800)
+    assert a.effective_lr > 10 * b.effective_lr           # Adam's steps follow the curvature
+    # gradient descent just under its edge, same steps: a has hardly moved
+    spec = load_model_file(str(SAMPLES / "adam_vs_sgd.py"))
+    lam = 2 * np.linalg.eigvalsh(spec.data[0].T @ spec.data[0] / len(spec.data[0]))[-1]
+    spec.optimizer = cm.optim.SGD(spec.model.parameters(), lr=0.9 * 2 / lam)
+    sgd = Session(spec)
+    sgd_final = sgd.run_to_end()
+    assert started(sgd) == set() and sgd_final.loss > 100 * final.loss

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed for initialisation and batching (overrides the file's)")
     parser.add_argument("--curvature-every", metavar="K", type=_non_negative,
                         help="measure the Hessian's top eigenvalue, trace and the lr edge every K steps "
-                             "(default 25; 0: never; off above 5,000 parameters)")
+                             "(default 100, and always at step 1; 0: never; off above 5,000 parameters)")
     return parser
 
 

@@ -41,7 +41,7 @@ class SessionConfig:
     detail_every: int = 10               # steps between update-ratio and sparsity measurements
     histogram_bins: int = 30
     val_every: int = 10                  # steps between validation losses
-    curvature_every: int = 25            # steps between curvature measurements (0: never)
+    curvature_every: int = 100           # steps between curvature measurements (0: never)
     curvature_max_params: int | None = 5000  # no curvature above this many parameters (None: no limit)
     curvature_iters: int = 20            # Lanczos steps (Hessian-vector products) for λ_max
     curvature_samples: int = 10          # Hutchinson samples for the trace and the diagonal
