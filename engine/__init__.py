@@ -5,7 +5,7 @@
     y = (x * x).sum()
     y.backward()          # x.grad == [2., 4.]
 """
-from . import curvature, data, nn, optim, reg
+from . import bayes, curvature, data, nn, optim, reg
 from .curvature import hessian, hvp
 from .composites import leaky_relu, log_softmax, logsumexp, softmax, softplus
 from .gradcheck import gradcheck
@@ -18,5 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "tensor", "where", "grad", "no_grad", "enable_grad", "is_grad_enabled", "trace", "Trace",
     "gradcheck", "manual_seed", "softmax", "log_softmax", "logsumexp", "softplus", "leaky_relu",
-    "nn", "optim", "reg", "data", "curvature", "hvp", "hessian",
+    "nn", "optim", "reg", "data", "curvature", "hvp", "hessian", "bayes",
 ]

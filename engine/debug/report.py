@@ -44,7 +44,20 @@ def build_report(session) -> dict:
         "curvature": [c.to_dict() for c in session.curvature_history],
         "curvature_note": session.curvature_note,
         "optimizer_state": snapshot.optimizer_state if snapshot is not None else None,
+        **_bayes(session, history),
     })
+
+
+def _bayes(session, history: dict) -> dict:
+    """The ELBO terms per recorded step and the posterior σ per layer (null without Bayesian layers)."""
+    b = session.bayes
+    if b is None:
+        return {"elbo": None, "expected_log_likelihood": None, "kl": None, "posterior_sigma": None,
+                "bayes": None}
+    steps = len(history.get("step", []))
+    terms = {key: history.get(key) or [None] * steps for key in ("elbo", "expected_log_likelihood", "kl")}
+    return {**terms, "posterior_sigma": dict(b.posterior_sigma), "bayes": b.to_dict(),
+            "bayes_note": session.bayes_note}
 
 
 def write_report(session, path: str) -> None:

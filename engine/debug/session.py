@@ -22,7 +22,7 @@ from .. import scope
 from ..data import DataLoader
 from ..tensor import Tensor, no_grad
 from ..tracing import trace
-from . import curvatureprobe, probes
+from . import bayesprobe, curvatureprobe, probes
 from .breakpoints import Breakpoints, Hit, evaluate
 from .diagnostics import (Thresholds, WarningEvent, WarningMonitor, activation_conditions,
                           curvature_conditions, gradient_conditions, loss_conditions)
@@ -45,6 +45,8 @@ class SessionConfig:
     curvature_max_params: int | None = 5000  # no curvature above this many parameters (None: no limit)
     curvature_iters: int = 20            # Lanczos steps (Hessian-vector products) for λ_max
     curvature_samples: int = 10          # Hutchinson samples for the trace and the diagonal
+    noise_every: int = 50                # Bayesian layers: steps between gradient-noise measurements (0: never)
+    noise_samples: int = 8               # weight draws per gradient-noise measurement
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -87,6 +89,7 @@ class Snapshot:
     trace: object | None = None      # tracesummary.TraceSummary after a step-into
     curvature: object | None = None  # curvatureprobe.CurvatureStats, the latest measured
     optimizer_state: dict | None = None  # what the optimiser reports about its last step (Newton)
+    bayes: object | None = None      # bayesprobe.BayesStats for models with Bayesian layers
 
 
 class BatchSource:
@@ -201,6 +204,10 @@ class Session:
         self.curvature: curvatureprobe.CurvatureStats | None = None   # the latest measured
         self.curvature_history: deque = deque(maxlen=self.config.history_capacity)
         self._needs_closure = bool(getattr(self.optimizer, "requires_closure", False))
+        self._bayes_layers = bayesprobe.layers_of(self.model)
+        self.bayes: bayesprobe.BayesStats | None = None   # the latest, for models with Bayesian layers
+        self.bayes_note = None
+        self._elbo = None      # this step's ELBO terms
         self._first_loss = None
         self._best_loss = math.inf
         self._last_val = None
@@ -360,8 +367,11 @@ class Session:
         try:
             # NaN and Inf are found and explained below; numpy's own warnings would only be noise.
             with context as recorded, np.errstate(all="ignore"):
+                if self._bayes_layers:
+                    bayesprobe.clear_elbo(self.model)
                 loss = spec.loss(self.model(X), y)
                 _check_loss(loss)
+                self._elbo = bayesprobe.read_elbo(self.model) if self._bayes_layers else None
                 self.optimizer.zero_grad()
                 loss.backward()
         except Exception as error:
@@ -393,6 +403,9 @@ class Session:
         measured_curvature = self.curvature_every and self.step_count % self.curvature_every == 0
         if measured_curvature:
             self._measure_curvature(X, y)
+        noise = None
+        if self._bayes_layers and self.config.noise_every and self.step_count % self.config.noise_every == 0:
+            noise = self._measure_noise(X, y)
         detail = (traced or self.step_count == 0 or self._rests_after_this_step()
                   or (self.step_count + 1) % self.config.detail_every == 0)
         if detail:
@@ -411,6 +424,8 @@ class Session:
         self.step_count += 1
 
         layers = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
+        if self._bayes_layers:
+            self._update_bayes(detail, noise)
         snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary, detail)
         recorder.clear()
         return snapshot
@@ -444,6 +459,32 @@ class Session:
             return
         self.curvature = stats
         self.curvature_history.append(stats)
+
+    def _measure_noise(self, X, y):
+        """Gradients from a few fresh weight draws at this step's weights (see bayesprobe)."""
+        try:
+            with np.errstate(all="ignore"):
+                return bayesprobe.gradient_noise(lambda: self._objective(X, y), self._params,
+                                                 max(2, self.config.noise_samples))
+        except Exception as error:
+            self.bayes_note = f"gradient noise is off: measuring it failed: {type(error).__name__}: {error}"
+            self.config.noise_every = 0
+            return None
+
+    def _update_bayes(self, detail: bool, noise) -> None:
+        previous = self.bayes
+        sigma = bayesprobe.posterior_sigma(self._bayes_layers) if detail or previous is None else previous.posterior_sigma
+        terms = self._elbo or {}
+        kept = dict(gradient_noise=previous.gradient_noise, mc_loss=previous.mc_loss,
+                    mc_loss_se=previous.mc_loss_se, mc_samples=previous.mc_samples,
+                    noise_step=previous.noise_step) if previous is not None else {}
+        if noise is not None:
+            by_param, mean, se = noise
+            kept = dict(gradient_noise=by_param, mc_loss=mean, mc_loss_se=se,
+                        mc_samples=max(2, self.config.noise_samples), noise_step=self.step_count)
+        self.bayes = bayesprobe.BayesStats(step=self.step_count, elbo=terms.get("elbo"),
+                                           expected_log_likelihood=terms.get("expected_log_likelihood"),
+                                           kl=terms.get("kl"), posterior_sigma=sigma, **kept)
 
     def _rests_after_this_step(self) -> bool:
         """Whether the run will stand still after the step about to be taken (paused with no
@@ -551,7 +592,8 @@ class Session:
             regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
             layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()),
             stop=self.stop_info, hit=hit, histograms=histograms,
-            trace=trace_summary, curvature=self.curvature, optimizer_state=self._optimizer_state())
+            trace=trace_summary, curvature=self.curvature, optimizer_state=self._optimizer_state(),
+            bayes=self.bayes)
         self.snapshot = snapshot
         return snapshot
 
@@ -573,6 +615,18 @@ class Session:
             values["curvature.trace"] = curvature.trace
             if curvature.lr_edge is not None:
                 values["curvature.lr_edge"] = curvature.lr_edge
+        b = self.bayes
+        if b is not None:
+            for key in ("elbo", "expected_log_likelihood", "kl"):
+                if getattr(b, key) is not None:
+                    values[key] = getattr(b, key)
+            if detail:
+                for layer, sigma in b.posterior_sigma.items():
+                    values[f"{layer}.posterior_sigma"] = sigma
+            if b.noise_step == self.step_count:
+                values["mc_loss"], values["mc_loss_se"] = b.mc_loss, b.mc_loss_se
+                for name, ratio in b.gradient_noise.items():
+                    values[f"{name}.gradient_noise"] = ratio
         state = getattr(self.optimizer, "state_info", None)
         if state:
             for key in ("grad_norm", "newton_decrement", "damping_used", "min_eigenvalue"):
@@ -686,7 +740,8 @@ class Session:
             regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
             layers=previous.layers if previous else (), warnings=tuple(events),
             holding=tuple(self.monitor.holding()), stop=self.stop_info, trace=trace_summary,
-            histograms=self._histograms(), curvature=self.curvature, optimizer_state=self._optimizer_state())
+            histograms=self._histograms(), curvature=self.curvature, optimizer_state=self._optimizer_state(),
+            bayes=self.bayes)
         self.snapshot = snapshot
         return snapshot
 

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .breakpoints import Breakpoint, Hit
+from .bayesprobe import BayesStats
 from .curvatureprobe import CurvatureStats
 from .diagnostics import Condition, WarningEvent
 from .probes import LayerStats, ParamStats
@@ -102,7 +103,27 @@ def snapshot_to_wire(s: Snapshot, warnings=None) -> dict:
         "trace": [_op(o) for o in s.trace.ops] if s.trace else None,
         "curvature": _curvature(s.curvature),
         "optimizer_state": _plain(s.optimizer_state),
+        "bayes": _bayes(s.bayes),
     }
+
+
+def _bayes(b: BayesStats | None):
+    if b is None:
+        return None
+    return {"step": b.step, "elbo": _f(b.elbo), "expected_log_likelihood": _f(b.expected_log_likelihood),
+            "kl": _f(b.kl), "posterior_sigma": {k: _f(v) for k, v in b.posterior_sigma.items()},
+            "gradient_noise": {k: _f(v) for k, v in b.gradient_noise.items()}, "mc_loss": _f(b.mc_loss),
+            "mc_loss_se": _f(b.mc_loss_se), "mc_samples": b.mc_samples, "noise_step": b.noise_step}
+
+
+def _bayes_back(d):
+    if d is None:
+        return None
+    return BayesStats(step=d["step"], elbo=_unf(d["elbo"]), expected_log_likelihood=_unf(d["expected_log_likelihood"]),
+                      kl=_unf(d["kl"]), posterior_sigma={k: _unf(v) for k, v in d["posterior_sigma"].items()},
+                      gradient_noise={k: _unf(v) for k, v in d["gradient_noise"].items()},
+                      mc_loss=_unf(d["mc_loss"]), mc_loss_se=_unf(d["mc_loss_se"]), mc_samples=d["mc_samples"],
+                      noise_step=d["noise_step"])
 
 
 def _curvature(c: CurvatureStats | None):
@@ -197,25 +218,38 @@ def snapshot_from_wire(d: dict) -> Snapshot:
                       for c in d["holding"]),
         stop=StopInfo(**d["stop"]) if d["stop"] else None, hit=hit, histograms=histograms,
         trace=TraceSummary(tuple(_op_back(o) for o in d["trace"])) if d["trace"] else None,
-        curvature=_curvature_back(d.get("curvature")), optimizer_state=_plain_back(d.get("optimizer_state")))
+        curvature=_curvature_back(d.get("curvature")), optimizer_state=_plain_back(d.get("optimizer_state")),
+        bayes=_bayes_back(d.get("bayes")))
 
 
 def history_to_wire(history, names=None, max_points: int = 240) -> dict:
     """The history's series, each thinned to at most `max_points` evenly spaced points
-    (a plot is a few hundred columns wide at most)."""
+    (a plot is a few hundred columns wide at most). A series measured only every few steps
+    (curvature, update ratios: NaN in between) keeps at each point the latest measurement since
+    the point before, so thinning does not drop its measurements."""
     steps = history.series("step")
-    keep = slice(None)
+    keep = None
     if len(steps) > max_points:
         keep = np.linspace(0, len(steps) - 1, max_points).round().astype(int)
-    out = {"step": steps[keep].astype(int).tolist()}
+    out = {"step": (steps if keep is None else steps[keep]).astype(int).tolist()}
     for name in names if names is not None else history.names():
         if name != "step" and name in history:
-            values = history.series(name)[keep]
+            values = history.series(name)
+            values = values if keep is None else _latest_per_point(values, keep)
             if np.isfinite(values).all():
                 out[name] = values.tolist()
             else:
                 out[name] = [_f(v) for v in values]
     return out
+
+
+def _latest_per_point(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """values[keep], except that a NaN there becomes the latest non-NaN value after the previous
+    kept index (NaN when there is none)."""
+    measured = ~np.isnan(values)
+    latest = np.maximum.accumulate(np.where(measured, np.arange(len(values)), -1))[keep]
+    previous = np.concatenate(([-1], keep[:-1]))
+    return np.where(latest > previous, values[np.maximum(latest, 0)], np.nan)
 
 
 def history_from_wire(d: dict) -> dict:
