@@ -9,10 +9,13 @@ features, 10 classes, one fixed batch of 64, cross_entropy, cm.optim.SGD lr 0.01
   bare     a plain loop: loss = cross_entropy(model(X), y); optimizer.zero_grad();
            loss.backward(); optimizer.step()   (with L2: reg.add_to_grads(model) before the step)
   session  calcml.debug.session.Session over a ModelSpec built directly (data=(X, y) as one
-           full batch, so the session neither copies nor shuffles), driven by ticks. Every
-           diagnostic is on: the layer recorder (retained layer gradients), per-parameter norms,
+           full batch, so the session neither copies nor shuffles), configured as calcml-debug
+           runs it (`session_config()`), driven by ticks. Every diagnostic is on: the layer recorder (retained layer gradients), per-parameter norms,
            update ratios and sparsity, activation statistics, warning conditions, history,
-           breakpoint check, snapshot, and the histograms when the session computes them.
+           breakpoint check, snapshot, and the histograms when the session computes them; for
+           the tiny model (354 parameters) also the curvature (λ_max, tr H, diag H at step 1 and
+           then every 100+ steps, held to a tenth of the training time); the medium one has too
+           many parameters for it.
 
 Two ways of driving the session are timed, because they differ:
 
@@ -55,7 +58,7 @@ import numpy as np
 import calcml as cm
 import calcml.nn.functional as F
 from calcml.debug.loader import ModelSpec
-from calcml.debug.session import Session
+from calcml.debug.session import Session, session_config
 
 SIZES = {  # name: (layer widths, batch size)
     "tiny": ((2, 16, 16, 2), 32),
@@ -131,7 +134,7 @@ class SessionSteps:
         spec = ModelSpec(path="<benchmark>", name=f"bench_{size}", description="", model=model,
                          loss=F.cross_entropy, data=(X, y), optimizer=optimizer, regularizer=reg,
                          batch_size=None, val_data=None, seed=SEED, steps=None)
-        self.session = Session(spec)
+        self.session = Session(spec, session_config())   # as calcml-debug runs it
         self.drive = drive
         self.count = 0
         if drive == "run":

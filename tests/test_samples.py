@@ -31,7 +31,8 @@ def started(session) -> set:
 def test_every_sample_is_covered():
     names = {p.stem for p in SAMPLES.glob("*.py")} - {"__init__"}
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
-                     "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd"}
+                     "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
+                     "bayes_regression", "bayes_linear_exact", "hmc_logreg"}
 
 
 def test_xor_mlp_is_healthy_and_learns():

@@ -84,7 +84,7 @@ def test_l2_penalty_is_part_of_the_measured_curvature():
 
 
 def test_measured_every_k_steps_and_reported():
-    s, _, _ = quadratic(0.5, steps=60, config=SessionConfig(curvature_every=25))
+    s, _, _ = quadratic(0.5, steps=60, config=SessionConfig(curvature_every=25, curvature_budget=None))
     s.run_to_end()
     assert [c.step for c in s.curvature_history] == [1, 26, 51]
     report = build_report(s)
@@ -92,6 +92,37 @@ def test_measured_every_k_steps_and_reported():
     assert set(report["curvature"][0]) >= {"lambda_max", "trace", "lr_edge"}
     lam = report["history"]["curvature.lambda_max"]
     assert [i + 1 for i, v in enumerate(lam) if v is not None] == [1, 26, 51]
+
+
+def test_the_budget_spaces_measurements_by_their_cost(monkeypatch):
+    """With a budget of 10%, a measurement that costs as much as 10 training steps is followed by
+    100 steps of training before the next one, even though curvature_every asks for 5."""
+    from calcml.debug import session as session_module
+    clock = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock[0]
+
+    monkeypatch.setattr(session_module, "time", FakeTime)
+    real_measure = curvatureprobe.measure
+
+    def slow_measure(*args, **kwargs):
+        clock[0] += 10.0                      # a measurement costs 10 s
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(curvatureprobe, "measure", slow_measure)
+    original = session_module.Session._train_step
+
+    def one_second_step(self, traced):
+        clock[0] += 1.0                       # a training step costs 1 s
+        return original(self, traced)
+
+    monkeypatch.setattr(session_module.Session, "_train_step", one_second_step)
+    s, _, _ = quadratic(0.5, steps=250, config=SessionConfig(curvature_every=5, curvature_budget=0.1))
+    s.run_to_end()
+    assert [c.step for c in s.curvature_history] == [1, 101, 201]
 
 
 def test_lowering_the_lr_clears_the_warning():

@@ -247,6 +247,33 @@ def test_inspector_before_the_first_step_says_there_are_no_gradients_yet():
     asyncio.run(scenario())
 
 
+def test_inspector_shows_the_hessian_diagonal_beside_the_optimisers_step_and_the_lr_edge():
+    cases = (("lr_edge", 3, 0, "η"), ("adam_vs_sgd", 20, 0, "η/(√v̂+ε)"), ("deep_sigmoid", 2, 1, None))
+    for name, steps, row, step_header in cases:
+        backend = backend_for(name, steps=steps)
+
+        async def scenario():
+            app = App(backend)
+            async with app.run_test(size=(120, 40)) as pilot:
+                screen = await open_inspector(app, pilot, row=row)
+                text = plain(screen.query_one("#curvature").content)
+                c, lr = backend.session.curvature, backend.session.lr
+                assert f"λ_max {num(c.lambda_max)} (step {c.step})" in text
+                if c.lr_edge is not None:
+                    assert f"lr edge {c.edge_formula} = {num(c.lr_edge)}" in text and "× the edge" in text
+                layer = backend.state.snapshot.layers[row]
+                if step_header is None:                      # no parameters: the context line only
+                    assert not layer.params and "Hᵢᵢ" not in text
+                    return
+                assert step_header in text and "1/Hᵢᵢ" in text
+                for p in layer.params.values():
+                    step = p.effective_lr if p.effective_lr is not None else lr
+                    for value in (p.hessian_diag, 1 / p.hessian_diag, step, step * p.hessian_diag):
+                        assert num(value) in text
+
+        asyncio.run(scenario())
+
+
 # ---------------------------------------------------------------------------------------------
 # the pieces
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class DebuggerApp(App):
         Binding("enter", "inspect", "inspect", show=False),
         Binding("b", "breakpoints", "breaks"),
         Binding("r", "regularisation", "reg"),
+        Binding("h", "curvature", "curv"),
         Binding("left_square_bracket", "lr_down", "lr÷2", key_display="[", show=False),
         Binding("right_square_bracket", "lr_up", "lr×2", key_display="]", show=False),
         Binding("g", "toggle_plots", "plots"),
@@ -184,6 +185,8 @@ class DebuggerApp(App):
             ("Step into one iteration", "s: op by op, forward then backward", self.action_step_into),
             ("Inspect the selected layer", "enter: the chain rule down to it", self.action_inspect),
             ("Regularisation view", "r: none / L1 / L2 and λ", self.action_regularisation),
+            ("Curvature view", "h: λ_max and the lr edge, the Hessian diagonal, Newton's state",
+             self.action_curvature),
             ("Breakpoints", "b: list, add, remove", self.action_breakpoints),
             ("Halve the learning rate", "[", self.action_lr_down),
             ("Double the learning rate", "]", self.action_lr_up),
@@ -252,6 +255,10 @@ class DebuggerApp(App):
     def action_regularisation(self) -> None:
         from .screens.regularisation import RegularisationScreen
         self.push_screen(RegularisationScreen())
+
+    def action_curvature(self) -> None:
+        from .screens.curvature import CurvatureScreen
+        self.push_screen(CurvatureScreen())
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

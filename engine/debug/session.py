@@ -42,6 +42,8 @@ class SessionConfig:
     histogram_bins: int = 30
     val_every: int = 10                  # steps between validation losses
     curvature_every: int = 100           # steps between curvature measurements (0: never)
+    curvature_budget: float | None = None  # if set, also wait until training has taken 1/budget
+                                           # times as long as the last measurement (calcml-debug: 0.1)
     curvature_max_params: int | None = 5000  # no curvature above this many parameters (None: no limit)
     curvature_iters: int = 20            # Lanczos steps (Hessian-vector products) for λ_max
     curvature_samples: int = 10          # Hutchinson samples for the trace and the diagonal
@@ -51,8 +53,9 @@ class SessionConfig:
 
 
 def session_config(curvature_every: int | None = None) -> SessionConfig:
-    """The configuration the command line asks for (defaults for what it leaves out)."""
-    config = SessionConfig()
+    """The configuration `calcml-debug` runs with: the defaults, with curvature held to a tenth
+    of the training time, and what the command line asks for."""
+    config = SessionConfig(curvature_budget=0.1)
     if curvature_every is not None:
         config.curvature_every = curvature_every
     return config
@@ -203,6 +206,9 @@ class Session:
             "(each measurement takes about 30 Hessian-vector products)")
         self.curvature: curvatureprobe.CurvatureStats | None = None   # the latest measured
         self.curvature_history: deque = deque(maxlen=self.config.history_capacity)
+        self._curvature_last = (None, 0.0)   # (step measured, training seconds before the next)
+        self._training_seconds = 0.0     # time spent in training steps, measurements excluded
+        self._untimed = 0.0
         self._needs_closure = bool(getattr(self.optimizer, "requires_closure", False))
         self._bayes_layers = bayesprobe.layers_of(self.model)
         self.bayes: bayesprobe.BayesStats | None = None   # the latest, for models with Bayesian layers
@@ -283,7 +289,11 @@ class Session:
             self._pending_traced = False
             if self._pending_steps > 0:
                 self._pending_steps -= 1
-            return self._train_step(traced)
+            started, self._untimed = time.perf_counter(), 0.0
+            try:
+                return self._train_step(traced)
+            finally:
+                self._training_seconds += time.perf_counter() - started - self._untimed
         return None
 
     def run_to_end(self, on_step=None) -> Snapshot | None:
@@ -400,8 +410,7 @@ class Session:
         # Summarise the trace before the update: its arrays are references, and some (W^T, the
         # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
         trace_summary = summarise_trace(recorded) if traced else None
-        measured_curvature = self.curvature_every and self.step_count % self.curvature_every == 0
-        if measured_curvature:
+        if self.curvature_every and self._curvature_is_due():
             self._measure_curvature(X, y)
         noise = None
         if self._bayes_layers and self.config.noise_every and self.step_count % self.config.noise_every == 0:
@@ -444,10 +453,18 @@ class Session:
         loss.backward()
         return loss
 
+    def _curvature_is_due(self) -> bool:
+        last, seconds = self._curvature_last
+        return (last is None or self.step_count >= last + self.curvature_every) and self._training_seconds >= seconds
+
     def _measure_curvature(self, X, y) -> None:
         """λ_max, tr H and diag H at the weights this step starts from; a failure turns the
-        measurement off with a note (it never stops training)."""
+        measurement off with a note (it never stops training). The next one is due
+        `curvature_every` steps later and, with a budget, not before training has taken
+        1/budget times as long as this one did (so small models, whose Hessian-vector products
+        cost many steps each, spend at most that fraction of their time on curvature)."""
         c = self.config
+        started = time.perf_counter()
         try:
             with np.errstate(all="ignore"):
                 stats = curvatureprobe.measure(lambda: self._objective(X, y), self._params, self.optimizer,
@@ -459,6 +476,10 @@ class Session:
             return
         self.curvature = stats
         self.curvature_history.append(stats)
+        cost = time.perf_counter() - started
+        self._untimed += cost  # not training time
+        wait = cost / c.curvature_budget if c.curvature_budget else 0.0
+        self._curvature_last = (self.step_count, self._training_seconds + wait)
 
     def _measure_noise(self, X, y):
         """Gradients from a few fresh weight draws at this step's weights (see bayesprobe)."""
@@ -747,11 +768,27 @@ class Session:
 
 
 def _histogram(values: np.ndarray, bins: int):
-    finite = values[np.isfinite(values)] if not np.all(np.isfinite(values)) else values
-    if finite.size == 0:
-        return (np.zeros(bins, dtype=np.int64), np.linspace(-1, 1, bins + 1))
-    counts, edges = np.histogram(finite, bins=bins)
-    return counts, edges
+    """numpy.histogram(values, bins) over the finite values, in about a third of its work.
+
+    The bin of x is ⌊(x − min)·bins/(max − min)⌋ (the last bin closed), numpy's own formula; numpy
+    then re-checks each value against the rounded edges, which moves only a value lying exactly
+    on an edge (possible with integer-valued data) into the bin to its right, and costs most of
+    its time. These histograms are for display, so that check is left out."""
+    flat = values.reshape(-1)
+    lo, hi = flat.min(), flat.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):   # NaN or Inf somewhere: count the rest
+        flat = flat[np.isfinite(flat)]
+        if flat.size == 0:
+            return (np.zeros(bins, dtype=np.int64), np.linspace(-1, 1, bins + 1))
+        lo, hi = flat.min(), flat.max()
+    if not hi > lo:  # one value: numpy's range (x − ½, x + ½)
+        return np.histogram(flat, bins=bins)
+    position = flat - lo
+    position *= bins / (hi - lo)
+    counts = np.bincount(position.astype(np.intp), minlength=bins + 1)
+    counts[bins - 1] += counts[bins]   # the maximum itself lands at `bins`: the last bin is closed
+    counts = counts[:bins]
+    return counts, np.linspace(lo, hi, bins + 1)
 
 
 def _check_loss(loss) -> None:

@@ -65,7 +65,8 @@ def model_info(session: Session) -> dict:
     return {"path": spec.path, "name": spec.name, "description": spec.description, "seed": spec.seed,
             "steps": session.max_steps, "optimizer": type(session.optimizer).__name__,
             "layers": [{"name": n, "type": type(m).__name__} for n, m in session.layers],
-            "params": [{"name": n, "shape": list(p.shape)} for n, p in session._params]}
+            "params": [{"name": n, "shape": list(p.shape)} for n, p in session._params],
+            "curvature_every": session.curvature_every, "curvature_note": session.curvature_note}
 
 
 class Worker:
@@ -82,6 +83,7 @@ class Worker:
         self._state = None
         self._histograms = None
         self._urgent = 0
+        self._curvature = (session.curvature_every, session.curvature_note)
 
     def handle(self, command: dict) -> None:
         s = self.session
@@ -160,6 +162,10 @@ class Worker:
                 latest = replace(latest, histograms=self._histograms)
             self.channel.send({"type": "snapshot", "snapshot": wire.snapshot_to_wire(latest, self._events)})
             self._events, self._sent, self._last_publish, self._histograms = [], sent, now, None
+        if (s.curvature_every, s.curvature_note) != self._curvature:
+            # a failed measurement turned curvature off: the front end learns why from the model info
+            self._curvature = (s.curvature_every, s.curvature_note)
+            self.channel.send({"type": "hello", "model": model_info(s)})
         if (s.state, s.stop_info) != self._state:
             self._state = (s.state, s.stop_info)
             self.channel.send({"type": "state", "state": s.state,

@@ -14,6 +14,7 @@ HELP = """\
   c       continue                b   breakpoints
   enter   inspect the selected layer: the chain rule down to it
   r       regularisation view: none / L1 / L2 and λ, live
+  h       curvature view: λ_max, the lr edge, the Hessian diagonal, Newton's state
   [ ]     halve / double the learning rate
   g       plots (on narrow terminals)   ctrl+p  command palette
   ?       this help                q   quit (ctrl+q too)
@@ -23,6 +24,7 @@ HELP = """\
               home/end, s record another iteration, escape back
   inspector   the chain rule from the loss down to the layer; escape back
   reg. view   0 none, 1 L1, 2 L2, + double λ, - halve λ; escape back
+  curvature   [ halve / ] double the lr and watch it against the edge; escape back
   breakpoints enter adds what you typed, d or delete removes the selected one
 
 [b]The layer table[/b]
@@ -32,11 +34,15 @@ HELP = """\
   activation f' = the mean local derivative, the factor this layer contributes to the
             chain rule (σ' ≤ 1/4, tanh' ≤ 1, ReLU' ∈ {0, 1}); dead / saturated units
   marks     ▼ vanishing  ▲ exploding  ✖ dead ReLU  ≈ saturation  ! NaN/Inf  ↗ diverging
+            » lr past the stability edge
 
 [b]The calculus[/b]
   Gradient descent: θ ← θ − η·∇θL.  Backpropagation is the chain rule:
   ∂L/∂w₁ = (∂L/∂aₙ)·(∂aₙ/∂aₙ₋₁)···(∂a₂/∂a₁)·(∂a₁/∂w₁).  When the factors are small the
   product vanishes; when large, it explodes. The inspector shows each factor.
+  Curvature: H = ∇²L. One step multiplies the error along H's top eigenvector by
+  (1 − η·λ_max), so gradient descent is stable only while η < 2/λ_max, the lr edge.
+  Newton's method steps by H⁻¹g; Adam's η/(√v̂+ε) is a per-parameter stand-in for 1/Hᵢᵢ.
 
 press escape or ? to close
 """

@@ -30,6 +30,7 @@ from textual_plotext import PlotextPlot
 
 from ..throttle import Throttle
 from ..format import num
+from ..widgets.curvature import edge_context, param_table
 from ..widgets.histogram import HistogramKeeper, HistogramPanel
 from ..widgets.plots import thin
 
@@ -279,6 +280,8 @@ class InspectorScreen(Screen):
                     yield Static(id="chain-summary")
                     yield Static("gradient of each parameter: data loss + penalty", classes="panel-title")
                     yield Static(id="grads")
+                    yield Static("curvature: the Hessian diagonal and the lr edge", classes="panel-title")
+                    yield Static(id="curvature")
                 with Vertical(id="insp-right"):
                     yield HistogramPanel(id="hist-weight")
                     yield HistogramPanel(id="hist-grad")
@@ -356,6 +359,7 @@ class InspectorScreen(Screen):
         self.query_one("#chain", Static).update(chain_table(self.links, layer))
         self.query_one("#chain-summary", Static).update(chain_summary(self.links, layer))
         self.query_one("#grads", Static).update(self._grads_table(layer, snap))
+        self.query_one("#curvature", Static).update(self._curvature_figures(layer, snap, state.model or {}))
 
     def _grads_table(self, layer, snap):
         if not layer.params:
@@ -380,6 +384,21 @@ class InspectorScreen(Screen):
         grid = Table.grid()
         grid.add_row(table)
         grid.add_row(caption)
+        return grid
+
+    @staticmethod
+    def _curvature_figures(layer, snap, model: dict):
+        """λ_max and the lr edge for context; per parameter Hᵢᵢ, 1/Hᵢᵢ and the optimiser's step."""
+        context = edge_context(snap, model)
+        if not layer.params or snap.curvature is None:
+            return context
+        params = list(layer.params.values())
+        table = param_table(params, snap.lr, model.get("optimizer"), snap.curvature, labels=list(layer.params))
+        caption = Text("Hᵢᵢ: mean Hessian diagonal (estimate); 1/Hᵢᵢ: the diagonal Newton step; "
+                       "step·Hᵢᵢ ≈ 1: the optimiser's step matches it. h: the curvature view.", style="dim")
+        grid = Table.grid()
+        for row in (context, table, caption):
+            grid.add_row(row)
         return grid
 
     def _draw_histograms(self, state) -> None:
