@@ -116,3 +116,18 @@ def test_report_and_wire():
     assert report["bayes"]["noise_step"] == 11 and report["bayes"]["mc_loss_se"] > 0
     back = wire.snapshot_from_wire(wire.loads(wire.dumps(wire.snapshot_to_wire(s.snapshot))))
     assert back.bayes == s.snapshot.bayes
+
+
+def test_an_mcmc_sampler_reports_its_acceptance_and_the_chains_spread():
+    from pathlib import Path
+    from calcml.debug import load_model_file
+    path = Path(__file__).resolve().parents[1] / "sample_models" / "hmc_logreg.py"
+    s = Session(load_model_file(str(path), steps=150))
+    final = s.run_to_end()
+    opt = s.optimizer
+    rate = s.history.series("hmc.acceptance_rate")
+    assert rate[-1] == final.optimizer_state["acceptance_rate"] == opt.accepted / opt.steps
+    stds = np.concatenate([np.ravel(opt.posterior_std(p)) for p in s.model.parameters()])
+    assert final.bayes.posterior_sigma == {"model": pytest.approx(float(np.mean(stds)), rel=1e-12)}
+    assert final.bayes.elbo is None and final.bayes.gradient_noise == {}
+    assert "samples rather than descends" in final.curvature.edge_formula

@@ -5,7 +5,8 @@ For a model with `cm.nn.BayesLinear` layers trained on −ELBO (the model file's
 
   ELBO = E_q[log p(y|X,θ)] − KL(q‖prior)     read every step from the loss the step computed
   posterior σ per layer                        the mean of σ = softplus(ρ) over its weights: how
-                                               uncertain the layer still is
+                                               uncertain the layer still is (with an MCMC
+                                               sampler, cm.bayes.HMC: the spread of the chain)
   gradient noise per parameter                 the loss is a Monte Carlo estimate (one weight draw
                                                per step), so its gradient is random. Every
                                                `noise_every` steps, `noise_samples` extra draws at
@@ -70,6 +71,18 @@ def read_elbo(model) -> dict | None:
 
 def posterior_sigma(layers: list) -> dict:
     return {name: float(np.mean(layer.weight_sigma)) for name, layer in layers}
+
+
+def chain_sigma(sampler, layers: list) -> dict:
+    """For MCMC: each layer's posterior σ from the chain so far (the mean over its parameters'
+    entries of the kept samples' standard deviation); layers without enough samples are left out."""
+    out = {}
+    for name, module in layers:
+        stds = [sampler.posterior_std(p) for p in module._parameters.values() if p is not None]
+        stds = [np.asarray(s) for s in stds if s is not None]
+        if stds:
+            out[name] = float(np.mean(np.concatenate([s.reshape(-1) for s in stds])))
+    return out
 
 
 def gradient_noise(objective, named_params: list, samples: int) -> tuple:

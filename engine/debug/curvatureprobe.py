@@ -52,12 +52,18 @@ def _num(x):
     return float(x) if x is not None and math.isfinite(x) else None
 
 
+_NO_EDGE = {
+    "Newton": "it solves with the Hessian itself",
+    "HMC": "it samples rather than descends (its leapfrog steps stay stable while step·√λ_max < 2)",
+}
+
+
 def lr_edge(optimizer, lambda_max: float) -> tuple:
     """(edge, formula): the largest stable lr of this optimiser on a quadratic with top
     eigenvalue λ_max; (None, reason) when there is no single edge."""
     name = type(optimizer).__name__
     if not hasattr(optimizer, "param_groups") or name not in ("SGD",):
-        return None, f"no single lr edge for {name}: it scales each coordinate's step itself"
+        return None, f"no single lr edge for {name}: " + _NO_EDGE.get(name, "it scales each coordinate's step itself")
     if not lambda_max > 0:
         return None, "λ_max ≤ 0: no positive curvature, so no edge"
     group = optimizer.param_groups[0]

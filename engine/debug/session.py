@@ -211,6 +211,7 @@ class Session:
         self._untimed = 0.0
         self._needs_closure = bool(getattr(self.optimizer, "requires_closure", False))
         self._bayes_layers = bayesprobe.layers_of(self.model)
+        self._sampler = hasattr(self.optimizer, "posterior_std")   # MCMC (cm.bayes.HMC): a chain, not a fit
         self.bayes: bayesprobe.BayesStats | None = None   # the latest, for models with Bayesian layers
         self.bayes_note = None
         self._elbo = None      # this step's ELBO terms
@@ -433,7 +434,7 @@ class Session:
         self.step_count += 1
 
         layers = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
-        if self._bayes_layers:
+        if self._bayes_layers or self._sampler:
             self._update_bayes(detail, noise)
         snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary, detail)
         recorder.clear()
@@ -494,7 +495,11 @@ class Session:
 
     def _update_bayes(self, detail: bool, noise) -> None:
         previous = self.bayes
-        sigma = bayesprobe.posterior_sigma(self._bayes_layers) if detail or previous is None else previous.posterior_sigma
+        if detail or previous is None:
+            sigma = (bayesprobe.posterior_sigma(self._bayes_layers) if self._bayes_layers
+                     else bayesprobe.chain_sigma(self.optimizer, self.layers))
+        else:
+            sigma = previous.posterior_sigma
         terms = self._elbo or {}
         kept = dict(gradient_noise=previous.gradient_noise, mc_loss=previous.mc_loss,
                     mc_loss_se=previous.mc_loss_se, mc_samples=previous.mc_samples,
@@ -650,9 +655,11 @@ class Session:
                     values[f"{name}.gradient_noise"] = ratio
         state = getattr(self.optimizer, "state_info", None)
         if state:
-            for key in ("grad_norm", "newton_decrement", "damping_used", "min_eigenvalue"):
+            family = "hmc" if self._sampler else "newton"
+            for key in ("grad_norm", "newton_decrement", "damping_used", "min_eigenvalue",
+                        "acceptance_rate", "potential", "hamiltonian_error"):
                 if key in state:
-                    values[f"newton.{key}"] = state[key]
+                    values[f"{family}.{key}"] = state[key]
         for layer in layers:
             for p in layer.params.values():
                 values[f"{p.name}.grad_norm"] = p.grad_norm
