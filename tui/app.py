@@ -61,9 +61,12 @@ class DebuggerApp(App):
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
-    def __init__(self, backend: Backend, clock=time.monotonic):
+    def __init__(self, backend: Backend, clock=time.monotonic, background_plots: bool = False):
+        """`background_plots`: build the main screen's plots in a thread (calcml-debug does; off,
+        each plot is built when painted, which keeps screenshots deterministic)."""
         super().__init__()
         self.backend = backend
+        self._background_plots = background_plots
         self._seen: dict = {}
         self._seen_plot = -1
         self._last_plot = 0.0
@@ -91,6 +94,8 @@ class DebuggerApp(App):
 
     def on_mount(self) -> None:
         self.backend.state.wake = lambda: self.post_message(self.Wake())
+        for plot in (self.query_one(GradientFlowPlot), self.query_one(LossPlot)):
+            plot.background = self._background_plots
         self.backend.start()
         self._apply_width(self.size.width)
         self.set_interval(1 / TABLE_HZ, self.poll)
@@ -282,7 +287,7 @@ def _layer_weight_params(model: dict) -> list:
 
 
 def run_app(backend: Backend) -> int:
-    app = DebuggerApp(backend)
+    app = DebuggerApp(backend, background_plots=True)
     try:
         result = app.run()
     finally:

@@ -1,0 +1,71 @@
+"""The main screen's plots built in a thread: the same picture as a build on the event loop,
+the latest data wins, and nothing is built twice at once."""
+import asyncio
+import threading
+
+from calcml.tui.app import DebuggerApp
+from calcml.tui.widgets.plots import GradientFlowPlot, LossPlot
+from tui_helpers import local, run
+
+
+async def settled(app, pilot, plot, timeout=10.0):
+    """Wait until the plot's thread has delivered a figure for the current data."""
+    for _ in range(int(timeout / 0.05)):
+        await pilot.pause(0.05)
+        if plot._built is not None and plot._built[2] is plot._draw and not plot._building:
+            return
+    raise AssertionError("the plot was never built in the background")
+
+
+def test_background_build_shows_what_a_foreground_build_shows():
+    texts = {}
+    for background in (False, True):
+        backend = local("deep_sigmoid.py", steps=30)
+
+        async def body():
+            app = DebuggerApp(backend, clock=lambda: 1e9, background_plots=background)
+            async with app.run_test(size=(140, 40)) as pilot:
+                await pilot.pause(0.3)
+                for cls in (GradientFlowPlot, LossPlot):
+                    plot = app.query_one(cls)
+                    assert plot.background is background
+                    if background:
+                        await settled(app, pilot, plot)
+                    texts[(background, cls.__name__)] = plot.render().plain
+        run(body())
+    for name in ("GradientFlowPlot", "LossPlot"):
+        assert texts[(True, name)] == texts[(False, name)]
+        assert "step" in texts[(True, name)]
+    assert "gradient flow" in texts[(True, "GradientFlowPlot")]
+
+
+def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch):
+    backend = local("xor_mlp.py", steps=5)
+    gate = threading.Event()
+    builds = []
+    original = GradientFlowPlot._build
+
+    def slow_build(self, draw, size, theme):
+        builds.append(draw)
+        gate.wait(5)
+        original(self, draw, size, theme)
+
+    monkeypatch.setattr(GradientFlowPlot, "_build", slow_build)
+
+    async def body():
+        app = DebuggerApp(backend, clock=lambda: 1e9, background_plots=True)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.pause(0.3)
+            plot = app.query_one(GradientFlowPlot)
+            history = backend.state.history
+            first = len(builds)
+            assert plot._building
+            plot.show(history, [])          # two more figures while one is building
+            plot.show(history, [])
+            latest = plot._draw
+            assert len(builds) == first      # nothing started alongside the running build
+            gate.set()
+            await settled(app, pilot, plot)
+            assert builds[-1] is latest      # the waiting build was the latest figure
+            assert len(builds) == first + 1  # and only one more was built
+    run(body())
