@@ -44,6 +44,13 @@ cProfile of session steps by own time (both ways of driving).
     python benchmarks/session_step.py --quick    # smoke run, a few seconds
     python benchmarks/session_step.py --profile       # only cProfile medium session steps, step(n)
     python benchmarks/session_step.py --profile run   # ... driven by run
+    python benchmarks/session_step.py --system-allocator   # without calcml-debug's malloc setting
+
+The allocator: both sides run in this one process, with glibc told to keep 64 MiB of freed
+memory at the top of its heap, as calcml-debug's processes are (calcml.debug.allocator). Left as
+the system sets it, a session step page-faults several hundred times (glibc gives the heap's
+top back to the system each step and takes it again), a bare loop almost never, because the
+two free the step's arrays in a different order.
 """
 from __future__ import annotations
 
@@ -58,6 +65,7 @@ import numpy as np
 import calcml as cm
 import calcml.nn.functional as F
 from calcml.debug.loader import ModelSpec
+from calcml.debug.allocator import keep_freed_memory
 from calcml.debug.session import Session, session_config
 
 SIZES = {  # name: (layer widths, batch size)
@@ -236,7 +244,11 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", choices=("step", "run"), nargs="?", const="step",
                         help="instead of the benchmark, cProfile medium session steps driven by "
                              "step(n) (the default) or run")
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="leave glibc's malloc as it is (calcml-debug keeps 64 MiB of freed "
+                             "memory at the top of the heap; see calcml.debug.allocator)")
     args = parser.parse_args(argv)
+    tuned = False if args.system_allocator else keep_freed_memory()
     if args.profile:
         profile_session("medium", args.profile, 2.0 if args.quick else 8.0, 30)
         return 0
@@ -247,6 +259,7 @@ def main(argv=None) -> int:
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}, "
           f"mode {'quick' if args.quick else 'full'}: up to {max_rounds} round pairs, bare rounds of "
           f"~{round_s * 1000:.0f} ms, ~{budget:g} s per case, load average {os.getloadavg()[0]:.2f}")
+    print(f"  allocator: {'glibc keeps 64 MiB of freed memory (M_TOP_PAD), as calcml-debug runs' if tuned else 'as the system set it'}")
     print("  ratio = median over rounds of (session per-step time / bare per-step time in the same pair)")
     print()
     header = (f"{'case':<22}{'bare ms':>9}{'session ms':>12}{'ratio':>8}{'IQR':>13}{'min ratio':>11}"

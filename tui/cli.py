@@ -120,7 +120,9 @@ def _run(args) -> int:
         return run_app(ProcessBackend(path, seed=spec.seed, steps=args.steps,
                                       breakpoints=breakpoint_specs(args), json_path=args.json,
                                       curvature_every=args.curvature_every))
+    from calcml.debug.allocator import keep_freed_memory
     from .headless import run_headless
+    keep_freed_memory()
     return run_headless(session, json_path=args.json)
 
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 
 from . import wire
+from .allocator import keep_freed_memory
 from .breakpoints import BreakpointError
 from .loader import ModelFileError, load_model_file
 from .session import Session, session_config
@@ -66,7 +67,15 @@ def model_info(session: Session) -> dict:
             "steps": session.max_steps, "optimizer": type(session.optimizer).__name__,
             "layers": [{"name": n, "type": type(m).__name__} for n, m in session.layers],
             "params": [{"name": n, "shape": list(p.shape)} for n, p in session._params],
-            "curvature_every": session.curvature_every, "curvature_note": session.curvature_note}
+            "curvature_every": session.curvature_every, "curvature_note": session.curvature_note,
+            "bayes_layers": [n for n, _ in session._bayes_layers], "sampler": session._sampler,
+            "noise_every": session.config.noise_every, "noise_samples": session.config.noise_samples,
+            "bayes_note": session.bayes_note}
+
+
+def _notes(session: Session) -> tuple:
+    """What model_info says about measurements that a failure can turn off mid-run."""
+    return (session.curvature_every, session.curvature_note, session.config.noise_every, session.bayes_note)
 
 
 class Worker:
@@ -83,7 +92,7 @@ class Worker:
         self._state = None
         self._histograms = None
         self._urgent = 0
-        self._curvature = (session.curvature_every, session.curvature_note)
+        self._curvature = _notes(session)
 
     def handle(self, command: dict) -> None:
         s = self.session
@@ -162,9 +171,10 @@ class Worker:
                 latest = replace(latest, histograms=self._histograms)
             self.channel.send({"type": "snapshot", "snapshot": wire.snapshot_to_wire(latest, self._events)})
             self._events, self._sent, self._last_publish, self._histograms = [], sent, now, None
-        if (s.curvature_every, s.curvature_note) != self._curvature:
-            # a failed measurement turned curvature off: the front end learns why from the model info
-            self._curvature = (s.curvature_every, s.curvature_note)
+        if _notes(s) != self._curvature:
+            # a failed measurement turned curvature or gradient noise off: the front end learns why
+            # from the model info
+            self._curvature = _notes(s)
             self.channel.send({"type": "hello", "model": model_info(s)})
         if (s.state, s.stop_info) != self._state:
             self._state = (s.state, s.stop_info)
@@ -195,6 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the run report here when quitting")
     parser.add_argument("--curvature-every", type=int, help="steps between curvature measurements (0: off)")
     args = parser.parse_args(argv)
+    keep_freed_memory()   # no page faults for the arrays each step frees and takes again
 
     # The protocol keeps the real stdout; anything else written to fd 1 goes to stderr instead.
     protocol = os.fdopen(os.dup(1), "wb", buffering=0)
