@@ -52,6 +52,7 @@ class DebuggerApp(App):
         Binding("b", "breakpoints", "breaks"),
         Binding("r", "regularisation", "reg"),
         Binding("h", "curvature", "curv"),
+        Binding("v", "bayes", "post"),   # the posterior: 4 letters, so 80 columns hold every key
         Binding("left_square_bracket", "lr_down", "lr÷2", key_display="[", show=False),
         Binding("right_square_bracket", "lr_up", "lr×2", key_display="]", show=False),
         Binding("g", "toggle_plots", "plots"),
@@ -192,6 +193,8 @@ class DebuggerApp(App):
             ("Regularisation view", "r: none / L1 / L2 and λ", self.action_regularisation),
             ("Curvature view", "h: λ_max and the lr edge, the Hessian diagonal, Newton's state",
              self.action_curvature),
+            ("Bayesian view", "v: the ELBO's two terms, posterior σ, gradient noise; HMC's acceptance",
+             self.action_bayes),
             ("Breakpoints", "b: list, add, remove", self.action_breakpoints),
             ("Halve the learning rate", "[", self.action_lr_down),
             ("Double the learning rate", "]", self.action_lr_up),
@@ -264,6 +267,10 @@ class DebuggerApp(App):
     def action_curvature(self) -> None:
         from .screens.curvature import CurvatureScreen
         self.push_screen(CurvatureScreen())
+
+    def action_bayes(self) -> None:
+        from .screens.bayes import BayesScreen
+        self.push_screen(BayesScreen())
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

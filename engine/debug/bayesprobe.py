@@ -56,7 +56,9 @@ def _num(x):
 
 
 def layers_of(model) -> list:
-    return bayesian_layers(model)
+    """(layer name, module) of each Bayesian layer, named as the session names its layers (a model
+    that is itself one Bayesian layer is 'model', as in the layer table and the history)."""
+    return [(name or "model", module) for name, module in bayesian_layers(model)]
 
 
 def clear_elbo(model) -> None:

@@ -63,6 +63,7 @@ class CurvatureScreen(Screen):
         Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
         Binding("enter", "nothing", show=False),    # main-screen keys that mean nothing here
         Binding("g", "nothing", show=False),
+        Binding("v", "app.bayes", "bayes", show=False),   # works, but leaves the footer room at 80 columns
     ]
     DEFAULT_CSS = CSS
     clock = staticmethod(time.monotonic)

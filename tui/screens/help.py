@@ -15,6 +15,7 @@ HELP = """\
   enter   inspect the selected layer: the chain rule down to it
   r       regularisation view: none / L1 / L2 and λ, live
   h       curvature view: λ_max, the lr edge, the Hessian diagonal, Newton's state
+  v       Bayesian view: the ELBO's terms, posterior σ, gradient noise, HMC's state
   [ ]     halve / double the learning rate
   g       plots (on narrow terminals)   ctrl+p  command palette
   ?       this help                q   quit (ctrl+q too)
@@ -25,6 +26,7 @@ HELP = """\
   inspector   the chain rule from the loss down to the layer; escape back
   reg. view   0 none, 1 L1, 2 L2, + double λ, - halve λ; escape back
   curvature   [ halve / ] double the lr and watch it against the edge; escape back
+  bayesian    [ halve / ] double the lr (for HMC the step size ε); escape back
   breakpoints enter adds what you typed, d or delete removes the selected one
 
 [b]The layer table[/b]
@@ -43,6 +45,9 @@ HELP = """\
   Curvature: H = ∇²L. One step multiplies the error along H's top eigenvector by
   (1 − η·λ_max), so gradient descent is stable only while η < 2/λ_max, the lr edge.
   Newton's method steps by H⁻¹g; Adam's η/(√v̂+ε) is a per-parameter stand-in for 1/Hᵢᵢ.
+  Variational inference maximises ELBO = E_q[log p(y|X,θ)] − KL(q‖prior); σ stays
+  small where the data constrain the weights. Gradient noise ‖std g‖/‖mean g‖ above 1:
+  one weight draw's gradient is mostly noise.
 
 press escape or ? to close
 """

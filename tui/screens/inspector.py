@@ -30,6 +30,7 @@ from textual_plotext import PlotextPlot
 
 from ..throttle import Throttle
 from ..format import num
+from ..widgets.bayes import layer_bayes_lines
 from ..widgets.curvature import edge_context, param_table
 from ..widgets.histogram import HistogramKeeper, HistogramPanel
 from ..widgets.plots import thin
@@ -256,7 +257,8 @@ class InspectorScreen(Screen):
 
     BINDINGS = [Binding("escape", "dismiss", "back"),
                 Binding("enter", "nothing", show=False),
-                Binding("g", "nothing", show=False)]   # the main screen's keys that mean nothing here
+                Binding("g", "nothing", show=False),   # the main screen's keys that mean nothing here
+                Binding("v", "app.bayes", "bayes", show=False)]   # works; hidden so the footer fits 100 columns
     DEFAULT_CSS = CSS
     clock = staticmethod(time.monotonic)
 
@@ -282,6 +284,9 @@ class InspectorScreen(Screen):
                     yield Static(id="grads")
                     yield Static("curvature: the Hessian diagonal and the lr edge", classes="panel-title")
                     yield Static(id="curvature")
+                    yield Static("Bayesian: posterior σ and gradient noise", id="bayes-title",
+                                 classes="panel-title")
+                    yield Static(id="bayes")
                 with Vertical(id="insp-right"):
                     yield HistogramPanel(id="hist-weight")
                     yield HistogramPanel(id="hist-grad")
@@ -296,6 +301,7 @@ class InspectorScreen(Screen):
         self.histograms.update(state.snapshot)
         self.histograms.seed(state.first_histograms, 0)   # opened while running: step 0's until new ones
         self._draw_text(state)
+        self._draw_bayes(state)
         self._draw_histograms(state)
         self._draw_plot(state)
 
@@ -322,6 +328,7 @@ class InspectorScreen(Screen):
             stale = snap is not None and self.histograms.step not in (None, snap.step)
             if self.histograms.update(snap) or stale != self._hist_stale:
                 self._draw_histograms(state)
+            self._draw_bayes(state)
         if "history" in changed:
             self.plot_throttle.request()
 
@@ -400,6 +407,16 @@ class InspectorScreen(Screen):
         for row in (context, table, caption):
             grid.add_row(row)
         return grid
+
+    def _draw_bayes(self, state) -> None:
+        """A Bayesian layer's posterior σ (min–max from the latest histogram of its ρ) and its
+        parameters' gradient noise; hidden for other layers."""
+        layer = self._layer(state)
+        lines = (layer_bayes_lines(layer, state.snapshot, self.histograms.histograms, self.histograms.step)
+                 if layer is not None else None)
+        self.query_one("#bayes-title").display = self.query_one("#bayes").display = lines is not None
+        if lines is not None:
+            self.query_one("#bayes", Static).update(lines)
 
     def _draw_histograms(self, state) -> None:
         snap = state.snapshot
