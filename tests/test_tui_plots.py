@@ -55,8 +55,11 @@ def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch
     async def body():
         app = DebuggerApp(backend, clock=lambda: 1e9, background_plots=True)
         async with app.run_test(size=(140, 40)) as pilot:
-            await pilot.pause(0.3)
             plot = app.query_one(GradientFlowPlot)
+            for _ in range(200):                 # the app's first draw starts a build
+                if plot._building:
+                    break
+                await pilot.pause(0.05)
             history = backend.state.history
             first = len(builds)
             assert plot._building

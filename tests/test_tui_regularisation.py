@@ -43,7 +43,7 @@ async def train(backend, pilot, n: int = 2) -> None:
         backend.pump(n)       # publish after every step
     else:
         run_steps(backend, n)
-    await pilot.pause(0.4)   # the app polls at 10 Hz; the panels redraw at most every 0.3 s
+    await pilot.pause(0.4)   # the app polls at 4 Hz; the panels redraw at most every 0.3 s
 
 
 def weights_of(snapshot) -> list:

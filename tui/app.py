@@ -1,8 +1,10 @@
 """The Textual interface: `calcml-debug model.py`.
 
 The app only renders the `DebugState` a backend keeps up to date, and sends commands. A timer
-looks at the state ten times a second and redraws what changed (tables); plots redraw at most
-a few times a second. Training runs elsewhere (a child process), so a key press is handled at
+looks at the state four times a second and redraws what changed (tables); what a person is
+waiting to see (a state change, a command taking effect, a warning) wakes it at once; plots
+redraw at most twice a second. Rendering the screen is most of the interface's CPU, and that
+CPU is taken from training on a small machine. Training runs elsewhere (a child process), so a key press is handled at
 once even while a step is running, and q quits even if a step hangs.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .widgets.layers import WARNING_MARKS, LayerTable
 from .widgets.plots import GradientFlowPlot, LossPlot
 from .widgets.status import StatusBar
 
-TABLE_HZ = 10
+TABLE_HZ = 4
 PLOT_HZ = 2
 NARROW = 110   # below this many columns, plots share the screen with the table (key g)
 LR_FACTOR = 2.0

@@ -53,6 +53,10 @@ class DebugState:
             self.last_message = time.monotonic()
             if kind == "snapshot":
                 snapshot = wire.snapshot_from_wire(message["snapshot"])
+                previous = self.snapshot
+                # a command taking effect (lr, regulariser) or a new warning: show it now
+                urgent = bool(snapshot.warnings) or (previous is not None and (
+                    snapshot.lr != previous.lr or snapshot.regularizer != previous.regularizer))
                 self.snapshot = snapshot
                 if snapshot.histograms and self.first_histograms is None:
                     self.first_histograms = snapshot.histograms
