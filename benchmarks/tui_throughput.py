@@ -235,7 +235,7 @@ async def run_interface(model: str, steps: int, stop_after: float) -> dict:
     backend = ProcessBackend(model, steps=steps, run=True)
     timing = Timing()
     instrument(backend, timing)
-    app = DebuggerApp(backend, background_plots=True)   # as calcml-debug runs it
+    app = DebuggerApp(backend, live=True)   # as calcml-debug runs it
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         cpu0 = time.process_time()
         cut = False
@@ -286,7 +286,7 @@ async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
 
     rng = random.Random(seed)
     backend = ProcessBackend(model, steps=10_000_000, run=True)
-    app = DebuggerApp(backend, background_plots=True)   # as calcml-debug runs it
+    app = DebuggerApp(backend, live=True)   # as calcml-debug runs it
     state = backend.state
     out = {"pause_state": [], "pause_shown": [], "pause": [], "lr_state": [], "lr_shown": [],
            "lr_down_state": [], "press": [], "sent": [], "after_send": [], "timeouts": 0}

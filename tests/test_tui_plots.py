@@ -23,7 +23,7 @@ def test_background_build_shows_what_a_foreground_build_shows():
         backend = local("deep_sigmoid.py", steps=30)
 
         async def body():
-            app = DebuggerApp(backend, clock=lambda: 1e9, background_plots=background)
+            app = DebuggerApp(backend, clock=lambda: 1e9, live=background)
             async with app.run_test(size=(140, 40)) as pilot:
                 await pilot.pause(0.3)
                 for cls in (GradientFlowPlot, LossPlot):
@@ -53,7 +53,7 @@ def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch
     monkeypatch.setattr(GradientFlowPlot, "_build", slow_build)
 
     async def body():
-        app = DebuggerApp(backend, clock=lambda: 1e9, background_plots=True)
+        app = DebuggerApp(backend, clock=lambda: 1e9, live=True)
         async with app.run_test(size=(140, 40)) as pilot:
             plot = app.query_one(GradientFlowPlot)
             for _ in range(200):                 # the app's first draw starts a build
@@ -71,4 +71,22 @@ def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch
             await settled(app, pilot, plot)
             assert builds[-1] is latest      # the waiting build was the latest figure
             assert len(builds) == first + 1  # and only one more was built
+    run(body())
+
+
+def test_a_live_app_leaves_its_start_up_out_of_later_garbage_collections():
+    import gc
+    backend = local("xor_mlp.py", steps=1)
+
+    async def body():
+        gc.unfreeze()
+        app = DebuggerApp(backend, live=True)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause(0.1)
+            assert gc.get_freeze_count() > 10_000    # Textual and the widgets, frozen at mount
+        gc.unfreeze()
+        plain = DebuggerApp(local("xor_mlp.py", steps=1))
+        async with plain.run_test(size=(120, 36)) as pilot:
+            await pilot.pause(0.1)
+            assert gc.get_freeze_count() == 0        # tests' apps: untouched
     run(body())

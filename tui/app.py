@@ -9,6 +9,7 @@ once even while a step is running, and q quits even if a step hangs.
 """
 from __future__ import annotations
 
+import gc
 import time
 
 from rich.text import Text
@@ -64,12 +65,13 @@ class DebuggerApp(App):
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
-    def __init__(self, backend: Backend, clock=time.monotonic, background_plots: bool = False):
-        """`background_plots`: build the main screen's plots in a thread (calcml-debug does; off,
-        each plot is built when painted, which keeps screenshots deterministic)."""
+    def __init__(self, backend: Backend, clock=time.monotonic, live: bool = False):
+        """`live`: running for a person (calcml-debug): the main screen's plots are built in a
+        thread, and what start-up made is left out of later garbage collections. Off (tests),
+        each plot is built when painted, which keeps screenshots deterministic."""
         super().__init__()
         self.backend = backend
-        self._background_plots = background_plots
+        self._live = live
         self._seen: dict = {}
         self._seen_plot = -1
         self._last_plot = 0.0
@@ -98,11 +100,17 @@ class DebuggerApp(App):
     def on_mount(self) -> None:
         self.backend.state.wake = lambda: self.post_message(self.Wake())
         for plot in (self.query_one(GradientFlowPlot), self.query_one(LossPlot)):
-            plot.background = self._background_plots
+            plot.background = self._live
         self.backend.start()
         self._apply_width(self.size.width)
         self.set_interval(1 / TABLE_HZ, self.poll)
         self.poll()
+        if self._live:
+            # A full garbage collection walks every object the interface has made, about 100 ms
+            # here, during which no key is handled. Those made while starting (Textual, the
+            # widgets) live as long as the app: leave them out of every later collection.
+            gc.collect()
+            gc.freeze()
 
     def on_debugger_app_wake(self, message) -> None:
         self.poll()
@@ -296,7 +304,7 @@ def _layer_weight_params(model: dict) -> list:
 
 
 def run_app(backend: Backend) -> int:
-    app = DebuggerApp(backend, background_plots=True)
+    app = DebuggerApp(backend, live=True)
     try:
         result = app.run()
     finally:
