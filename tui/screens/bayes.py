@@ -13,26 +13,18 @@ lr, which for HMC is the leapfrog step size ε.
 """
 from __future__ import annotations
 
-import time
-
 from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..format import num
-from ..throttle import Throttle
 from ..widgets.bayes import (AcceptancePlot, ElboPlot, SigmaPlot, bayes_info, elbo_caption, elbo_lines, has_bayes,
                              hmc_lines, noise_caption, noise_table, not_sampled_text, nothing_bayesian_text,
                              sigma_caption, sigma_missing_text, sigma_table)
-
-PLOT_EVERY = 0.3                 # seconds between plot redraws at most
-WIDE = 120                       # from this many columns the plots and the tables sit side by side
-PLOT_ROWS = (12, 30)             # a plot's height beside the tables: at least, at most
+from .liveview import LiveViewScreen
 
 CSS = """
 BayesScreen #bayes-title { height: auto; background: $panel; padding: 0 1; }
@@ -56,25 +48,18 @@ BayesScreen.-stacked FooterKey.-command-palette { display: none; }
 """
 
 
-class BayesScreen(Screen):
+class BayesScreen(LiveViewScreen):
     """The ELBO's terms over the steps, posterior σ per layer, gradient noise, the MC loss; HMC's state."""
 
-    BINDINGS = [
-        Binding("escape", "dismiss", "back"),
+    BINDINGS = LiveViewScreen.BINDINGS + [
         Binding("q,v", "dismiss", "back", show=False),
-        Binding("left_square_bracket", "scale_lr(0.5)", "lr÷2", key_display="["),
-        Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
-        Binding("enter", "nothing", show=False),    # main-screen keys that mean nothing here
-        Binding("g", "nothing", show=False),
         Binding("h", "app.curvature", "curv", show=False),   # works, but leaves the footer room at 80 columns
     ]
     DEFAULT_CSS = CSS
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self):
-        super().__init__()
-        self.plot_throttle = Throttle(self, PLOT_EVERY, lambda: self._draw_plots(self.app.backend.state))
-        self.lr_request: tuple | None = None    # (factor so far, step when asked): not yet in a snapshot
+    TITLE_ID = "bayes-title"
+    PLOT_ROWS = (12, 30)
+    REDRAW_TEXT_ON = frozenset({"snapshot", "model", "state", "history"})   # the tables' trends
+    _summary_lines = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="bayes-title")
@@ -96,65 +81,13 @@ class BayesScreen(Screen):
                     yield Static(id="noise-table")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self._apply_width(self.app.size.width)
-        state = self.app.backend.state
-        self._draw_text(state)
-        self._draw_plots(state)
+    def plots(self) -> list:
+        return [self.query_one(ElboPlot), self.query_one(AcceptancePlot), self.query_one(SigmaPlot)]
 
-    def on_resize(self, event) -> None:
-        self._apply_width(event.size.width)
-        self._size_plots()
-
-    def _apply_width(self, width: int) -> None:
-        self.set_class(width < WIDE, "-stacked")
-        self.query_one(Footer).compact = width < WIDE    # so that 80 columns hold every key
-
-    def _size_plots(self) -> None:
-        """Beside the tables, the plots share the height the text above leaves (stacked, the CSS
-        keeps them short so that the tables below stay in reach)."""
-        plots = [plot for plot in (self.query_one(ElboPlot), self.query_one(AcceptancePlot),
-                                   self.query_one(SigmaPlot)) if plot.display]
-        if self.has_class("-stacked") or not plots:
-            for plot in plots:
-                plot.styles.height = None
-            return
+    def rows_above(self) -> int:
         summary = self.query_one("#bayes-summary").display and self._summary_lines or 0
         caption = 4 if self.query_one("#elbo-caption").display else 0
-        above = 3 + summary + 1 + 2 + caption + (7 if self.query_one("#hmc").display else 0)   # title, footer
-        low, high = PLOT_ROWS
-        rows = min(max((self.app.size.height - above) // len(plots), low), high)
-        for plot in plots:
-            plot.styles.height = rows
-
-    _summary_lines = 0
-
-    def action_nothing(self) -> None:
-        pass
-
-    # -- the learning rate (HMC: the step size) ------------------------------------------------
-    def check_action(self, action: str, parameters) -> bool | None:
-        if action == "scale_lr":
-            return self.app.backend.state.state not in ("finished", "stopped") or None
-        return True
-
-    def action_scale_lr(self, factor: float) -> None:
-        self.app.backend.scale_lr(factor)
-        state = self.app.backend.state
-        step = state.snapshot.step if state.snapshot is not None else 0
-        so_far = self.lr_request[0] if self.lr_request is not None else 1.0
-        self.lr_request = (so_far * factor, step)
-        self._draw_title(state)
-
-    # -- live updates ----------------------------------------------------------------------
-    def refresh_state(self, state, changed: set) -> None:
-        try:
-            if changed & {"snapshot", "model", "state", "history"}:
-                self._draw_text(state)
-            if "history" in changed:
-                self.plot_throttle.request()
-        except NoMatches:   # the app is closing and the widgets are already gone
-            pass
+        return 3 + summary + 1 + 2 + caption + (7 if self.query_one("#hmc").display else 0)   # title, footer
 
     # -- drawing -----------------------------------------------------------------------------
     def _draw_text(self, state) -> None:
@@ -203,8 +136,14 @@ class BayesScreen(Screen):
         snap, model = state.snapshot, state.model or {}
         _, sampler = bayes_info(model, snap)
         lr_name = "ε" if sampler else "lr"
-        if self.lr_request is not None and snap is not None and snap.step > self.lr_request[1]:
-            self.lr_request = None        # a step has run with it: the snapshot's lr is the new one
+        keys = (f"keys: [ halve {lr_name} · ] double {lr_name}"
+                + (" (the step size is the lr)" if sampler else "") + " · escape back"
+                if has_bayes(model, snap) else "keys: escape back")
+        super()._draw_title(state, lr_name, keys)
+
+    def title_head(self, state) -> Text:
+        snap, model = state.snapshot, state.model or {}
+        _, sampler = bayes_info(model, snap)
         text = Text()
         text.append("Bayesian  ", style="bold magenta")
         text.append(model.get("optimizer", ""), style="bold")
@@ -212,20 +151,7 @@ class BayesScreen(Screen):
             text.append("  step size ε " if sampler else "  lr ")
             text.append(num(snap.lr))
             text.append(f"   step {snap.step}   {state.state}", style="dim")
-        if self.lr_request is not None:
-            factor = self.lr_request[0]
-            text.append(f"\n→ {lr_name} ", style="bold yellow")
-            text.append(f"×{factor:g}" if factor >= 1 else f"÷{1 / factor:g}", style="bold yellow")
-            if snap is not None:
-                text.append(f" = {num(snap.lr * factor)}", style="bold yellow")
-            text.append(" from the next step" + (" (paused: press n or space)" if state.state == "paused"
-                                                   else ""), style="yellow")
-        if has_bayes(model, snap):
-            text.append(f"\nkeys: [ halve {lr_name} · ] double {lr_name}"
-                        + (" (the step size is the lr)" if sampler else "") + " · escape back", style="dim")
-        else:
-            text.append("\nkeys: escape back", style="dim")
-        self.query_one("#bayes-title", Static).update(text)
+        return text
 
     def _draw_plots(self, state) -> None:
         snap, model = state.snapshot, state.model or {}

@@ -10,25 +10,17 @@ With Newton's method: its report on the last step and ‖g‖ over the steps, on
 """
 from __future__ import annotations
 
-import time
-
 from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..format import num
-from ..throttle import Throttle
 from ..widgets.curvature import (EdgePlot, NewtonPlot, curvature_lines, newton_lines, param_caption,
                                  param_table)
-
-PLOT_EVERY = 0.3                 # seconds between plot redraws at most
-WIDE = 120                       # from this many columns the plots and the table sit side by side
-PLOT_ROWS = (14, 40)             # a plot's height beside the table: at least, at most
+from .liveview import LiveViewScreen
 
 CSS = """
 CurvatureScreen #curv-title { height: auto; background: $panel; padding: 0 1; }
@@ -53,25 +45,16 @@ def _all_params(snapshot) -> list:
     return [p for layer in snapshot.layers for p in layer.params.values()] if snapshot is not None else []
 
 
-class CurvatureScreen(Screen):
+class CurvatureScreen(LiveViewScreen):
     """λ_max, tr H and the lr edge over the steps; the Hessian diagonal per parameter; Newton's state."""
 
-    BINDINGS = [
-        Binding("escape", "dismiss", "back"),
+    BINDINGS = LiveViewScreen.BINDINGS + [
         Binding("q,h", "dismiss", "back", show=False),
-        Binding("left_square_bracket", "scale_lr(0.5)", "lr÷2", key_display="["),
-        Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
-        Binding("enter", "nothing", show=False),    # main-screen keys that mean nothing here
-        Binding("g", "nothing", show=False),
         Binding("v", "app.bayes", "bayes", show=False),   # works, but leaves the footer room at 80 columns
     ]
     DEFAULT_CSS = CSS
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self):
-        super().__init__()
-        self.plot_throttle = Throttle(self, PLOT_EVERY, lambda: self._draw_plots(self.app.backend.state))
-        self.lr_request: tuple | None = None    # (factor so far, step when asked): not yet in a snapshot
+    TITLE_ID = "curv-title"
+    PLOT_ROWS = (14, 40)
 
     def compose(self) -> ComposeResult:
         yield Static(id="curv-title")
@@ -89,60 +72,11 @@ class CurvatureScreen(Screen):
                     yield Static(id="curv-params")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self._apply_width(self.app.size.width)
-        state = self.app.backend.state
-        self._draw_text(state)
-        self._draw_plots(state)
+    def plots(self) -> list:
+        return [self.query_one(EdgePlot), self.query_one(NewtonPlot)]
 
-    def on_resize(self, event) -> None:
-        self._apply_width(event.size.width)
-        self._size_plots()
-
-    def _apply_width(self, width: int) -> None:
-        self.set_class(width < WIDE, "-stacked")
-        self.query_one(Footer).compact = width < WIDE    # so that 80 columns hold every key
-
-    def _size_plots(self) -> None:
-        """Beside the table, the plots share the height the text above leaves (stacked, the CSS
-        keeps them short so that the table below stays in reach)."""
-        plots = [plot for plot in (self.query_one(EdgePlot), self.query_one(NewtonPlot)) if plot.display]
-        if self.has_class("-stacked") or not plots:
-            for plot in plots:
-                plot.styles.height = None
-            return
-        above = 3 + 4 + 1 + 2 + (7 if self.query_one("#newton").display else 0)   # title, summary, footer
-        low, high = PLOT_ROWS
-        rows = min(max((self.app.size.height - above) // len(plots), low), high)
-        for plot in plots:
-            plot.styles.height = rows
-
-    def action_nothing(self) -> None:
-        pass
-
-    # -- the learning rate -------------------------------------------------------------------
-    def check_action(self, action: str, parameters) -> bool | None:
-        if action == "scale_lr":
-            return self.app.backend.state.state not in ("finished", "stopped") or None
-        return True
-
-    def action_scale_lr(self, factor: float) -> None:
-        self.app.backend.scale_lr(factor)
-        state = self.app.backend.state
-        step = state.snapshot.step if state.snapshot is not None else 0
-        so_far = self.lr_request[0] if self.lr_request is not None else 1.0
-        self.lr_request = (so_far * factor, step)
-        self._draw_title(state)
-
-    # -- live updates ----------------------------------------------------------------------
-    def refresh_state(self, state, changed: set) -> None:
-        try:
-            if changed & {"snapshot", "model", "state"}:
-                self._draw_text(state)
-            if "history" in changed:
-                self.plot_throttle.request()
-        except NoMatches:   # the app is closing and the widgets are already gone
-            pass
+    def rows_above(self) -> int:
+        return 3 + 4 + 1 + 2 + (7 if self.query_one("#newton").display else 0)   # title, summary, footer
 
     # -- drawing -----------------------------------------------------------------------------
     def _draw_text(self, state) -> None:
@@ -164,26 +98,15 @@ class CurvatureScreen(Screen):
                 Group(param_table(params, snap.lr, optimizer, curvature), Text(""),
                       param_caption(params, optimizer, curvature)))
 
-    def _draw_title(self, state) -> None:
+    def title_head(self, state) -> Text:
         snap, model = state.snapshot, state.model or {}
-        if self.lr_request is not None and snap is not None and snap.step > self.lr_request[1]:
-            self.lr_request = None        # a step has run with it: the snapshot's lr is the new one
         text = Text()
         text.append("Curvature  ", style="bold magenta")
         text.append(model.get("optimizer", ""), style="bold")
         if snap is not None:
             text.append(f"  lr {num(snap.lr)}")
             text.append(f"   step {snap.step}   {state.state}", style="dim")
-        if self.lr_request is not None:
-            factor = self.lr_request[0]
-            text.append("\n→ lr ", style="bold yellow")
-            text.append(f"×{factor:g}" if factor >= 1 else f"÷{1 / factor:g}", style="bold yellow")
-            if snap is not None:
-                text.append(f" = {num(snap.lr * factor)}", style="bold yellow")
-            text.append(" from the next step" + (" (paused: press n or space)" if state.state == "paused"
-                                                   else ""), style="yellow")
-        text.append("\nkeys: [ halve lr · ] double lr · escape back", style="dim")
-        self.query_one("#curv-title", Static).update(text)
+        return text
 
     def _draw_plots(self, state) -> None:
         snap = state.snapshot
