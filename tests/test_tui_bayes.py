@@ -22,17 +22,9 @@ from calcml.tui.screens.inspector import InspectorScreen
 from calcml.tui.widgets.bayes import (AcceptancePlot, ElboPlot, SigmaPlot, _n_data, change_text, fit_title,
                                       layer_bayes_lines, robust_range, sigma_range)
 from calcml.tui.widgets.histogram import first_last
-from tui_helpers import SAMPLES, local, plain
+from tui_helpers import SAMPLES, backend_with, local, plain
 
 App = DebuggerApp
-
-
-def backend_with(name: str, steps: int = 0, **config) -> LocalBackend:
-    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name)), SessionConfig(**config)))
-    if steps:
-        backend.step(steps)
-        backend.pump(steps)
-    return backend
 
 
 def regression(steps: int = 12) -> LocalBackend:

@@ -11,28 +11,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from calcml.debug import Session, load_model_file, curvatureprobe, wire
+from calcml.debug import curvatureprobe, wire
 from calcml.debug.curvatureprobe import CurvatureStats
 from calcml.debug.history import History
 from calcml.debug.probes import ParamStats
-from calcml.debug.session import SessionConfig
 from calcml.tui.app import DebuggerApp
-from calcml.tui.backend import LocalBackend
 from calcml.tui.format import num
 from calcml.tui.screens.curvature import CurvatureScreen
 from calcml.tui.widgets.curvature import (EdgePlot, NewtonPlot, carried_forward, curvature_lines, edge_verdict,
                                           log_ticks, newton_lines, param_rows)
-from tui_helpers import SAMPLES, local, plain
+from tui_helpers import SAMPLES, backend_with, local, plain
 
 App = DebuggerApp
-
-
-def backend_with(name: str, steps: int = 0, **config) -> LocalBackend:
-    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name)), SessionConfig(**config)))
-    if steps:
-        backend.step(steps)
-        backend.pump(steps)
-    return backend
 
 
 async def open_view(app, pilot) -> CurvatureScreen:

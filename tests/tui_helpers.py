@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from calcml.debug import Session, load_model_file
+from calcml.debug.session import SessionConfig
 from calcml.tui.backend import LocalBackend
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
@@ -16,6 +17,15 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 def local(name: str = "xor_mlp.py", steps: int = 0, **kwargs) -> LocalBackend:
     """An in-process session over a sample model, after `steps` training steps (deterministic)."""
     backend = LocalBackend(Session(load_model_file(str(SAMPLES / name), **kwargs)))
+    if steps:
+        backend.step(steps)
+        backend.pump(steps)
+    return backend
+
+
+def backend_with(name: str, steps: int = 0, **config) -> LocalBackend:
+    """Like `local`, with a SessionConfig from `config` (e.g. curvature_every=0)."""
+    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name)), SessionConfig(**config)))
     if steps:
         backend.step(steps)
         backend.pump(steps)
