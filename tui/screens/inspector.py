@@ -34,6 +34,7 @@ from ..widgets.bayes import layer_bayes_lines
 from ..widgets.curvature import edge_context, param_table
 from ..widgets.histogram import HistogramKeeper, HistogramPanel
 from ..widgets.plots import thin
+from .footer import fit_footer, quiet_app_keys
 
 FORMULA = "∂L/∂w_k = (∂L/∂y)·(∂y/∂a_L)···(∂a_{k+1}/∂a_k)·(∂a_k/∂w_k)"
 SHRINKS, GROWS = 0.5, 2.0        # factors outside these are highlighted
@@ -258,7 +259,7 @@ class InspectorScreen(Screen):
     BINDINGS = [Binding("escape", "dismiss", "back"),
                 Binding("enter", "nothing", show=False),
                 Binding("g", "nothing", show=False),   # the main screen's keys that mean nothing here
-                Binding("v", "app.bayes", "bayes", show=False)]   # works; hidden so the footer fits 100 columns
+                *quiet_app_keys("b", "r", "h", "v")]   # they work; hidden so that the footer fits
     DEFAULT_CSS = CSS
     clock = staticmethod(time.monotonic)
 
@@ -310,6 +311,7 @@ class InspectorScreen(Screen):
 
     def _apply_width(self, width: int) -> None:
         self.set_class(width < WIDE, "-stacked")
+        fit_footer(self, width)
 
     def action_nothing(self) -> None:
         pass

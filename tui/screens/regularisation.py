@@ -24,6 +24,7 @@ from textual.widgets import Footer, Static
 from ..throttle import Throttle
 from ..format import num, pct
 from ..widgets.histogram import HistogramKeeper, first_last, histogram_lines, sparkline
+from .footer import fit_footer, quiet_app_keys
 
 DEFAULT_LAM = 1e-3
 SPARSE_BELOW = 1e-3            # the session's sparsity threshold (Thresholds.sparsity_threshold)
@@ -159,6 +160,7 @@ class RegularisationScreen(Screen):
         Binding("2", "set_reg('L2')", "L2"),
         Binding("plus,equals_sign", "scale_lam(2.0)", "λ×2", key_display="+"),
         Binding("minus", "scale_lam(0.5)", "λ÷2", key_display="-"),
+        *quiet_app_keys("b", "h", "v", "s"),   # they work; hidden so that the footer fits
     ]
     DEFAULT_CSS = CSS
     clock = staticmethod(time.monotonic)
@@ -177,10 +179,14 @@ class RegularisationScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        fit_footer(self, self.app.size.width)
         state = self.app.backend.state
         self.histograms.update(state.snapshot)
         self._draw_title(state)
         self._draw_panels(state)
+
+    def on_resize(self, event) -> None:
+        fit_footer(self, event.size.width)
 
     def action_nothing(self) -> None:
         pass

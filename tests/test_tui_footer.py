@@ -1,0 +1,41 @@
+"""Every screen's footer fits 80 columns, and the main screen's keys it leaves out still work."""
+import pytest
+
+from calcml.tui.app import DebuggerApp
+from calcml.tui.screens.breakpoints import BreakpointsScreen
+from calcml.tui.screens.inspector import InspectorScreen
+from calcml.tui.screens.regularisation import RegularisationScreen
+from tui_helpers import local, run, screen_text
+
+
+@pytest.mark.parametrize("keys,screen", [(["down", "enter"], InspectorScreen), (["r"], RegularisationScreen)])
+def test_the_footer_fits_80_columns(keys, screen):
+    backend = local("deep_sigmoid.py", steps=3)
+
+    async def body():
+        app = DebuggerApp(backend, clock=lambda: 1e9)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            for key in keys:
+                await pilot.press(key)
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, screen)
+            footer = screen_text(app).rstrip().splitlines()[-1]
+            assert footer.rstrip().endswith("quit") and "help" in footer
+    run(body())
+
+
+def test_a_key_left_out_of_the_footer_still_works():
+    backend = local("deep_sigmoid.py", steps=3)
+
+    async def body():
+        app = DebuggerApp(backend, clock=lambda: 1e9)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("down", "enter")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, InspectorScreen)
+            await pilot.press("b")                      # not in the inspector's footer at 80 columns
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, BreakpointsScreen)
+    run(body())
