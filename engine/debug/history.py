@@ -1,94 +1,87 @@
-"""Bounded history: fixed-size ring buffers, so memory stays flat however long training runs."""
+"""Bounded history: one fixed-size ring of rows, so memory stays flat however long training runs.
+
+Each recorded step is one row of a (capacity x series) float array; each named series is a
+column. Writing a step is one row fill plus one item store per value, which keeps the cost of
+recording the ~40 series of a small network to a few microseconds.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 
-class RingBuffer:
-    """The last `capacity` float values appended, oldest first."""
+class History:
+    """Named series of per-step values that share one step axis ('step').
 
-    __slots__ = ("_values", "_count")
+    A series that starts late (e.g. a layer whose gradient appears later) or is missing at a
+    step holds NaN there, so every series lines up with `series('step')`.
+    """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int = 10_000):
         if capacity < 1:
             raise ValueError(f"a history needs a capacity of at least 1, got {capacity}")
-        self._values = np.full(capacity, np.nan)
-        self._count = 0
+        self.capacity = capacity
+        self._columns: dict[str, int] = {"step": 0}
+        self._rows = np.full((capacity, 8), np.nan)
+        self._count = 0   # steps ever recorded, including those the ring has forgotten
+
+    def record(self, step: int, values: dict) -> None:
+        row = self._rows[self._count % self.capacity]
+        row.fill(np.nan)
+        row[0] = step
+        columns = self._columns
+        for name, value in values.items():
+            column = columns.get(name)
+            if column is None:
+                column = self._add_column(name)
+                row = self._rows[self._count % self.capacity]
+            row[column] = value
+        self._count += 1
+
+    def _add_column(self, name: str) -> int:
+        column = self._columns[name] = len(self._columns)
+        if column >= self._rows.shape[1]:  # room for more series: double the width (rare)
+            wider = np.full((self.capacity, 2 * self._rows.shape[1]), np.nan)
+            wider[:, :self._rows.shape[1]] = self._rows
+            self._rows = wider
+        return column
 
     @property
-    def capacity(self) -> int:
-        return self._values.shape[0]
+    def total(self) -> int:
+        """How many steps were ever recorded (including those the ring has forgotten)."""
+        return self._count
 
-    def append(self, value: float) -> None:
-        self._values[self._count % self.capacity] = value
-        self._count += 1
+    def names(self) -> list[str]:
+        return list(self._columns)
+
+    def series(self, name: str) -> np.ndarray:
+        """A copy of one series' kept values, oldest first."""
+        column = self._rows[:, self._columns[name]]
+        if self._count <= self.capacity:
+            return column[:self._count].copy()
+        start = self._count % self.capacity
+        return np.concatenate((column[start:], column[:start]))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._columns
 
     def __len__(self) -> int:
         return min(self._count, self.capacity)
 
-    @property
-    def total(self) -> int:
-        """How many values were ever appended (including those the buffer has forgotten)."""
-        return self._count
-
-    def values(self) -> np.ndarray:
-        """A copy of the kept values, oldest first."""
-        n, cap = len(self), self.capacity
-        if self._count <= cap:
-            return self._values[:n].copy()
-        start = self._count % cap
-        return np.concatenate((self._values[start:], self._values[:start]))
-
-    def last(self, default=np.nan) -> float:
-        return float(self._values[(self._count - 1) % self.capacity]) if self._count else default
-
-
-class History:
-    """Named series of per-step values that share one step axis ('step').
-
-    A series that starts late (e.g. a layer whose gradient appears later) is padded with NaN,
-    so every series lines up with `series('step')`.
-    """
-
-    def __init__(self, capacity: int = 10_000):
-        self.capacity = capacity
-        self._series: dict[str, RingBuffer] = {"step": RingBuffer(capacity)}
-
-    def record(self, step: int, values: dict) -> None:
-        steps = self._series["step"]
-        for name, value in values.items():
-            buffer = self._series.get(name)
-            if buffer is None:
-                buffer = self._series[name] = RingBuffer(self.capacity)
-                for _ in range(min(steps.total, self.capacity)):  # line up with earlier steps
-                    buffer.append(np.nan)
-            buffer.append(value)
-        for name, buffer in self._series.items():
-            if name != "step" and name not in values:
-                buffer.append(np.nan)
-        steps.append(step)
-
-    def names(self) -> list[str]:
-        return list(self._series)
-
-    def series(self, name: str) -> np.ndarray:
-        return self._series[name].values()
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._series
-
-    def __len__(self) -> int:
-        return len(self._series["step"])
-
     def last(self, name: str, default=np.nan) -> float:
-        buffer = self._series.get(name)
-        return buffer.last(default) if buffer is not None else default
+        column = self._columns.get(name)
+        if column is None or not self._count:
+            return default
+        return float(self._rows[(self._count - 1) % self.capacity, column])
+
+    @property
+    def nbytes(self) -> int:
+        return self._rows.nbytes
 
     def to_dict(self) -> dict:
         """{name: list of floats (None for missing)}, for the JSON report."""
         out = {}
-        for name, buffer in self._series.items():
-            values = buffer.values()
+        for name in self._columns:
+            values = self.series(name)
             if name == "step":
                 out[name] = [int(v) for v in values]
             else:

@@ -27,10 +27,16 @@ from .breakpoints import Breakpoints, Hit, evaluate
 from .diagnostics import (Thresholds, WarningEvent, WarningMonitor, activation_conditions,
                           curvature_conditions, gradient_conditions, loss_conditions)
 from .history import History
+from .probes import frozen
 from .loader import ModelSpec, user_traceback
 from .tracesummary import locate_non_finite, summarise_trace
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
+
+# The per-parameter and per-layer series in the history, "<name>.<stat>" (in _series' order).
+PARAM_SERIES = ("grad_norm", "penalty_grad_norm", "hessian_diag", "weight_norm", "update_ratio",
+                "sparsity", "effective_lr")
+LAYER_SERIES = ("grad_out_norm", "mean_local_derivative")
 
 
 @dataclass
@@ -192,11 +198,16 @@ class Session:
         self.layers = probes.layer_modules(self.model)
         self._params = list(self.model.named_parameters())
         self._before = {name: np.empty_like(p.data) for name, p in self._params}
-        self._layer_of = {}
-        for layer_name, module in self.layers:
-            for short, p in module._parameters.items():
-                if p is not None:
-                    self._layer_of[id(p)] = (layer_name, short)
+        # What _measure needs of each parameter and layer every step, worked out once:
+        # (name, tensor, layer name, short name) and (name, module, activation kind, type name).
+        layer_of = {id(p): (layer_name, short) for layer_name, module in self.layers
+                    for short, p in module._parameters.items() if p is not None}
+        self._param_plan = [(name, p, *layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)))
+                            for name, p in self._params]
+        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), type(module).__name__)
+                            for name, module in self.layers]
+        self._recorder = probes.LayerRecorder(self.layers)   # one, cleared every step
+        self._series_keys: dict = {}  # param or layer name -> its history series' names
         self._detail: dict = {}      # name -> (weight norm, update norm, update ratio, sparsity, effective lr)
         n_params = sum(p.size for _, p in self._params)
         limit = self.config.curvature_max_params
@@ -308,11 +319,9 @@ class Session:
                 return self.snapshot
 
     def _apply_commands(self) -> None:
-        while True:
-            try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
-                return
+        commands = self._commands
+        while not commands.empty():   # only this thread takes commands out, so get_nowait has one
+            command = commands.get_nowait()
             name = command[0]
             if name == "run" and not self.done:
                 self.state = RUNNING
@@ -372,7 +381,8 @@ class Session:
             self._stop("error", "the model file's data raised an error:\n" + user_traceback(error, spec.path))
             return self._publish_stopped()
 
-        recorder = probes.LayerRecorder(self.layers)
+        recorder = self._recorder
+        recorder.clear()
         context = trace() if traced else nullcontext()
         scope.recorder = recorder
         try:
@@ -437,7 +447,7 @@ class Session:
         if self._bayes_layers or self._sampler:
             self._update_bayes(detail, noise)
         snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary, detail)
-        recorder.clear()
+        recorder.clear()  # let go of this step's tensors
         return snapshot
 
     def _objective(self, X, y) -> Tensor:
@@ -523,53 +533,61 @@ class Session:
         so they are measured on `detail` steps (every `detail_every` steps and whenever the run
         rests); in between, the snapshot carries the latest measurement."""
         t = self.config.thresholds
+        if detail:
+            self._measure_detail(t.sparsity_threshold)
+        hessian_diag = self.curvature.hessian_diag if self.curvature is not None else {}
+        unmeasured = (math.nan,) * 4 + (None,)
         params_by_layer: dict = {}
-        for name, p in self._params:
+        for name, p, layer_name, short in self._param_plan:
             g = data_grads[name]
             pg = penalty_grads.get(name)
             grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
-            if detail:
-                w_norm = probes.norm(p.data)
-                before = self._before[name]
-                np.subtract(p.data, before, out=before)  # Δθ, in the buffer refilled before each detail step
-                update = probes.norm(before)
-                sparsity = float(np.count_nonzero(np.abs(p.data) < t.sparsity_threshold)) / max(p.size, 1)
-                self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan, sparsity,
-                                      curvatureprobe.effective_lr(self.optimizer, p))
-            w_norm, update, ratio, sparsity, effective = self._detail.get(name, (math.nan,) * 4 + (None,))
-            stats = probes.ParamStats(
-                name=name, shape=p.shape, grad_norm=grad_norm,
+            w_norm, update, ratio, sparsity, effective = self._detail.get(name, unmeasured)
+            stats = frozen(
+                probes.ParamStats, name=name, shape=p.shape, grad_norm=grad_norm,
                 penalty_grad_norm=probes.norm(pg) if pg is not None else 0.0,
                 total_grad_norm=grad_norm if p.grad is g else (probes.norm(p.grad) if p.grad is not None else 0.0),
                 weight_norm=w_norm, update_norm=update, update_ratio=ratio, sparsity=sparsity,
-                effective_lr=effective,
-                hessian_diag=self.curvature.hessian_diag.get(name) if self.curvature is not None else None)
-            layer_name, short = self._layer_of.get(id(p), (name.rpartition(".")[0] or "model", name))
+                effective_lr=effective, hessian_diag=hessian_diag.get(name))
             params_by_layer.setdefault(layer_name, {})[short] = stats
         layers = []
         norms: dict = {}  # a layer's input gradient is often the previous layer's output gradient
-
-        def grad_norm_of(tensor):
-            if tensor is None or tensor.grad is None:
-                return None
-            key = id(tensor.grad)
-            if key not in norms:
-                norms[key] = probes.norm(tensor.grad)
-            return norms[key]
-
-        for name, module in self.layers:
-            x, out = recorder.calls.get(name, (None, None))
-            act = probes.ACTIVATIONS.get(type(module))
+        calls = recorder.calls
+        for name, module, act, type_name in self._layer_plan:
+            x, out = calls.get(name, (None, None))
             mean_d = dead = saturated = None
             if act is not None and out is not None:
                 mean_d, dead, saturated = probes.activation_stats(act, module, out.data, t.saturation_level)
-            layers.append(probes.LayerStats(
-                name=name, type=type(module).__name__, params=params_by_layer.get(name, {}),
+            grad_in = grad_out = None
+            for tensor in (x, out):
+                if tensor is not None and tensor.grad is not None:
+                    key = id(tensor.grad)
+                    if key not in norms:
+                        norms[key] = probes.norm(tensor.grad)
+                    if tensor is x:
+                        grad_in = norms[key]
+                    else:
+                        grad_out = norms[key]
+            layers.append(frozen(
+                probes.LayerStats, name=name, type=type_name, params=params_by_layer.get(name, {}),
                 output_shape=tuple(out.shape) if out is not None else None,
-                grad_in_norm=grad_norm_of(x), grad_out_norm=grad_norm_of(out),
-                activation=act, mean_local_derivative=mean_d, dead_fraction=dead,
-                saturated_fraction=saturated))
+                grad_in_norm=grad_in, grad_out_norm=grad_out, activation=act, mean_local_derivative=mean_d,
+                dead_fraction=dead, saturated_fraction=saturated))
         return tuple(layers)
+
+    def _measure_detail(self, sparsity_threshold: float) -> None:
+        """Weight norm, update (θ now minus θ before this step, saved in `_before`), update ratio,
+        sparsity and the optimiser's effective step, per parameter."""
+        for name, p in self._params:
+            data = p.data
+            w_norm = probes.norm(data)
+            before = self._before[name]
+            np.subtract(data, before, out=before)  # Δθ, in the buffer refilled before each detail step
+            update = probes.norm(before)
+            np.abs(data, out=before)               # |θ|, reusing the buffer
+            sparsity = float(np.count_nonzero(before < sparsity_threshold)) / max(p.size, 1)
+            self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan, sparsity,
+                                  curvatureprobe.effective_lr(self.optimizer, p))
 
     def _validation_loss(self) -> float | None:
         if self.spec.val_data is None or self.step_count % self.config.val_every:
@@ -612,8 +630,8 @@ class Session:
         resting = self.done or (self.state != RUNNING and self._pending_steps == 0)
         if trace_summary is not None or resting or step % self.config.histogram_every == 0:
             histograms = self._histograms(recorder)
-        snapshot = Snapshot(
-            step=step, epoch=self.epoch, state=self.state, loss=loss, val_loss=self._last_val,
+        snapshot = frozen(
+            Snapshot, step=step, epoch=self.epoch, state=self.state, loss=loss, val_loss=self._last_val,
             penalty=penalty, lr=self.lr, steps_per_sec=self._rate.tick(),
             regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
             layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()),
@@ -660,22 +678,29 @@ class Session:
                         "acceptance_rate", "potential", "hamiltonian_error"):
                 if key in state:
                     values[f"{family}.{key}"] = state[key]
+        keys = self._series_keys
         for layer in layers:
             for p in layer.params.values():
-                values[f"{p.name}.grad_norm"] = p.grad_norm
-                values[f"{p.name}.penalty_grad_norm"] = p.penalty_grad_norm
+                k = keys.get(p.name)
+                if k is None:
+                    k = keys[p.name] = tuple(f"{p.name}.{stat}" for stat in PARAM_SERIES)
+                values[k[0]] = p.grad_norm
+                values[k[1]] = p.penalty_grad_norm
                 if curvature is not None and p.hessian_diag is not None:
-                    values[f"{p.name}.hessian_diag"] = p.hessian_diag
+                    values[k[2]] = p.hessian_diag
                 if detail:
-                    values[f"{p.name}.weight_norm"] = p.weight_norm
-                    values[f"{p.name}.update_ratio"] = p.update_ratio
-                    values[f"{p.name}.sparsity"] = p.sparsity
+                    values[k[3]] = p.weight_norm
+                    values[k[4]] = p.update_ratio
+                    values[k[5]] = p.sparsity
                     if p.effective_lr is not None:
-                        values[f"{p.name}.effective_lr"] = p.effective_lr
+                        values[k[6]] = p.effective_lr
+            k = keys.get(layer.name)
+            if k is None:
+                k = keys[layer.name] = tuple(f"{layer.name}.{stat}" for stat in LAYER_SERIES)
             if layer.grad_out_norm is not None:
-                values[f"{layer.name}.grad_out_norm"] = layer.grad_out_norm
+                values[k[0]] = layer.grad_out_norm
             if layer.mean_local_derivative is not None:
-                values[f"{layer.name}.mean_local_derivative"] = layer.mean_local_derivative
+                values[k[1]] = layer.mean_local_derivative
         return values
 
     def _check_breakpoints(self, step, loss, layers, events) -> Hit | None:
