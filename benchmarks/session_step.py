@@ -47,7 +47,8 @@ cProfile of session steps by own time (both ways of driving).
     python benchmarks/session_step.py --system-allocator   # without calcml-debug's malloc setting
 
 The allocator: both sides run in this one process, with glibc told to keep 64 MiB of freed
-memory at the top of its heap, as calcml-debug's processes are (calcml.debug.allocator). Left as
+memory at the top of its heap and to serve arrays up to 32 MiB from it, as calcml-debug's
+processes are (calcml.debug.allocator). Left as
 the system sets it, a session step page-faults several hundred times (glibc gives the heap's
 top back to the system each step and takes it again), a bare loop almost never, because the
 two free the step's arrays in a different order.
@@ -259,7 +260,7 @@ def main(argv=None) -> int:
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}, "
           f"mode {'quick' if args.quick else 'full'}: up to {max_rounds} round pairs, bare rounds of "
           f"~{round_s * 1000:.0f} ms, ~{budget:g} s per case, load average {os.getloadavg()[0]:.2f}")
-    print(f"  allocator: {'glibc keeps 64 MiB of freed memory (M_TOP_PAD), as calcml-debug runs' if tuned else 'as the system set it'}")
+    print(f"  allocator: {'glibc keeps 64 MiB of freed memory (M_TOP_PAD; M_MMAP_THRESHOLD 32 MiB), as calcml-debug runs' if tuned else 'as the system set it'}")
     print("  ratio = median over rounds of (session per-step time / bare per-step time in the same pair)")
     print()
     header = (f"{'case':<22}{'bare ms':>9}{'session ms':>12}{'ratio':>8}{'IQR':>13}{'min ratio':>11}"
