@@ -350,6 +350,22 @@ def test_grad_norms_through_a_deeper_tanh_network_match_cm_grad_on_a_rerun_graph
         assert close(snap.layers[k].mean_local_derivative, np.mean(1 - t * t))
 
 
+def test_a_layer_that_returns_its_input_reports_the_same_gradient_in_and_out():
+    cm.manual_seed(4)
+    model = cm.nn.Sequential(cm.nn.Linear(3, 5), cm.nn.Identity(), cm.nn.Tanh(), cm.nn.Linear(5, 1))
+    X, y = regression_data(d=3)
+    twin = copy.deepcopy(model)
+    hidden = twin[0](cm.tensor(X))
+    loss = F.mse_loss(twin[3](twin[2](twin[1](hidden))), cm.tensor(y))
+    (g,) = cm.grad(loss, [hidden])
+    s = Session(make_spec(model, F.mse_loss, (X, y)))
+    s.step(1)
+    identity = s.tick().layers[1]
+    assert identity.name == "1" and identity.type == "Identity"
+    assert close(identity.grad_in_norm, np.linalg.norm(g.data))
+    assert close(identity.grad_out_norm, np.linalg.norm(g.data))
+
+
 def test_sparsity_counts_weights_below_the_threshold():
     cm.manual_seed(0)
     model = cm.nn.Sequential(cm.nn.Linear(4, 3), cm.nn.Tanh(), cm.nn.Linear(3, 1))

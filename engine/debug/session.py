@@ -27,8 +27,8 @@ from .breakpoints import Breakpoints, Hit, evaluate
 from .diagnostics import (Thresholds, WarningEvent, WarningMonitor, activation_conditions,
                           curvature_conditions, gradient_conditions, loss_conditions)
 from .history import History
-from .probes import frozen
 from .loader import ModelSpec, user_traceback
+from .probes import frozen
 from .tracesummary import locate_non_finite, summarise_trace
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
@@ -552,26 +552,26 @@ class Session:
             params_by_layer.setdefault(layer_name, {})[short] = stats
         layers = []
         norms: dict = {}  # a layer's input gradient is often the previous layer's output gradient
+
+        def grad_norm_of(tensor):
+            if tensor is None or tensor.grad is None:
+                return None
+            key = id(tensor.grad)
+            if key not in norms:
+                norms[key] = probes.norm(tensor.grad)
+            return norms[key]
+
         calls = recorder.calls
         for name, module, act, type_name in self._layer_plan:
             x, out = calls.get(name, (None, None))
             mean_d = dead = saturated = None
             if act is not None and out is not None:
                 mean_d, dead, saturated = probes.activation_stats(act, module, out.data, t.saturation_level)
-            grad_in = grad_out = None
-            for tensor in (x, out):
-                if tensor is not None and tensor.grad is not None:
-                    key = id(tensor.grad)
-                    if key not in norms:
-                        norms[key] = probes.norm(tensor.grad)
-                    if tensor is x:
-                        grad_in = norms[key]
-                    else:
-                        grad_out = norms[key]
             layers.append(frozen(
                 probes.LayerStats, name=name, type=type_name, params=params_by_layer.get(name, {}),
                 output_shape=tuple(out.shape) if out is not None else None,
-                grad_in_norm=grad_in, grad_out_norm=grad_out, activation=act, mean_local_derivative=mean_d,
+                grad_in_norm=grad_norm_of(x), grad_out_norm=grad_norm_of(out), activation=act,
+                mean_local_derivative=mean_d,
                 dead_fraction=dead, saturated_fraction=saturated))
         return tuple(layers)
 
