@@ -258,7 +258,7 @@ def test_fake_snapshot_numbers_and_a_newton_state_show_as_given():
     snap = backend.state.snapshot
     curvature = CurvatureStats(step=7, lambda_max=40.0, trace=55.5, trace_se=1.25, lr_edge=0.05,
                                edge_formula="2(1+β)/λ_max, β = 0.9", hessian_diag={"weight": -2.0}, n_params=4)
-    layers = tuple(replace(layer, params={k: replace(p, hessian_diag=-2.0) for k, p in layer.params.items()})
+    layers = tuple(layer._replace(params={k: p._replace(hessian_diag=-2.0) for k, p in layer.params.items()})
                    for layer in snap.layers)
     newton = {"step": 3, "grad_norm": 1e-9, "newton_decrement": 2e-9, "min_eigenvalue": -0.5,
               "max_eigenvalue": 4.0, "condition_number": math.inf, "positive_definite": False,
@@ -353,11 +353,11 @@ def test_param_rows_step_columns_follow_the_optimiser():
     assert headers == ["param", "Hᵢᵢ", "1/Hᵢᵢ", "η", "step·Hᵢᵢ"]
     assert [t.plain for t in rows[0]] == ["w", "4", "0.25", "0.6", "2.4"]
     assert rows[0][4].style == "bold red"                   # η·Hᵢᵢ ≥ 2: overshoots along w
-    adam = replace(sgd, effective_lr=0.125)
+    adam = sgd._replace(effective_lr=0.125)
     headers, rows = param_rows([adam], 0.6, "Adam", _curvature(edge=None))
     assert headers[3] == "η/(√v̂+ε)" and [t.plain for t in rows[0]][3:] == ["0.125", "0.5"]
     assert param_rows([adam], 0.6, "Adagrad", None)[0][3] == "η/(√s+ε)"
-    headers, rows = param_rows([replace(sgd, hessian_diag=None)], 0.6, "Newton", _curvature(edge=None))
+    headers, rows = param_rows([sgd._replace(hessian_diag=None)], 0.6, "Newton", _curvature(edge=None))
     assert headers == ["param", "Hᵢᵢ", "1/Hᵢᵢ"] and [t.plain for t in rows[0]] == ["w", "-", "-"]
 
 

@@ -10,7 +10,10 @@ input (‖∂L/∂input‖) and into it from the loss side (‖∂L/∂output‖
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,15 +24,14 @@ MAX_DERIVATIVE = {"relu": 1.0, "leaky_relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
 
 
 def sq_norm(a: np.ndarray) -> float:
-    """Σa² without copying a transposed array (norms do not care about the order)."""
-    if not a.flags.c_contiguous:
-        a = a.T if a.flags.f_contiguous else np.ascontiguousarray(a)
-    flat = a.reshape(-1)
+    """Σa², one BLAS dot product. ravel('K') is a view of any contiguous array, transposed ones
+    included (norms do not care about the order); only a strided one is copied."""
+    flat = a.ravel("K")
     return float(np.dot(flat, flat))
 
 
 def norm(a) -> float:
-    return float(np.sqrt(sq_norm(a))) if a is not None else float("nan")
+    return math.sqrt(sq_norm(a)) if a is not None else math.nan
 
 
 def local_derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
@@ -57,8 +59,9 @@ def frozen(cls, **fields):
     return obj
 
 
-@dataclass(frozen=True)
-class ParamStats:
+class ParamStats(NamedTuple):
+    """One parameter's numbers at one step. A NamedTuple: immutable, and built from its values in
+    a fraction of a frozen dataclass's time (the session builds one per parameter every step)."""
     name: str                  # full dotted name, e.g. 'layers.0.weight'
     shape: tuple
     grad_norm: float           # ‖∂(data loss)/∂θ‖
@@ -80,11 +83,11 @@ class ParamStats:
                 "hessian_diag": _num(self.hessian_diag)}
 
 
-@dataclass(frozen=True)
-class LayerStats:
+class LayerStats(NamedTuple):
+    """One layer's numbers at one step (immutable, like ParamStats)."""
     name: str
     type: str
-    params: dict = field(default_factory=dict)   # short name ('weight') -> ParamStats
+    params: Mapping = MappingProxyType({})       # short name ('weight') -> ParamStats
     output_shape: tuple | None = None
     grad_in_norm: float | None = None            # ‖∂L/∂input‖: what this layer passes back
     grad_out_norm: float | None = None           # ‖∂L/∂output‖: what reaches it from the loss side
@@ -155,10 +158,10 @@ def activation_stats(kind: str, module, output: np.ndarray, saturation_level: fl
     if output.size == 0:
         return float("nan"), None, None
     units = output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1)
-    if kind == "relu":  # the derivative is 1 where the unit is on, 0 where it is off
-        on = units > 0
-        alive = np.logical_or.reduce(on, axis=0)
-        return np.count_nonzero(on) / on.size, 1.0 - np.count_nonzero(alive) / alive.size, None
+    if kind == "relu":  # the derivative is 1 where the output is above 0 (it is never below)
+        on = np.count_nonzero(units)
+        alive = np.count_nonzero(units.max(axis=0))   # units above 0 for some example
+        return on / units.size, 1.0 - alive / units.shape[1], None
     d = local_derivative(kind, module, units)
     mean = float(np.add.reduce(d, axis=None)) / d.size
     saturated = None

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from .probes import frozen
 from .tracesummary import locate_non_finite, summarise_trace
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
+_NO_PARAMS = MappingProxyType({})
 
 # The per-parameter and per-layer series in the history, "<name>.<stat>" (in _series' order).
 PARAM_SERIES = ("grad_norm", "penalty_grad_norm", "hessian_diag", "weight_norm", "update_ratio",
@@ -536,43 +538,41 @@ class Session:
         if detail:
             self._measure_detail(t.sparsity_threshold)
         hessian_diag = self.curvature.hessian_diag if self.curvature is not None else {}
-        unmeasured = (math.nan,) * 4 + (None,)
+        detail_of, unmeasured = self._detail, (math.nan,) * 4 + (None,)
         params_by_layer: dict = {}
         for name, p, layer_name, short in self._param_plan:
             g = data_grads[name]
             pg = penalty_grads.get(name)
             grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
-            w_norm, update, ratio, sparsity, effective = self._detail.get(name, unmeasured)
-            stats = frozen(
-                probes.ParamStats, name=name, shape=p.shape, grad_norm=grad_norm,
-                penalty_grad_norm=probes.norm(pg) if pg is not None else 0.0,
-                total_grad_norm=grad_norm if p.grad is g else (probes.norm(p.grad) if p.grad is not None else 0.0),
-                weight_norm=w_norm, update_norm=update, update_ratio=ratio, sparsity=sparsity,
-                effective_lr=effective, hessian_diag=hessian_diag.get(name))
-            params_by_layer.setdefault(layer_name, {})[short] = stats
+            total = p.grad
+            stats = probes.ParamStats(
+                name, p.shape, grad_norm, probes.norm(pg) if pg is not None else 0.0,
+                grad_norm if total is g else (probes.norm(total) if total is not None else 0.0),
+                *detail_of.get(name, unmeasured), hessian_diag.get(name))
+            own = params_by_layer.get(layer_name)
+            if own is None:
+                own = params_by_layer[layer_name] = {}
+            own[short] = stats
         layers = []
-        norms: dict = {}  # a layer's input gradient is often the previous layer's output gradient
-
-        def grad_norm_of(tensor):
-            if tensor is None or tensor.grad is None:
-                return None
-            key = id(tensor.grad)
-            if key not in norms:
-                norms[key] = probes.norm(tensor.grad)
-            return norms[key]
-
-        calls = recorder.calls
+        norms: dict = {}  # id(gradient) -> its norm: a layer's input gradient is often the previous layer's output gradient
+        calls, saturation, none = recorder.calls, t.saturation_level, (None, None)
         for name, module, act, type_name in self._layer_plan:
-            x, out = calls.get(name, (None, None))
-            mean_d = dead = saturated = None
-            if act is not None and out is not None:
-                mean_d, dead, saturated = probes.activation_stats(act, module, out.data, t.saturation_level)
-            layers.append(frozen(
-                probes.LayerStats, name=name, type=type_name, params=params_by_layer.get(name, {}),
-                output_shape=tuple(out.shape) if out is not None else None,
-                grad_in_norm=grad_norm_of(x), grad_out_norm=grad_norm_of(out), activation=act,
-                mean_local_derivative=mean_d,
-                dead_fraction=dead, saturated_fraction=saturated))
+            x, out = calls.get(name, none)
+            grad_in = grad_out = mean_d = dead = saturated = None
+            if x is not None and x.grad is not None:
+                grad_in = norms.get(id(x.grad))
+                if grad_in is None:
+                    grad_in = norms[id(x.grad)] = probes.norm(x.grad)
+            if out is not None:
+                if out.grad is not None:
+                    grad_out = norms.get(id(out.grad))
+                    if grad_out is None:
+                        grad_out = norms[id(out.grad)] = probes.norm(out.grad)
+                if act is not None:
+                    mean_d, dead, saturated = probes.activation_stats(act, module, out.data, saturation)
+            layers.append(probes.LayerStats(
+                name, type_name, params_by_layer.get(name, _NO_PARAMS), out.shape if out is not None else None,
+                grad_in, grad_out, act, mean_d, dead, saturated))
         return tuple(layers)
 
     def _measure_detail(self, sparsity_threshold: float) -> None:
