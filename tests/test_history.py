@@ -109,3 +109,26 @@ def test_history_memory_stays_flat():
     np.testing.assert_array_equal(h.series("step"), np.arange(4951, 5001))
     np.testing.assert_array_equal(h.series("layer3.grad_norm"), np.arange(4951, 5001) + 3)
     assert h.total == 5000
+
+
+def test_history_with_changing_sets_of_names_orders_and_none():
+    """Steps record different sets of series in different orders (each set's columns are looked
+    up once and remembered, at most 64 sets at a time); every value lands in its own series."""
+    rng = np.random.default_rng(0)
+    h = History(capacity=500)
+    expected: dict = {}
+    names = [f"s{k}" for k in range(8)]
+    for step in range(1, 301):
+        chosen = [n for n in names if rng.random() < 0.5]
+        rng.shuffle(chosen)
+        values = {n: (None if rng.random() < 0.1 else float(step * 10 + int(n[1:]))) for n in chosen}
+        h.record(step, values)
+        for n in names:
+            v = values.get(n)
+            expected.setdefault(n, []).append(math.nan if v is None else v)
+    for n in names:
+        if n in h:
+            np.testing.assert_array_equal(h.series(n), expected[n][-len(h):])
+        else:
+            assert all(math.isnan(v) for v in expected[n])
+    np.testing.assert_array_equal(h.series("step"), np.arange(1, 301))

@@ -367,6 +367,28 @@ def test_a_layer_that_returns_its_input_reports_the_same_gradient_in_and_out():
     assert close(identity.grad_out_norm, np.linalg.norm(g.data))
 
 
+@pytest.mark.parametrize("budget, measured", [
+    (None, [1, 10, 20, 30, 35]),   # every detail_every steps, the first step, and the last
+    (1e9, [1, 10, 20, 30, 35]),    # a budget measuring costs nothing against: the same
+    (1e-12, [1, 35]),              # a budget no measurement fits in: only where the run starts and rests
+])
+def test_update_ratios_are_measured_every_detail_every_steps_within_the_budget(budget, measured):
+    s = Session(make_spec(mlp(), F.mse_loss, regression_data(), steps=35),
+                config=SessionConfig(detail_every=10, detail_budget=budget))
+    s.run_to_end()
+    steps = s.history.series("step")
+    for series in ("0.weight.update_ratio", "0.weight.sparsity", "2.bias.weight_norm"):
+        assert steps[np.isfinite(s.history.series(series))].astype(int).tolist() == measured
+    assert np.isfinite(s.history.series("0.weight.grad_norm")).all()   # gradients: every step
+
+
+def test_calcml_debug_holds_curvature_and_update_ratios_to_a_share_of_training_time():
+    from calcml.debug.session import session_config
+    config = session_config()
+    assert config.curvature_budget == 0.1 and config.detail_budget == 0.05
+    assert session_config(curvature_every=7).curvature_every == 7
+
+
 def test_sparsity_counts_weights_below_the_threshold():
     cm.manual_seed(0)
     model = cm.nn.Sequential(cm.nn.Linear(4, 3), cm.nn.Tanh(), cm.nn.Linear(3, 1))

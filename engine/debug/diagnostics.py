@@ -86,16 +86,13 @@ def gradient_conditions(layers, t: Thresholds) -> list:
                     f"{_label(layer)}: ‖∇{short}‖ = {_fmt(p.grad_norm)} is above {_fmt(t.exploding_norm)}: "
                     f"the step θ ← θ − η·∇θL will overshoot; lower the learning rate or the initial weights"))
                 break
-    flagged = {c.layer for c in conditions}
-    position = {layer.name: i for i, layer in enumerate(layers)}
+    flagged = {c.layer for c in conditions} if conditions else ()
     for layer, product in chain_products(layers):
         if layer.name in flagged:
             continue
-        dead_above = any(l.dead_fraction is not None and l.dead_fraction >= t.dead_fraction
-                         for l in layers[position[layer.name] + 1:])
-        if dead_above and product < t.vanishing_ratio:
-            continue  # dead ReLUs above explain it, and dead_relu says so
         if product < t.vanishing_ratio:
+            if _dead_above(layer, layers, t):
+                continue  # dead ReLUs above explain it, and dead_relu says so
             conditions.append(Condition(
                 "vanishing_gradient", layer.name, product, t.vanishing_ratio,
                 f"{_label(layer)}: the chain-rule product from the loss down to this layer is "
@@ -106,6 +103,12 @@ def gradient_conditions(layers, t: Thresholds) -> list:
                 f"{_label(layer)}: the chain-rule product from the loss down to this layer is "
                 f"{_fmt(product)}: the gradient grows on its way back; shrink the initial weights"))
     return conditions
+
+
+def _dead_above(layer, layers, t: Thresholds) -> bool:
+    """Whether a ReLU layer between `layer` and the loss has dead units over the threshold."""
+    above = layers[[l.name for l in layers].index(layer.name) + 1:]
+    return any(l.dead_fraction is not None and l.dead_fraction >= t.dead_fraction for l in above)
 
 
 def activation_conditions(layers, t: Thresholds) -> list:

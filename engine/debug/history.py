@@ -1,8 +1,8 @@
 """Bounded history: one fixed-size ring of rows, so memory stays flat however long training runs.
 
 Each recorded step is one row of a (capacity x series) float array; each named series is a
-column. Writing a step is one row fill plus one item store per value, which keeps the cost of
-recording the ~40 series of a small network to a few microseconds.
+column. Steps record the same few sets of names over and over, so each set's columns are looked
+up once; writing a step is then one row fill and one indexed store of all its values.
 """
 from __future__ import annotations
 
@@ -23,19 +23,25 @@ class History:
         self._columns: dict[str, int] = {"step": 0}
         self._rows = np.full((capacity, 8), np.nan)
         self._count = 0   # steps ever recorded, including those the ring has forgotten
+        self._layouts: dict = {}   # tuple of series names -> their columns (steps repeat a few sets)
 
     def record(self, step: int, values: dict) -> None:
+        """One row: `step`, and each value in its series' column (None and absent are NaN)."""
+        names = tuple(values)
+        columns = self._layouts.get(names)
+        if columns is None:   # a new set of names: find (or add) their columns, once
+            if len(self._layouts) >= 64:
+                self._layouts.clear()
+            columns = self._layouts[names] = np.array([self._column(name) for name in names], dtype=np.intp)
         row = self._rows[self._count % self.capacity]
         row.fill(np.nan)
         row[0] = step
-        columns = self._columns
-        for name, value in values.items():
-            column = columns.get(name)
-            if column is None:
-                column = self._add_column(name)
-                row = self._rows[self._count % self.capacity]
-            row[column] = value
+        row[columns] = list(values.values())
         self._count += 1
+
+    def _column(self, name: str) -> int:
+        column = self._columns.get(name)
+        return column if column is not None else self._add_column(name)
 
     def _add_column(self, name: str) -> int:
         column = self._columns[name] = len(self._columns)

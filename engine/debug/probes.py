@@ -34,6 +34,17 @@ def norm(a) -> float:
     return math.sqrt(sq_norm(a)) if a is not None else math.nan
 
 
+def count_small(a: np.ndarray, threshold: float, mask: np.ndarray) -> int:
+    """How many entries have |a| < threshold, counted as (a < t) − (a ≤ −t): two comparisons into
+    `mask` (a bool buffer of at least a.size, reused), where |a| < t would write a whole float
+    array first. These are passes over every weight, so each one saved counts."""
+    if not threshold > 0:   # then no |a| is below it (and a ≤ −t would not lie inside a < t)
+        return 0
+    m = mask[:a.size].reshape(a.shape)
+    return int(np.count_nonzero(np.less(a, threshold, out=m))
+               - np.count_nonzero(np.less_equal(a, -threshold, out=m)))
+
+
 def local_derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
     """The activation's derivative at this step, from its output (no second forward pass)."""
     if kind == "sigmoid":

@@ -47,6 +47,8 @@ class SessionConfig:
     warnings_capacity: int = 1_000       # warning events kept
     histogram_every: int = 100           # steps between weight/gradient histograms
     detail_every: int = 10               # steps between update-ratio and sparsity measurements
+    detail_budget: float | None = None   # if set, skip a scheduled one until training has taken
+                                         # 1/budget times as long as the last (calcml-debug: 0.05)
     histogram_bins: int = 30
     val_every: int = 10                  # steps between validation losses
     curvature_every: int = 100           # steps between curvature measurements (0: never)
@@ -62,8 +64,9 @@ class SessionConfig:
 
 def session_config(curvature_every: int | None = None) -> SessionConfig:
     """The configuration `calcml-debug` runs with: the defaults, with curvature held to a tenth
-    of the training time, and what the command line asks for."""
-    config = SessionConfig(curvature_budget=0.1)
+    of the training time and the update-ratio and sparsity passes to a twentieth, and what the
+    command line asks for."""
+    config = SessionConfig(curvature_budget=0.1, detail_budget=0.05)
     if curvature_every is not None:
         config.curvature_every = curvature_every
     return config
@@ -200,17 +203,20 @@ class Session:
         self.layers = probes.layer_modules(self.model)
         self._params = list(self.model.named_parameters())
         self._before = {name: np.empty_like(p.data) for name, p in self._params}
+        self._mask = np.empty(max((p.size for _, p in self._params), default=0), dtype=bool)
         # What _measure needs of each parameter and layer every step, worked out once:
-        # (name, tensor, layer name, short name) and (name, module, activation kind, type name).
+        # (name, tensor, layer name, short name, history series names) and
+        # (name, module, activation kind, type name, history series names).
         layer_of = {id(p): (layer_name, short) for layer_name, module in self.layers
                     for short, p in module._parameters.items() if p is not None}
-        self._param_plan = [(name, p, *layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)))
-                            for name, p in self._params]
-        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), type(module).__name__)
-                            for name, module in self.layers]
+        self._param_plan = [(name, p, *layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)),
+                             tuple(f"{name}.{stat}" for stat in PARAM_SERIES)) for name, p in self._params]
+        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), type(module).__name__,
+                             tuple(f"{name}.{stat}" for stat in LAYER_SERIES)) for name, module in self.layers]
         self._recorder = probes.LayerRecorder(self.layers)   # one, cleared every step
-        self._series_keys: dict = {}  # param or layer name -> its history series' names
         self._detail: dict = {}      # name -> (weight norm, update norm, update ratio, sparsity, effective lr)
+        self._detail_seconds = 0.0   # the last detail measurement's copy of θ took this long
+        self._detail_wait = 0.0      # training seconds before the next scheduled one (detail_budget)
         n_params = sum(p.size for _, p in self._params)
         limit = self.config.curvature_max_params
         self.curvature_every = self.config.curvature_every if limit is None or n_params <= limit else 0
@@ -429,10 +435,13 @@ class Session:
         if self._bayes_layers and self.config.noise_every and self.step_count % self.config.noise_every == 0:
             noise = self._measure_noise(X, y)
         detail = (traced or self.step_count == 0 or self._rests_after_this_step()
-                  or (self.step_count + 1) % self.config.detail_every == 0)
+                  or ((self.step_count + 1) % self.config.detail_every == 0
+                      and self._training_seconds >= self._detail_wait))
         if detail:
+            started = time.perf_counter()
             for name, p in self._params:
                 np.copyto(self._before[name], p.data)
+            self._detail_seconds = time.perf_counter() - started
         if self._needs_closure:
             try:
                 with np.errstate(all="ignore"):
@@ -445,10 +454,10 @@ class Session:
             self.optimizer.step()
         self.step_count += 1
 
-        layers = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
+        layers, layer_series = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
         if self._bayes_layers or self._sampler:
             self._update_bayes(detail, noise)
-        snapshot = self._publish(loss_value, penalty, layers, recorder, trace_summary, detail)
+        snapshot = self._publish(loss_value, penalty, layers, layer_series, recorder, trace_summary, detail)
         recorder.clear()  # let go of this step's tensors
         return snapshot
 
@@ -531,32 +540,48 @@ class Session:
         return last or (self.state != RUNNING and self._pending_steps == 0)
 
     def _measure(self, recorder, data_grads, grad_sq, penalty_grads, detail: bool) -> tuple:
-        """Per-layer statistics. The weight norm, update and sparsity need passes over every weight,
-        so they are measured on `detail` steps (every `detail_every` steps and whenever the run
-        rests); in between, the snapshot carries the latest measurement."""
+        """Per-layer statistics, and their values for the history ({series name: value}). The weight
+        norm, update and sparsity need passes over every weight, so they are measured on `detail`
+        steps (every `detail_every` steps and whenever the run rests); in between, the snapshot
+        carries the latest measurement."""
         t = self.config.thresholds
         if detail:
             self._measure_detail(t.sparsity_threshold)
-        hessian_diag = self.curvature.hessian_diag if self.curvature is not None else {}
+        curvature = self.curvature
+        hessian_diag = curvature.hessian_diag if curvature is not None else {}
+        new_curvature = curvature is not None and curvature.step == self.step_count
         detail_of, unmeasured = self._detail, (math.nan,) * 4 + (None,)
+        series: dict = {}
         params_by_layer: dict = {}
-        for name, p, layer_name, short in self._param_plan:
+        for name, p, layer_name, short, keys in self._param_plan:
             g = data_grads[name]
             pg = penalty_grads.get(name)
             grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
             total = p.grad
+            measured = detail_of.get(name, unmeasured)
             stats = probes.ParamStats(
                 name, p.shape, grad_norm, probes.norm(pg) if pg is not None else 0.0,
                 grad_norm if total is g else (probes.norm(total) if total is not None else 0.0),
-                *detail_of.get(name, unmeasured), hessian_diag.get(name))
+                *measured, hessian_diag.get(name))
             own = params_by_layer.get(layer_name)
             if own is None:
                 own = params_by_layer[layer_name] = {}
             own[short] = stats
+            series[keys[0]] = grad_norm
+            series[keys[1]] = stats.penalty_grad_norm
+            if new_curvature and stats.hessian_diag is not None:
+                series[keys[2]] = stats.hessian_diag
+            if detail:
+                w_norm, _, ratio, sparsity, effective = measured
+                series[keys[3]] = w_norm
+                series[keys[4]] = ratio
+                series[keys[5]] = sparsity
+                if effective is not None:
+                    series[keys[6]] = effective
         layers = []
         norms: dict = {}  # id(gradient) -> its norm: a layer's input gradient is often the previous layer's output gradient
         calls, saturation, none = recorder.calls, t.saturation_level, (None, None)
-        for name, module, act, type_name in self._layer_plan:
+        for name, module, act, type_name, keys in self._layer_plan:
             x, out = calls.get(name, none)
             grad_in = grad_out = mean_d = dead = saturated = None
             if x is not None and x.grad is not None:
@@ -568,26 +593,33 @@ class Session:
                     grad_out = norms.get(id(out.grad))
                     if grad_out is None:
                         grad_out = norms[id(out.grad)] = probes.norm(out.grad)
+                    series[keys[0]] = grad_out
                 if act is not None:
                     mean_d, dead, saturated = probes.activation_stats(act, module, out.data, saturation)
+                    series[keys[1]] = mean_d
             layers.append(probes.LayerStats(
                 name, type_name, params_by_layer.get(name, _NO_PARAMS), out.shape if out is not None else None,
                 grad_in, grad_out, act, mean_d, dead, saturated))
-        return tuple(layers)
+        return tuple(layers), series
 
     def _measure_detail(self, sparsity_threshold: float) -> None:
         """Weight norm, update (θ now minus θ before this step, saved in `_before`), update ratio,
-        sparsity and the optimiser's effective step, per parameter."""
+        sparsity and the optimiser's effective step, per parameter (each a pass over every weight)."""
+        started = time.perf_counter()
+        mask = self._mask
         for name, p in self._params:
             data = p.data
             w_norm = probes.norm(data)
             before = self._before[name]
             np.subtract(data, before, out=before)  # Δθ, in the buffer refilled before each detail step
             update = probes.norm(before)
-            np.abs(data, out=before)               # |θ|, reusing the buffer
-            sparsity = float(np.count_nonzero(before < sparsity_threshold)) / max(p.size, 1)
-            self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan, sparsity,
-                                  curvatureprobe.effective_lr(self.optimizer, p))
+            small = probes.count_small(data, sparsity_threshold, mask)
+            self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan,
+                                  small / max(p.size, 1), curvatureprobe.effective_lr(self.optimizer, p))
+        budget = self.config.detail_budget
+        if budget:   # the next scheduled measurement waits until training has paid for this one
+            cost = self._detail_seconds + time.perf_counter() - started
+            self._detail_wait = self._training_seconds + cost / budget
 
     def _validation_loss(self) -> float | None:
         if self.spec.val_data is None or self.step_count % self.config.val_every:
@@ -604,8 +636,8 @@ class Session:
             self.model.train()
         return value
 
-    def _publish(self, loss: float, penalty: float, layers: tuple, recorder, trace_summary=None,
-                 detail: bool = True) -> Snapshot:
+    def _publish(self, loss: float, penalty: float, layers: tuple, layer_series: dict, recorder,
+                 trace_summary=None, detail: bool = True) -> Snapshot:
         step = self.step_count
         if self._first_loss is None:
             self._first_loss = loss
@@ -621,7 +653,7 @@ class Session:
         events = self.monitor.update(step, conditions)
         self.warnings.extend(events)
 
-        self.history.record(step, self._series(loss, val, penalty, layers, detail))
+        self.history.record(step, self._series(loss, val, penalty, layer_series, detail))
         hit = self._check_breakpoints(step, loss, layers, events)
         if self.max_steps is not None and step >= self.max_steps and not self.done:
             self.state = FINISHED
@@ -645,9 +677,10 @@ class Session:
         state = getattr(self.optimizer, "state_info", None)
         return dict(state) if state else None
 
-    def _series(self, loss, val, penalty, layers, detail: bool) -> dict:
-        """This step's values for the history (update ratio and sparsity on the steps that
-        measured them, curvature on the steps that measured it)."""
+    def _series(self, loss, val, penalty, layer_series: dict, detail: bool) -> dict:
+        """This step's values for the history: the step's own, then `layer_series` from _measure
+        (update ratio and sparsity on the steps that measured them, curvature on the steps that
+        measured it)."""
         values = {"loss": loss, "lr": self.lr}
         if val is not None:
             values["val_loss"] = val
@@ -678,29 +711,7 @@ class Session:
                         "acceptance_rate", "potential", "hamiltonian_error"):
                 if key in state:
                     values[f"{family}.{key}"] = state[key]
-        keys = self._series_keys
-        for layer in layers:
-            for p in layer.params.values():
-                k = keys.get(p.name)
-                if k is None:
-                    k = keys[p.name] = tuple(f"{p.name}.{stat}" for stat in PARAM_SERIES)
-                values[k[0]] = p.grad_norm
-                values[k[1]] = p.penalty_grad_norm
-                if curvature is not None and p.hessian_diag is not None:
-                    values[k[2]] = p.hessian_diag
-                if detail:
-                    values[k[3]] = p.weight_norm
-                    values[k[4]] = p.update_ratio
-                    values[k[5]] = p.sparsity
-                    if p.effective_lr is not None:
-                        values[k[6]] = p.effective_lr
-            k = keys.get(layer.name)
-            if k is None:
-                k = keys[layer.name] = tuple(f"{layer.name}.{stat}" for stat in LAYER_SERIES)
-            if layer.grad_out_norm is not None:
-                values[k[0]] = layer.grad_out_norm
-            if layer.mean_local_derivative is not None:
-                values[k[1]] = layer.mean_local_derivative
+        values.update(layer_series)
         return values
 
     def _check_breakpoints(self, step, loss, layers, events) -> Hit | None:
