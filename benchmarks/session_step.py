@@ -46,6 +46,7 @@ cProfile of session steps by own time (both ways of driving).
     python benchmarks/session_step.py --quick    # smoke run, a few seconds
     python benchmarks/session_step.py --profile       # only cProfile medium session steps, step(n)
     python benchmarks/session_step.py --profile run   # ... driven by run
+    python benchmarks/session_step.py --breakdown     # the medium run case without some measurements
     python benchmarks/session_step.py --system-allocator   # without calcml-debug's malloc setting
 
 The allocator: both sides run in this one process, with glibc told to keep 64 MiB of freed
@@ -59,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import nullcontext
 import statistics
 import sys
 import time
@@ -249,12 +251,47 @@ def profile_session(size: str, drive: str, seconds: float, top: int) -> None:
     stats.print_stats(top)
 
 
+def without(parts: str):
+    """Replace some of the session's measurements by constants, for --breakdown (then undo it).
+    'rare': the update-ratio/sparsity passes and the histograms; 'numpy': every numpy
+    measurement (what is left is the Python around them: hooks, statistics, warnings, history)."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    from calcml.debug import probes
+    stack = ExitStack()
+    patch = lambda target, name, value: stack.enter_context(mock.patch.object(target, name, value))
+    patch(Session, "_measure_detail", lambda self, threshold: None)
+    patch(Session, "_histograms", lambda self, recorder=None: {})
+    if parts == "numpy":
+        patch(probes, "sq_norm", lambda a: 1.0)
+        patch(probes, "norm", lambda a: 1.0 if a is not None else float("nan"))
+        patch(probes, "activation_stats", lambda kind, module, out, level: (0.5, 0.0, None))
+    return stack
+
+
+def breakdown(rounds_seconds: float, max_rounds: int, budget: float) -> None:
+    """Where the medium session step's overhead goes: the full session, then without the
+    measurements taken only every few steps, then without any numpy measurement."""
+    print("breakdown of the medium session step, driven by run (per-step ratio to bare, median over rounds)")
+    for label, parts in (("full session", None), ("without update ratios, sparsity, histograms", "rare"),
+                         ("without any numpy measurement (the Python around them)", "numpy")):
+        with without(parts) if parts else nullcontext():
+            res = run_case("medium", False, "run", rounds_seconds, max_rounds, budget)
+        lo, hi = iqr(res["ratios"])
+        print(f"  {label:<58}{statistics.median(res['ratios']):>6.2f}   IQR {lo:.2f}-{hi:.2f}   "
+              f"bare {statistics.median(res['bare']) * 1e3:.2f} ms", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few short rounds: a smoke run")
     parser.add_argument("--profile", choices=("step", "run"), nargs="?", const="step",
                         help="instead of the benchmark, cProfile medium session steps driven by "
                              "step(n) (the default) or run")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="instead of the benchmark, the medium run case with parts of the "
+                             "measurement replaced by constants: where the overhead goes")
     parser.add_argument("--system-allocator", action="store_true",
                         help="leave glibc's malloc as it is (calcml-debug keeps 64 MiB of freed "
                              "memory at the top of the heap; see calcml.debug.allocator)")
@@ -264,6 +301,9 @@ def main(argv=None) -> int:
         profile_session("medium", args.profile, 2.0 if args.quick else 8.0, 30)
         return 0
     round_s, max_rounds, budget = (0.05, 3, 2.0) if args.quick else (0.15, 60, 15.0)
+    if args.breakdown:
+        breakdown(round_s, max_rounds, budget)
+        return 0
 
     print("calcml session step vs bare engine step (forward + cross-entropy + backward + SGD, float64)")
     print(f"  python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs, "

@@ -171,6 +171,8 @@ class WarningMonitor:
     active: dict = field(default_factory=dict)   # (kind, layer) -> _Active
 
     def update(self, step: int, conditions: list) -> list:
+        if not conditions and not self.active:   # the usual step: nothing holds, nothing to clear
+            return []
         events = []
         seen = set()
         for c in conditions:

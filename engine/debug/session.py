@@ -415,7 +415,7 @@ class Session:
         data_grads = {name: p.grad for name, p in self._params}
         # Σg² per gradient: the non-finite check and the gradient norms in one pass.
         grad_sq = {name: probes.sq_norm(g) for name, g in data_grads.items() if g is not None}
-        bad = not math.isfinite(loss_value) or not all(math.isfinite(v) for v in grad_sq.values())
+        bad = not math.isfinite(loss_value) or not all(map(math.isfinite, grad_sq.values()))
         if bad:
             return self._non_finite(X, y, loss_value, recorded if traced else None)
 
