@@ -7,11 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import calcml as cm
 import calcml.nn.functional as F
 from calcml.debug import KINDS, ModelSpec, Session, SessionConfig, Thresholds
-from calcml.debug.diagnostics import Condition, WarningMonitor, chain_products
+from calcml.debug.diagnostics import (Condition, WarningMonitor, activation_conditions, chain_products,
+                                      gradient_conditions)
 
 
 def make_spec(model, loss, data, *, optimizer=None, lr=0.1, regularizer=None, steps=None, batch_size=None):
@@ -318,3 +320,42 @@ def test_a_warning_that_holds_is_reported_once_and_clears_when_fixed_in_the_sess
 def test_kinds_are_the_documented_seven():
     assert set(KINDS) == {"vanishing_gradient", "exploding_gradient", "dead_relu", "saturation",
                           "non_finite", "loss_diverging", "lr_too_large"}
+
+
+# -- the session's quick look at the numbers -----------------------------------------------------------
+
+LAYER_KINDS = ("vanishing_gradient", "exploding_gradient", "dead_relu", "saturation")
+
+
+@settings(max_examples=25, deadline=None)
+@given(act=st.sampled_from([cm.nn.ReLU, cm.nn.Sigmoid, cm.nn.Tanh]), depth=st.integers(2, 6),
+       gain=st.sampled_from([0.05, 0.5, 1.0, 3.0]), bias=st.sampled_from([0.0, -1.0]), seed=st.integers(0, 3),
+       vanishing=st.sampled_from([1e-3, 0.3, 0.9]), exploding=st.sampled_from([1.1, 3.0, 1e3]),
+       norm=st.sampled_from([0.05, 1.0, 1e3]), dead=st.sampled_from([0.1, 0.5, 1.0]),
+       saturated=st.sampled_from([0.1, 0.5]))
+def test_the_session_warns_exactly_when_the_full_checks_find_a_condition(
+        act, depth, gain, bias, seed, vanishing, exploding, norm, dead, saturated):
+    """The session measures every step but builds its statistics and runs the full checks only
+    when a quick look at the numbers finds one over a threshold. With clear_after=1 the
+    conditions holding after a step are exactly that step's: they must be what the full checks
+    find on the step's statistics, at every step, whether the quick look skipped them or not."""
+    cm.manual_seed(seed)
+    layers = [cm.nn.Linear(2, 12), act()]
+    for _ in range(depth - 2):
+        layers += [cm.nn.Linear(12, 12), act()]
+    model = cm.nn.Sequential(*layers, cm.nn.Linear(12, 2))
+    for m in model:
+        if isinstance(m, cm.nn.Linear):
+            m.weight.data *= gain
+            m.bias.data[:] = bias
+    t = Thresholds(vanishing_ratio=vanishing, exploding_ratio=exploding, exploding_norm=norm,
+                   dead_fraction=dead, saturated_fraction=saturated, clear_after=1)
+    s = Session(make_spec(model, F.cross_entropy, MOONS, lr=0.5), config=SessionConfig(thresholds=t),
+                max_steps=6)
+    s.run()
+    while not s.done:
+        snap = s.tick()
+        built = tuple(snap.layers)
+        full = {(c.kind, c.layer) for c in gradient_conditions(built, t) + activation_conditions(built, t)}
+        holding = {(c.kind, c.layer) for c in snap.holding if c.kind in LAYER_KINDS}
+        assert holding == full, f"step {snap.step}"

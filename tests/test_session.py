@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -488,7 +488,7 @@ def walk(obj, path="snapshot"):
     elif isinstance(obj, Mapping):
         for k, v in obj.items():
             yield from walk(v, f"{path}[{k!r}]")
-    elif isinstance(obj, (tuple, list)):
+    elif isinstance(obj, Sequence) and not isinstance(obj, str):   # tuples, lists, StepLayers
         for i, v in enumerate(obj):
             yield from walk(v, f"{path}[{i}]")
     elif isinstance(obj, ast.AST):
@@ -640,3 +640,24 @@ def test_errors_in_the_users_code_stop_the_session_with_the_reason():
     s.run_to_end()
     assert s.stop_info.reason == "error" and "no such column" in s.stop_info.detail and s.step_count == 0
     assert all(np.array_equal(kept[k], v) for k, v in weights(model).items())
+
+
+def test_a_snapshots_layers_read_late_are_those_of_its_step():
+    """A snapshot's statistics are built when first read; read 25 steps later (past several
+    update-ratio measurements and a curvature one), they are the ones read at once on a twin."""
+    X, y = regression_data()
+    config = dict(detail_every=3, curvature_every=10, histogram_every=1000)
+    early, late = (Session(make_spec(mlp(seed=3), F.mse_loss, (X, y), lr=0.05), config=SessionConfig(**config))
+                   for _ in range(2))
+    early.run()
+    late.run()
+    read_at_once, kept = {}, {}
+    for _ in range(12):
+        snap = early.tick()
+        read_at_once[snap.step] = [layer.to_dict() for layer in snap.layers]
+        kept[snap.step] = late.tick()
+    for _ in range(25):
+        late.tick()
+    for step in (1, 2, 3, 11, 12):
+        assert [layer.to_dict() for layer in kept[step].layers] == read_at_once[step], f"step {step}"
+    assert kept[11].layers == tuple(kept[11].layers) and len(kept[11].layers) == len(read_at_once[11])

@@ -11,13 +11,15 @@ input (‖∂L/∂input‖) and into it from the loss side (‖∂L/∂output‖
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import nn
+
+EMPTY = MappingProxyType({})   # a read-only empty mapping: a layer without parameters, no Hessian diagonal
 
 ACTIVATIONS = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 MAX_DERIVATIVE = {"relu": 1.0, "leaky_relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
@@ -98,7 +100,7 @@ class LayerStats(NamedTuple):
     """One layer's numbers at one step (immutable, like ParamStats)."""
     name: str
     type: str
-    params: Mapping = MappingProxyType({})       # short name ('weight') -> ParamStats
+    params: Mapping = EMPTY                      # short name ('weight') -> ParamStats
     output_shape: tuple | None = None
     grad_in_norm: float | None = None            # ‖∂L/∂input‖: what this layer passes back
     grad_out_norm: float | None = None           # ‖∂L/∂output‖: what reaches it from the loss side
@@ -122,6 +124,61 @@ class LayerStats(NamedTuple):
                 "grad_ratio": _num(self.grad_ratio), "activation": self.activation,
                 "mean_local_derivative": _num(self.mean_local_derivative),
                 "dead_fraction": _num(self.dead_fraction), "saturated_fraction": _num(self.saturated_fraction)}
+
+
+UNMEASURED = (float("nan"),) * 4 + (None,)   # weight norm, update, ratio, sparsity, effective lr
+class StepLayout(NamedTuple):
+    """What stays the same from step to step: (name, shape, layer name, short name) per parameter
+    and (name, type name, activation kind) per layer, in the order StepLayers' numbers come in."""
+    params: tuple
+    layers: tuple
+
+
+class StepLayers(Sequence):
+    """One step's LayerStats (each with its ParamStats), built the first time they are read.
+
+    The session measures a step's numbers every step, but its statistics objects are read only
+    now and then (a published snapshot, a breakpoint condition, a warning that fires), so it
+    keeps the numbers and builds the objects on demand. Everything it holds is immutable or never
+    changed after the step (the session replaces its detail measurements rather than updating
+    them), so the objects come out the same whenever they are built."""
+    __slots__ = ("_layout", "_params", "_layers", "_detail", "_hessian", "_built")
+
+    def __init__(self, layout: StepLayout, params: list, layers: list, detail: Mapping, hessian: Mapping):
+        self._layout, self._params, self._layers = layout, params, layers   # numbers, layout order:
+        self._detail, self._hessian = detail, hessian   # (grad, penalty grad, total grad norm) per param;
+        self._built = None                              # (shape, in, out, mean d, dead, saturated) per layer
+
+    def _build(self) -> tuple:
+        built = self._built
+        if built is None:
+            detail, hessian = self._detail, self._hessian
+            by_layer: dict = {}
+            for (name, shape, layer, short), numbers in zip(self._layout.params, self._params):
+                by_layer.setdefault(layer, {})[short] = ParamStats(
+                    name, shape, *numbers, *detail.get(name, UNMEASURED), hessian.get(name))
+            built = self._built = tuple(
+                LayerStats(name, type_name, by_layer.get(name, EMPTY), shape, grad_in, grad_out, act, *act_stats)
+                for (name, type_name, act), (shape, grad_in, grad_out, *act_stats)
+                in zip(self._layout.layers, self._layers))
+        return built
+
+    def __getitem__(self, index):
+        return self._build()[index]
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._build())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"StepLayers{self._build()!r}"
 
 
 def _num(value):

@@ -12,9 +12,9 @@ import math
 import queue
 import time
 from collections import deque
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 
 import numpy as np
 
@@ -33,7 +33,6 @@ from .probes import frozen
 from .tracesummary import locate_non_finite, summarise_trace
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
-_NO_PARAMS = MappingProxyType({})
 
 # The per-parameter and per-layer series in the history, "<name>.<stat>" (in _series' order).
 PARAM_SERIES = ("grad_norm", "penalty_grad_norm", "hessian_diag", "weight_norm", "update_ratio",
@@ -94,7 +93,7 @@ class Snapshot:
     lr: float
     steps_per_sec: float
     regularizer: tuple            # (kind, λ): ('none', 0.0), ('L1', 0.01) ...
-    layers: tuple                 # probes.LayerStats, forward order
+    layers: Sequence              # probes.LayerStats, forward order (a tuple, or StepLayers: built when read)
     warnings: tuple               # WarningEvents of this step
     holding: tuple                # diagnostics.Condition currently holding
     stop: StopInfo | None = None
@@ -205,14 +204,18 @@ class Session:
         self._before = {name: np.empty_like(p.data) for name, p in self._params}
         self._mask = np.empty(max((p.size for _, p in self._params), default=0), dtype=bool)
         # What _measure needs of each parameter and layer every step, worked out once:
-        # (name, tensor, layer name, short name, history series names) and
-        # (name, module, activation kind, type name, history series names).
+        # (name, tensor, history series names) and (name, module, activation kind, whether it has
+        # parameters, history series names); and the layout StepLayers builds statistics from.
         layer_of = {id(p): (layer_name, short) for layer_name, module in self.layers
                     for short, p in module._parameters.items() if p is not None}
-        self._param_plan = [(name, p, *layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)),
-                             tuple(f"{name}.{stat}" for stat in PARAM_SERIES)) for name, p in self._params]
-        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), type(module).__name__,
+        owner = [layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)) for name, p in self._params]
+        self._param_plan = [(name, p, tuple(f"{name}.{stat}" for stat in PARAM_SERIES)) for name, p in self._params]
+        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), name in {o for o, _ in owner},
                              tuple(f"{name}.{stat}" for stat in LAYER_SERIES)) for name, module in self.layers]
+        self._layout = probes.StepLayout(
+            params=tuple((name, p.shape, *where) for (name, p), where in zip(self._params, owner)),
+            layers=tuple((name, type(module).__name__, probes.ACTIVATIONS.get(type(module)))
+                         for name, module in self.layers))
         self._recorder = probes.LayerRecorder(self.layers)   # one, cleared every step
         self._detail: dict = {}      # name -> (weight norm, update norm, update ratio, sparsity, effective lr)
         self._detail_seconds = 0.0   # the last detail measurement's copy of θ took this long
@@ -454,10 +457,11 @@ class Session:
             self.optimizer.step()
         self.step_count += 1
 
-        layers, layer_series = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
+        layers, layer_series, may_warn = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
         if self._bayes_layers or self._sampler:
             self._update_bayes(detail, noise)
-        snapshot = self._publish(loss_value, penalty, layers, layer_series, recorder, trace_summary, detail)
+        snapshot = self._publish(loss_value, penalty, layers, layer_series, may_warn, recorder, trace_summary,
+                                 detail)
         recorder.clear()  # let go of this step's tensors
         return snapshot
 
@@ -540,48 +544,48 @@ class Session:
         return last or (self.state != RUNNING and self._pending_steps == 0)
 
     def _measure(self, recorder, data_grads, grad_sq, penalty_grads, detail: bool) -> tuple:
-        """Per-layer statistics, and their values for the history ({series name: value}). The weight
-        norm, update and sparsity need passes over every weight, so they are measured on `detail`
-        steps (every `detail_every` steps and whenever the run rests); in between, the snapshot
-        carries the latest measurement."""
+        """This step's numbers: (StepLayers, their values for the history {series name: value},
+        whether any warning could hold). The weight norm, update and sparsity need passes over
+        every weight, so they are measured on `detail` steps (every `detail_every` steps and
+        whenever the run rests); in between, the snapshot carries the latest measurement. The
+        warning check here is a quick look at the numbers; only when it finds something over a
+        threshold do the statistics get built and the full checks (with their messages) run."""
         t = self.config.thresholds
         if detail:
             self._measure_detail(t.sparsity_threshold)
         curvature = self.curvature
-        hessian_diag = curvature.hessian_diag if curvature is not None else {}
+        hessian_diag = curvature.hessian_diag if curvature is not None else probes.EMPTY
         new_curvature = curvature is not None and curvature.step == self.step_count
-        detail_of, unmeasured = self._detail, (math.nan,) * 4 + (None,)
+        detail_of = self._detail
         series: dict = {}
-        params_by_layer: dict = {}
-        for name, p, layer_name, short, keys in self._param_plan:
+        param_numbers = []
+        may_warn = False
+        for name, p, keys in self._param_plan:
             g = data_grads[name]
             pg = penalty_grads.get(name)
             grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
+            penalty_norm = probes.norm(pg) if pg is not None else 0.0
             total = p.grad
-            measured = detail_of.get(name, unmeasured)
-            stats = probes.ParamStats(
-                name, p.shape, grad_norm, probes.norm(pg) if pg is not None else 0.0,
-                grad_norm if total is g else (probes.norm(total) if total is not None else 0.0),
-                *measured, hessian_diag.get(name))
-            own = params_by_layer.get(layer_name)
-            if own is None:
-                own = params_by_layer[layer_name] = {}
-            own[short] = stats
+            param_numbers.append((grad_norm, penalty_norm, grad_norm if total is g else (
+                probes.norm(total) if total is not None else 0.0)))
+            if grad_norm > t.exploding_norm:
+                may_warn = True
             series[keys[0]] = grad_norm
-            series[keys[1]] = stats.penalty_grad_norm
-            if new_curvature and stats.hessian_diag is not None:
-                series[keys[2]] = stats.hessian_diag
+            series[keys[1]] = penalty_norm
+            if new_curvature and hessian_diag.get(name) is not None:
+                series[keys[2]] = hessian_diag[name]
             if detail:
-                w_norm, _, ratio, sparsity, effective = measured
+                w_norm, _, ratio, sparsity, effective = detail_of[name]
                 series[keys[3]] = w_norm
                 series[keys[4]] = ratio
                 series[keys[5]] = sparsity
                 if effective is not None:
                     series[keys[6]] = effective
-        layers = []
+        layer_numbers = []
+        weighted = []     # ‖∂L/∂output‖ of the layers with parameters, for the chain-rule products
         norms: dict = {}  # id(gradient) -> its norm: a layer's input gradient is often the previous layer's output gradient
-        calls, saturation, none = recorder.calls, t.saturation_level, (None, None)
-        for name, module, act, type_name, keys in self._layer_plan:
+        calls, none = recorder.calls, (None, None)
+        for name, module, act, has_params, keys in self._layer_plan:
             x, out = calls.get(name, none)
             grad_in = grad_out = mean_d = dead = saturated = None
             if x is not None and x.grad is not None:
@@ -594,19 +598,26 @@ class Session:
                     if grad_out is None:
                         grad_out = norms[id(out.grad)] = probes.norm(out.grad)
                     series[keys[0]] = grad_out
+                    if has_params:
+                        weighted.append(grad_out)
                 if act is not None:
-                    mean_d, dead, saturated = probes.activation_stats(act, module, out.data, saturation)
+                    mean_d, dead, saturated = probes.activation_stats(act, module, out.data, t.saturation_level)
                     series[keys[1]] = mean_d
-            layers.append(probes.LayerStats(
-                name, type_name, params_by_layer.get(name, _NO_PARAMS), out.shape if out is not None else None,
-                grad_in, grad_out, act, mean_d, dead, saturated))
-        return tuple(layers), series
+                    if ((dead is not None and dead >= t.dead_fraction)
+                            or (saturated is not None and saturated >= t.saturated_fraction)):
+                        may_warn = True
+            layer_numbers.append((out.shape if out is not None else None, grad_in, grad_out, mean_d, dead, saturated))
+        if not may_warn and len(weighted) > 1 and weighted[-1]:
+            top = weighted[-1]   # diagnostics.chain_products, as numbers
+            may_warn = any(not t.vanishing_ratio <= v / top <= t.exploding_ratio for v in weighted[:-1])
+        layers = probes.StepLayers(self._layout, param_numbers, layer_numbers, detail_of, hessian_diag)
+        return layers, series, may_warn
 
     def _measure_detail(self, sparsity_threshold: float) -> None:
         """Weight norm, update (θ now minus θ before this step, saved in `_before`), update ratio,
         sparsity and the optimiser's effective step, per parameter (each a pass over every weight)."""
         started = time.perf_counter()
-        mask = self._mask
+        mask, measured = self._mask, {}
         for name, p in self._params:
             data = p.data
             w_norm = probes.norm(data)
@@ -614,8 +625,9 @@ class Session:
             np.subtract(data, before, out=before)  # Δθ, in the buffer refilled before each detail step
             update = probes.norm(before)
             small = probes.count_small(data, sparsity_threshold, mask)
-            self._detail[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan,
-                                  small / max(p.size, 1), curvatureprobe.effective_lr(self.optimizer, p))
+            measured[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan,
+                              small / max(p.size, 1), curvatureprobe.effective_lr(self.optimizer, p))
+        self._detail = measured   # replaced, not updated: earlier steps' StepLayers hold the old one
         budget = self.config.detail_budget
         if budget:   # the next scheduled measurement waits until training has paid for this one
             cost = self._detail_seconds + time.perf_counter() - started
@@ -636,7 +648,7 @@ class Session:
             self.model.train()
         return value
 
-    def _publish(self, loss: float, penalty: float, layers: tuple, layer_series: dict, recorder,
+    def _publish(self, loss: float, penalty: float, layers, layer_series: dict, may_warn: bool, recorder,
                  trace_summary=None, detail: bool = True) -> Snapshot:
         step = self.step_count
         if self._first_loss is None:
@@ -647,9 +659,12 @@ class Session:
             self._last_val = val
 
         t = self.config.thresholds
-        conditions = (gradient_conditions(layers, t) + activation_conditions(layers, t)
-                      + loss_conditions(loss, self._first_loss, self._best_loss, t)
-                      + curvature_conditions(self.curvature, self.lr, t))
+        conditions = []
+        if may_warn:
+            built = tuple(layers)
+            conditions = gradient_conditions(built, t) + activation_conditions(built, t)
+        conditions += loss_conditions(loss, self._first_loss, self._best_loss, t)
+        conditions += curvature_conditions(self.curvature, self.lr, t)
         events = self.monitor.update(step, conditions)
         self.warnings.extend(events)
 
