@@ -261,7 +261,8 @@ def without(parts: str):
     from calcml.debug import probes
     stack = ExitStack()
     patch = lambda target, name, value: stack.enter_context(mock.patch.object(target, name, value))
-    patch(Session, "_measure_detail", lambda self, threshold: None)
+    patch(Session, "_measure_detail",
+          lambda self, threshold: setattr(self, "_detail", {n: probes.UNMEASURED for n, _ in self._params}))
     patch(Session, "_histograms", lambda self, recorder=None: {})
     if parts == "numpy":
         patch(probes, "sq_norm", lambda a: 1.0)
