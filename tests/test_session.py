@@ -520,9 +520,9 @@ def test_snapshots_are_frozen_and_small():
             assert a.size <= bins + 1, f"{path} has {a.size} elements"
         if snap.histograms is not None:
             assert arrays
-        with pytest.raises(dataclasses.FrozenInstanceError):
+        with pytest.raises(AttributeError):      # Snapshot, LayerStats and ParamStats are NamedTuples
             snap.loss = 0.0
-        with pytest.raises(AttributeError):      # LayerStats and ParamStats are NamedTuples
+        with pytest.raises(AttributeError):
             snap.layers[0].grad_out_norm = 1.0
         with pytest.raises(AttributeError):
             snap.layers[0].params["weight"].grad_norm = 1.0

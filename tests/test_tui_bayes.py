@@ -262,7 +262,7 @@ def test_the_lr_keys_are_disabled_once_training_has_ended():
 def test_a_loss_that_is_not_an_elbo_says_how_to_get_the_terms():
     backend = regression(steps=2)
     snap = backend.state.snapshot
-    fake = replace(snap, bayes=replace(snap.bayes, elbo=None, expected_log_likelihood=None, kl=None))
+    fake = snap._replace(bayes=replace(snap.bayes, elbo=None, expected_log_likelihood=None, kl=None))
 
     async def scenario():
         app = App(backend)

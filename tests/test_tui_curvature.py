@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -264,7 +263,7 @@ def test_fake_snapshot_numbers_and_a_newton_state_show_as_given():
               "max_eigenvalue": 4.0, "condition_number": math.inf, "positive_definite": False,
               "damping": 1e-4, "damping_used": 1.0, "damped": True, "step_norm": 0.01,
               "message": "damping raised to 1 (Levenberg–Marquardt)"}
-    fake = replace(snap, lr=0.1, curvature=curvature, layers=layers, optimizer_state=newton)
+    fake = snap._replace(lr=0.1, curvature=curvature, layers=layers, optimizer_state=newton)
 
     async def scenario():
         app = App(backend)

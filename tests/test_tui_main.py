@@ -7,7 +7,7 @@ from calcml.debug import Session, load_model_file
 from calcml.debug.session import SessionConfig
 from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import LocalBackend, ProcessBackend
-from tui_helpers import SAMPLES, local, run, screen_text
+from tui_helpers import SAMPLES, local, run, screen_text, settle
 
 
 def test_header_and_layer_table_show_the_snapshot():
@@ -215,12 +215,10 @@ def test_a_killed_training_process_leaves_the_interface_usable(tmp_path):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and backend.state.state != "stopped":
                 await pilot.pause(0.1)
-            await pilot.pause(0.2)
             assert backend.state.stop["reason"] == "ended"
-            assert "STOPPED" in screen_text(app)
+            assert await settle(pilot, lambda: "STOPPED" in screen_text(app))
             await pilot.press("enter")
-            await pilot.pause(0.1)
-            assert type(app.screen).__name__ == "InspectorScreen"
+            assert await settle(pilot, lambda: type(app.screen).__name__ == "InspectorScreen")
     run(body())
 
 

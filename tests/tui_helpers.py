@@ -3,6 +3,7 @@ import asyncio
 import html
 import io
 import re
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -34,6 +35,14 @@ def backend_with(name: str, steps: int = 0, **config) -> LocalBackend:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+async def settle(pilot, condition, seconds: float = 10.0) -> bool:
+    """Let the app run until condition() holds (or `seconds` pass, on a busy machine); its value."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    return bool(condition())
 
 
 def screen_text(app) -> str:

@@ -59,19 +59,6 @@ def local_derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
     return np.where(output > 0, 1.0, slope)
 
 
-def frozen(cls, **fields):
-    """An instance of the frozen dataclass `cls` from all of its fields, built without the
-    generated __init__, which sets each field through object.__setattr__. The session builds one
-    per parameter and per layer every step, and that __init__ was over twice as slow (4.5 against
-    2.0 µs for ParamStats). Every field must be given. (Keys go in one at a time, not with
-    dict.update, so the instance keeps its class's shared-key dict: 280 bytes rather than 464.)"""
-    obj = object.__new__(cls)
-    attributes = obj.__dict__
-    for name, value in fields.items():
-        attributes[name] = value
-    return obj
-
-
 class ParamStats(NamedTuple):
     """One parameter's numbers at one step. A NamedTuple: immutable, and built from its values in
     a fraction of a frozen dataclass's time (the session builds one per parameter every step)."""

@@ -14,7 +14,8 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,7 +30,6 @@ from .diagnostics import (Thresholds, WarningEvent, WarningMonitor, activation_c
                           curvature_conditions, gradient_conditions, loss_conditions)
 from .history import History
 from .loader import ModelSpec, user_traceback
-from .probes import frozen
 from .tracesummary import locate_non_finite, summarise_trace
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
@@ -81,9 +81,9 @@ class StopInfo:
         return {"step": self.step, "reason": self.reason, "detail": self.detail}
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything a front end shows about the latest step; small and immutable."""
+class Snapshot(NamedTuple):
+    """Everything a front end shows about the latest step; small and immutable (a NamedTuple:
+    built from its values in one call every step; `_replace` gives a changed copy)."""
     step: int
     epoch: int
     state: str
@@ -373,7 +373,7 @@ class Session:
         if self.state != PAUSED or hit is None:
             return
         self._stop("breakpoint", f"breakpoint {hit.breakpoint.describe()}: {hit.why}")
-        self.snapshot = replace(self.snapshot, state=self.state, stop=self.stop_info)
+        self.snapshot = self.snapshot._replace(state=self.state, stop=self.stop_info)
 
     def _stop(self, reason: str, detail: str) -> None:
         self.state = STOPPED
@@ -677,14 +677,11 @@ class Session:
         resting = self.done or (self.state != RUNNING and self._pending_steps == 0)
         if trace_summary is not None or resting or step % self.config.histogram_every == 0:
             histograms = self._histograms(recorder)
-        snapshot = frozen(
-            Snapshot, step=step, epoch=self.epoch, state=self.state, loss=loss, val_loss=self._last_val,
-            penalty=penalty, lr=self.lr, steps_per_sec=self._rate.tick(),
-            regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
-            layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()),
-            stop=self.stop_info, hit=hit, histograms=histograms,
-            trace=trace_summary, curvature=self.curvature, optimizer_state=self._optimizer_state(),
-            bayes=self.bayes)
+        snapshot = Snapshot(
+            step, self.epoch, self.state, loss, self._last_val, penalty, self.lr, self._rate.tick(),
+            (self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
+            layers, tuple(events), tuple(self.monitor.holding()), self.stop_info, hit, histograms,
+            trace_summary, self.curvature, self._optimizer_state(), self.bayes)
         self.snapshot = snapshot
         return snapshot
 

@@ -17,7 +17,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import replace
 
 from . import wire
 from .allocator import keep_freed_memory
@@ -168,7 +167,7 @@ class Worker:
             sent = latest
             if latest.histograms is None and self._histograms is not None:
                 # the step that computed histograms was coalesced away: carry them on this one
-                latest = replace(latest, histograms=self._histograms)
+                latest = latest._replace(histograms=self._histograms)
             self.channel.send({"type": "snapshot", "snapshot": wire.snapshot_to_wire(latest, self._events)})
             self._events, self._sent, self._last_publish, self._histograms = [], sent, now, None
         if _notes(s) != self._curvature:
