@@ -560,15 +560,19 @@ class Session:
         series: dict = {}
         param_numbers = []
         may_warn = False
+        exploding_norm = t.exploding_norm
         for name, p, keys in self._param_plan:
             g = data_grads[name]
-            pg = penalty_grads.get(name)
             grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
-            penalty_norm = probes.norm(pg) if pg is not None else 0.0
             total = p.grad
-            param_numbers.append((grad_norm, penalty_norm, grad_norm if total is g else (
-                probes.norm(total) if total is not None else 0.0)))
-            if grad_norm > t.exploding_norm:
+            if total is g and not penalty_grads:   # the usual case: the gradient used is the data loss's
+                penalty_norm, total_norm = 0.0, grad_norm
+            else:
+                pg = penalty_grads.get(name)
+                penalty_norm = probes.norm(pg) if pg is not None else 0.0
+                total_norm = grad_norm if total is g else (probes.norm(total) if total is not None else 0.0)
+            param_numbers.append((grad_norm, penalty_norm, total_norm))
+            if grad_norm > exploding_norm:
                 may_warn = True
             series[keys[0]] = grad_norm
             series[keys[1]] = penalty_norm
