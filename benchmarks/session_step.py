@@ -12,7 +12,7 @@ features, 10 classes, one fixed batch of 64, cross_entropy, cm.optim.SGD lr 0.01
            full batch, so the session neither copies nor shuffles), configured as calcml-debug
            runs it (`session_config()`), driven by ticks. Every diagnostic is on: the layer
            recorder (retained layer gradients), per-parameter norms, update ratios and sparsity
-           (every 10 steps, held to a twentieth of the training time: the 'detail every' column
+           (every 10 steps, held to a fiftieth of the training time: the 'detail every' column
            says how often they were measured), activation statistics, warning conditions,
            history, breakpoint check, snapshot, and the histograms when the session computes them; for
            the tiny model (354 parameters) also the curvature (λ_max, tr H, diag H at step 1 and

@@ -385,7 +385,7 @@ def test_update_ratios_are_measured_every_detail_every_steps_within_the_budget(b
 def test_calcml_debug_holds_curvature_and_update_ratios_to_a_share_of_training_time():
     from calcml.debug.session import session_config
     config = session_config()
-    assert config.curvature_budget == 0.1 and config.detail_budget == 0.05
+    assert config.curvature_budget == 0.1 and config.detail_budget == 0.02
     assert session_config(curvature_every=7).curvature_every == 7
 
 

@@ -47,7 +47,7 @@ class SessionConfig:
     histogram_every: int = 100           # steps between weight/gradient histograms
     detail_every: int = 10               # steps between update-ratio and sparsity measurements
     detail_budget: float | None = None   # if set, skip a scheduled one until training has taken
-                                         # 1/budget times as long as the last (calcml-debug: 0.05)
+                                         # 1/budget times as long as the last (calcml-debug: 0.02)
     histogram_bins: int = 30
     val_every: int = 10                  # steps between validation losses
     curvature_every: int = 100           # steps between curvature measurements (0: never)
@@ -63,9 +63,9 @@ class SessionConfig:
 
 def session_config(curvature_every: int | None = None) -> SessionConfig:
     """The configuration `calcml-debug` runs with: the defaults, with curvature held to a tenth
-    of the training time and the update-ratio and sparsity passes to a twentieth, and what the
+    of the training time and the update-ratio and sparsity passes to a fiftieth, and what the
     command line asks for."""
-    config = SessionConfig(curvature_budget=0.1, detail_budget=0.05)
+    config = SessionConfig(curvature_budget=0.1, detail_budget=0.02)
     if curvature_every is not None:
         config.curvature_every = curvature_every
     return config
