@@ -98,7 +98,9 @@ def test_quit_works_while_a_model_step_hangs(tmp_path):
         started = time.monotonic()
         term.child.send("q")
         term.child.expect(pexpect.EOF, timeout=10)
-        assert time.monotonic() - started < 3.0
+        # the stuck step would take an hour; quitting takes about a second (half a second's grace
+        # for the worker, then it is killed), and a busy machine may add a few
+        assert time.monotonic() - started < 8.0
     finally:
         term.child.close(force=True)
     assert term.child.exitstatus == 0
