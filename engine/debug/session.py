@@ -209,15 +209,17 @@ class Session:
         layer_of = {id(p): (layer_name, short) for layer_name, module in self.layers
                     for short, p in module._parameters.items() if p is not None}
         owner = [layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)) for name, p in self._params]
+        with_params = {layer for layer, _ in owner}
         self._param_plan = [(name, p, tuple(f"{name}.{stat}" for stat in PARAM_SERIES)) for name, p in self._params]
-        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), name in {o for o, _ in owner},
+        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), name in with_params,
                              tuple(f"{name}.{stat}" for stat in LAYER_SERIES)) for name, module in self.layers]
         self._layout = probes.StepLayout(
             params=tuple((name, p.shape, *where) for (name, p), where in zip(self._params, owner)),
             layers=tuple((name, type(module).__name__, probes.ACTIVATIONS.get(type(module)))
                          for name, module in self.layers))
         self._recorder = probes.LayerRecorder(self.layers)   # one, cleared every step
-        self._detail: dict = {}      # name -> (weight norm, update norm, update ratio, sparsity, effective lr)
+        self._detail: dict = {}      # name -> (weight norm, update norm, update ratio, sparsity, effective lr),
+                                     # a new dict at each measurement (snapshots' StepLayers keep theirs)
         self._detail_seconds = 0.0   # the last detail measurement's copy of θ took this long
         self._detail_wait = 0.0      # training seconds before the next scheduled one (detail_budget)
         n_params = sum(p.size for _, p in self._params)
