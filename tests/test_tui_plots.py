@@ -57,7 +57,7 @@ def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch
         async with app.run_test(size=(140, 40)) as pilot:
             plot = app.query_one(GradientFlowPlot)
             for _ in range(200):                 # the app's first draw starts a build
-                if plot._building:
+                if plot._building and builds:    # (its thread has entered _build, not just been started)
                     break
                 await pilot.pause(0.05)
             history = backend.state.history
