@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import calcml as cm
 import calcml.nn.functional as F
@@ -245,3 +246,253 @@ def test_breakpoints_added_and_removed_from_another_thread_while_stepping():
         sys.setswitchinterval(interval)
     assert s.step_count == 120 and len(s.breakpoints) == 400 and added
     assert len(set(added)) == len(added)           # ids stay unique
+
+
+# -- conditions that could crash a step, or be accepted and never fire -------------------------------------
+# Every condition is either refused when it is written, with a message that says what is wrong, or,
+# once accepted, checked at every step without raising, whatever the statistics are.
+
+class Always:
+    """Answers every variable and function with the same value."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def variable(self, name):
+        return math.nan if self.value is None else self.value
+
+    def function(self, name, arg):
+        return math.nan if self.value is None else self.value
+
+    def explain(self, node):
+        return ""
+
+
+class BadExplain(Always):
+    def explain(self, node):
+        raise ValueError("cannot show that")
+
+
+ODD_VALUES = [math.nan, math.inf, -math.inf, 0, -0.0, 0.0, 1, -1, 1e308, 5e-324, 10 ** 400, -10 ** 400,
+              10 ** 5000, True, False, None, "text", object(), complex(1, 1)]
+
+
+def never_raises(text, values=ODD_VALUES):
+    """Parse `text` (it must be accepted), then evaluate and check it against every value."""
+    bp = parse(text)
+    bps = Breakpoints()
+    bps._items[bp.id] = bp
+    for value in values:
+        start = time.perf_counter()
+        evaluate(bp.value, Always(value))
+        bps.check(1, Always(value), set())
+        bps.check(1, BadExplain(value), set())
+        assert time.perf_counter() - start < 0.5, (text[:60], value)
+    return bp
+
+
+def nested(prefix, n, core="loss", suffix=""):
+    return prefix * n + core + suffix * n
+
+
+def short_id(value):
+    """A test id for a value that may be a million characters, or an integer with 5,000 digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"int_of_{value.bit_length()}_bits"
+    text = ascii(value)
+    return text if len(text) <= 40 else f"{text[:30]}...{len(text)}chars"
+
+
+@pytest.mark.parametrize("text, says", [
+    # deep nesting: thousands of not / - / + (once a RecursionError out of parse), and just over the limits
+    (nested("not ", 3000), "at most 500"), (nested("-", 3000), "at most 500"), (nested("+", 3000), "at most 500"),
+    (nested("not ", 200), "at most 500"), (nested("-", 10 ** 5), "at most 500"), (nested("-+", 2000), "at most 500"),
+    (nested("not ", 30), "nested too deeply"), (nested("not ", 124), "nested too deeply"),
+    (nested("-", 30), "nested too deeply"), (nested("-", 496), "nested too deeply"),
+    (nested("+", 30), "nested too deeply"), (nested("- ", 248), "nested too deeply"),
+    (nested("abs(", 30, suffix=")") + " > 0", "nested too deeply"),
+    (nested("abs(-", 80, suffix=")"), "nested too deeply"),
+    (nested("(", 201, suffix=")"), "nested parentheses"), (nested("(", 300, suffix=")"), "at most 500"),
+    (nested("(-", 160, suffix=")"), "nested too deeply"),
+    (nested("2**", 150, core="2") + " > loss", "nested too deeply"),
+    # long sums, products, chains (a 2,000-term sum was accepted and crashed the step)
+    ("+".join(["loss"] * 2000) + " > 0", "at most 500"), ("*".join(["loss"] * 2000) + " > 0", "at most 500"),
+    ("+".join(["loss"] * 30) + " > 0", "nested too deeply"), ("*".join(["1"] * 100) + " > loss", "nested too deeply"),
+    ("-".join(["loss"] * 60) + " < 0", "nested too deeply"), ("/".join(["loss"] * 60) + " < 0", "nested too deeply"),
+    (" and ".join(["loss > 1"] * 200), "at most 500"), ("<".join(["loss"] * 200), "at most 500"),
+    ("<".join(["1"] * 201), "at most 200 parts"), ("max(" + "1," * 198 + "1)", "at most 200 parts"),
+    ("min(" + ",".join(["-1"] * 130) + ") > 0", "at most 200 parts"),
+    (" or ".join(["-1<-1"] * 50), "at most 200 parts"),
+    # abs / min / max with the wrong arguments (accepted before, and never fired)
+    ("abs() > 0", "exactly one"), ("abs(1, 2) > 0", "exactly one"), ("abs(1, 2, 3) > 0", "exactly one"),
+    ("abs(loss, step, lr) > 0", "exactly one"),
+    ("max() > 0", "at least two"), ("max(loss) > 0", "at least two"), ("min() > 0", "at least two"),
+    ("min(loss) > 0", "at least two"), ("max(abs(loss)) < 1", "at least two"),
+    ("abs(x=1) > 0", "without keywords"), ("abs(loss, key=1) > 0", "without keywords"),
+    ("max(loss, step, key=abs) > 0", "without keywords"), ("min(loss, val_loss, default=1) > 0", "without keywords"),
+    ("max(*loss) > 0", "without keywords or *"), ("max(loss, *step) > 0", "without keywords or *"),
+    ("abs(**loss) > 0", "without keywords"),
+    # a function's name alone, or a quoted name outside a per-parameter/per-layer function (never fired)
+    ("abs > 0", "is a function"), ("max < 1", "is a function"), ("grad_norm == 1", "is a function"),
+    ("dead_fraction > 0.5 and step > 1", "is a function"), ("loss > min", "is a function"),
+    ('abs("x") > 0', "quoted name"), ('max("a", 1) > 0', "quoted name"), ('min(loss, "b") < 1', "quoted name"),
+    ('loss == "a"', "quoted name"), ('"a" < "b"', "quoted name"),
+    # very long text, odd characters
+    ("x" * 10 ** 6, "1,000,000 characters"), ("loss > " + "1" * 10 ** 6, "at most 500"),
+    ("loss > '" + "a" * 10 ** 6 + "'", "at most 500"), ("loss > " + "1" * 494, "501 characters"),
+    ("loss > 1\x00", "null byte"), ("\x00" * 10, "null byte"), ("loss\x00 > 1", "null byte"),
+    ("lοss > 1", "unknown name"), ("loss > ١", "does not parse"), ("loss\u202e > 1", "does not parse"),
+    ("loss\x1b[2J > 1", "does not parse"), ("loss > 1j", "only numbers"), ("loss > ...", "only numbers"),
+    # what a condition is not
+    ("(lambda: 1)() > 0", "unknown function"), ("lambda: loss", "lambda"), ("loss.real > 1", "attribute"),
+    ("loss.__class__ == 1", "attribute"), ("step[0] > 1", "indexing"), ("f'{loss}' > 0", "f-string"),
+    ("(x := 1) > 0", "assignment"), ("[l for l in (1,)] == 1", "comprehension"),
+    ("sum(l for l in (1,)) > 0", "unknown function"), ("max(l for l in (1,)) > 0", "at least two"),
+    ("max(1, (l for l in (1,))) > 0", "comprehension"), ("loss > 1 if step else 2", "if/else"),
+    ("loss // 2 > 1", "'//'"), ("loss << 99999 > 1", "'<<'"), ("loss is 1", "'is'"), ("~step > 1", "'~'"),
+    ("(lambda a=" + "-" * 400 + "loss: 1)() > 0", "nested too deeply"),
+    ("max(1, key=" + "-" * 400 + "loss) > 0", "nested too deeply"),
+], ids=short_id)
+def test_refused_when_written_saying_what_is_wrong(text, says):
+    with pytest.raises(BreakpointError) as info:
+        parse(text)
+    assert says in str(info.value), str(info.value)[:300]
+    assert len(str(info.value)) < 2000             # a 10^6-character condition is not repeated back
+
+
+@pytest.mark.parametrize("text", [
+    # just inside the limits
+    nested("not ", 29), nested("-", 29), nested("+", 29), nested("-", 28, suffix="") + " < 1",
+    nested("abs(", 28, suffix=")") + " > 0", nested("(", 200, suffix=")") + " > 1",
+    "+".join(["loss"] * 29) + " > 0", "*".join(["loss"] * 29) + " > 0", "-".join(["step"] * 28) + " < 0",
+    "/".join(["loss"] * 28) + " > 0", "%".join(["step"] * 28) + " > 0", "**".join(["loss"] * 28) + " > 0",
+    "max(" + "1," * 197 + "1)", "<".join(["loss"] * 100), " or ".join(["lr<1"] * 55),
+    "loss > " + "1" * 493, "loss" + " " * 10 ** 6 + "> 1", "𝐥𝐨𝐬𝐬 > 1",
+    # arithmetic that overflows, divides by zero, goes complex, or is huge
+    "loss > 9**9**9", "9**9**9**9 > loss", "(-8) ** 0.5 < 1", "loss ** 0.5 > 1", "(-loss) ** 0.5 > 1",
+    "loss ** -1 > 1", "0 ** -1 < loss", "loss / 0 > 1", "loss % 0 > 1", "step % 0 == 1", "loss / step > 1",
+    "loss * 10**300 * 10**300 > 1", "loss - loss == 0", "step * step * step * step * step > 1",
+    "step + " + "9" * 450 + " > 0", "step * " + "9" * 480 + " > step", "loss * 1", "loss / 0", "-loss", "not loss",
+    # comparison chains, and the helpers with the arguments they take
+    "0 < loss < 1 < lr <= step != epoch", "loss == loss == loss", "abs(loss) > 1", "abs(-step) >= 0",
+    "max(loss, val_loss) > min(loss, 1)", "max(loss, 1, 2, 3) > 2", "min(step, epoch, lr, loss) < 0",
+    'grad_norm("0.weight") > 1 or dead_fraction("1") >= 0.5', 'abs(grad_norm("w") - update_norm("w")) < 1e-9',
+    "not (loss < 1) and not -loss > 2 or lr == 0.5",
+], ids=short_id)
+def test_accepted_conditions_never_raise_whatever_the_values(text):
+    never_raises(text)
+
+
+@pytest.mark.parametrize("text, value, expected", [
+    ("abs(loss) > 1", -2.0, True), ("abs(loss) > 1", 0.5, False), ("max(loss, 1, 2) > 2", 3.0, True),
+    ("min(loss, 1) < 0", -1.0, True), ("min(loss, 1) < 0", math.nan, False),
+    ("loss > 9**9**9", 1e308, False), ("loss / 0 > 1", 1.0, False), ("step % 2 == 1", 10 ** 400 + 1, True),
+    ("step * 2 > 0", 10 ** 400, True), ("step * 2 > 0", 10 ** 5000, False),   # 5,000 digits: NaN, not slow
+    ("step > 0", 10 ** 5000, True), ("loss * 1", 2.0, True), ("loss * 1", math.nan, False),
+    ("loss / 0", 1.0, False), ("-loss < 0", math.inf, True), ("loss > 0", None, False),
+    ("loss > 0", "text", False), ("loss + 1 > 0", None, False), ("loss > 0", True, True),
+], ids=short_id)
+def test_what_holds(text, value, expected):
+    bps = Breakpoints()
+    bp = bps.add(text)
+    hit = bps.check(7, Always(value), set())
+    assert (hit is not None) is expected
+    if hit is not None:
+        assert hit.breakpoint is bp and hit.why.startswith(f"{bp.text} holds")
+
+
+def test_huge_power_conditions_stay_fast():
+    bps = Breakpoints()
+    for text in ["loss > 9**9**9", "9**9**9**9 > loss", "(step * 9) ** (9 ** 9) > 1", "loss ** 10**9 > 0"]:
+        bps.add(text)
+    start = time.perf_counter()
+    for value in (2.0, 10 ** 400, 9, -9):
+        assert bps.check(1, Always(value), set()) is None
+    assert time.perf_counter() - start < 0.1
+
+
+def test_arithmetic_on_enormous_integers_stays_fast():
+    bps = Breakpoints()
+    bps.add("*".join(["step"] * 29) + " > 0")
+    bps.add("(step + step) * (step - 1) % (step * step) > 0")
+    huge = 1 << 2_000_000
+    start = time.perf_counter()
+    assert bps.check(1, Always(huge), set()) is None
+    assert time.perf_counter() - start < 0.1
+
+
+def test_a_hit_is_reported_even_when_its_values_cannot_be_shown():
+    from calcml.debug.session import _Env
+    bps = Breakpoints()
+    bp = bps.add("step > 0 and loss >= 0")
+    hit = bps.check(1, _Env({"step": 10 ** 5000, "loss": 1.0}, {}, {}), set())   # str() of it raises
+    assert hit is not None and hit.breakpoint is bp and hit.why.startswith(bp.text)
+    hit = bps.check(1, BadExplain(1.0), set())
+    assert hit is not None and hit.why == f"{bp.text} holds"
+
+
+def test_a_session_checks_odd_conditions_every_step_without_crashing():
+    s = session(steps=6)
+    for text in ["loss ** 0.5 > 9**9**9", "loss / 0 > 1", "max(loss, val_loss, lr) < -1", "abs(val_loss) > 1e9",
+                 "+".join(["loss"] * 29) + " > 1e9", nested("not ", 27, core="(loss > 0)"),
+                 'grad_norm("0.weight") % 0 > 1']:
+        s.add_breakpoint(text)
+    snap = s.run_to_end()
+    assert s.state == "finished" and snap.step == 6 and snap.hit is None
+
+
+# -- random conditions --------------------------------------------------------------------------------------
+
+_NUMBERS = st.sampled_from(["0", "1", "2", "0.5", "1e-6", "1e308", "9", "10", "3.5e-320", "9" * 40, "0.0"])
+_LEAVES = st.one_of(_NUMBERS, st.sampled_from(["loss", "val_loss", "step", "epoch", "lr", "lambda_max", "lr_edge"]),
+                    st.sampled_from(['grad_norm("0.weight")', 'dead_fraction("1")', 'update_ratio("x")',
+                                     'grad_ratio("2")', 'hessian_diag("0.bias")']))
+
+
+def _compose(children):
+    one, many = children, st.lists(children, min_size=0, max_size=5)
+    return st.one_of(
+        st.tuples(st.sampled_from(["-", "+", "not ", "(", "abs("]), one).map(
+            lambda t: f"{t[0]}{t[1]}" + (")" if t[0] in "(abs(" else "")),
+        st.tuples(one, st.sampled_from(["+", "-", "*", "/", "%", "**", "<", "<=", ">", ">=", "==", "!=",
+                                        " and ", " or "]), one).map(lambda t: f"({t[0]}{t[1]}{t[2]})"),
+        st.tuples(st.sampled_from(["max", "min", "abs"]), many).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+        st.tuples(one, st.lists(st.tuples(st.sampled_from(["<", ">", "==", "<="]), children), min_size=1,
+                                max_size=4)).map(lambda t: t[0] + "".join(f" {op} {x}" for op, x in t[1])))
+
+
+CONDITIONS = st.recursive(_LEAVES, _compose, max_leaves=60)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=CONDITIONS, values=st.lists(st.sampled_from(ODD_VALUES), min_size=1, max_size=3))
+def test_random_conditions_are_refused_or_never_raise(text, values):
+    try:
+        bp = parse(text)
+    except BreakpointError:
+        return
+    bps = Breakpoints()
+    bps._items[bp.id] = bp
+    for value in values:
+        evaluate(bp.value, Always(value))
+        bps.check(3, Always(value), {"dead_relu"})
+
+
+_TOKENS = st.sampled_from(["loss", "step", "lr", "val_loss", "(", ")", "not ", "-", "+", "*", "/", "%", "**",
+                           "<", ">", "==", " and ", " or ", "abs(", "max(", "min(", ",", "1", "0", "9", "1e308",
+                           "9**9", ".", "[", "]", "lambda:", "'a'", '"0.weight"', "grad_norm(", "dead_fraction(",
+                           "\x00", "é", "∇", " ", "\n", "\x1b", "=", ":=", "if", "else", "for", "in", "*", "j"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens=st.lists(_TOKENS, max_size=40), noise=st.text(max_size=5))
+def test_any_text_is_refused_with_breakpoint_error_or_never_raises(tokens, noise):
+    text = "".join(tokens) + noise
+    try:
+        bp = parse(text)
+    except BreakpointError:
+        return
+    if bp.kind == "condition":
+        for value in (math.nan, math.inf, 0, 10 ** 400, None):
+            evaluate(bp.value, Always(value))
+            Breakpoints().check(1, Always(value), set())

@@ -37,9 +37,11 @@ def test_norm_of_any_memory_layout(a, layout):
         a = a.T
     elif layout == "strided":
         a = a[::2]
-    reference = math.sqrt(sum(float(x) ** 2 for x in a.reshape(-1)))
+    squares = sum(float(x) ** 2 for x in a.reshape(-1))
+    # math.hypot scales as it goes: right where squares underflow (entries of 1e-179), as norm is
+    reference = math.hypot(*(float(x) for x in a.reshape(-1)))
     assert math.isclose(probes.norm(a), reference, rel_tol=1e-12, abs_tol=1e-300)
-    assert math.isclose(probes.sq_norm(a), reference ** 2, rel_tol=1e-12, abs_tol=1e-300)
+    assert math.isclose(probes.sq_norm(a), squares, rel_tol=1e-12, abs_tol=1e-300)
 
 
 def test_norm_of_nothing_is_nan():
@@ -72,3 +74,67 @@ def test_sigmoid_statistics_follow_their_definitions():
     assert dead is None
     assert math.isclose(saturated, float(np.mean((d < 0.01 * 0.25).all(axis=0))))
     assert saturated >= 1 / 5
+
+
+# -- histograms ----------------------------------------------------------------------------------
+
+def _near_an_edge(values: np.ndarray, edges: np.ndarray) -> int:
+    """How many values lie within a few ulps of an interior edge, where binning by formula and
+    numpy's check against the rounded edges may disagree."""
+    interior = edges[1:-1]
+    if interior.size == 0 or values.size == 0:
+        return 0
+    tolerance = 4 * np.spacing(np.maximum(np.abs(interior), np.abs(edges).max()))
+    return int(np.count_nonzero((np.abs(values[:, None] - interior[None, :]) <= tolerance).any(axis=1)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=40),
+                    elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False)),
+       bins=st.integers(1, 50))
+def test_histogram_is_numpys_on_ordinary_data_but_for_values_on_an_edge(a, bins):
+    """probes.histogram skips numpy's re-check of each value against the rounded edges (its ~3x):
+    only a value lying on an edge (within rounding) may land in the next bin."""
+    counts, edges = probes.histogram(a, bins)
+    expected, expected_edges = np.histogram(a, bins=bins)
+    assert np.array_equal(edges, expected_edges)
+    assert counts.sum() == expected.sum() == a.size
+    assert np.abs(counts - expected).sum() <= 2 * _near_an_edge(a.reshape(-1), edges)
+
+
+def test_histogram_is_numpys_on_random_data():
+    rng = np.random.default_rng(3)
+    for scale in (1e-8, 1.0, 1e8):
+        a = rng.normal(size=(64, 33)) * scale
+        for bins in (1, 7, 30, 64):
+            counts, edges = probes.histogram(a, bins)
+            expected, expected_edges = np.histogram(a, bins=bins)
+            assert np.array_equal(edges, expected_edges)
+            assert np.array_equal(counts, expected), (scale, bins)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=hnp.arrays(st.sampled_from([np.float64, np.float32]), hnp.array_shapes(min_dims=1, max_dims=2, max_side=20),
+                    elements=st.floats(allow_nan=True, allow_infinity=True, width=32)),
+       bins=st.integers(1, 40))
+def test_histogram_of_any_floats_counts_the_finite_ones_on_finite_ordered_edges(a, bins):
+    counts, edges = probes.histogram(a, bins)
+    assert counts.shape == (bins,) and edges.shape == (bins + 1,) and edges.dtype == np.float64
+    assert np.all(np.isfinite(edges)) and np.all(edges[1:] >= edges[:-1])
+    good = a[np.isfinite(a)].astype(np.float64)
+    assert counts.sum() == good.size
+    if good.size:
+        assert edges[0] <= good.min() and good.max() <= edges[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=12), elements=any_float))
+def test_checked_norm_says_whether_every_entry_is_finite(a):
+    n, finite = probes.checked_norm(a)
+    assert finite == bool(np.isfinite(a).all())
+    if finite:
+        assert n == 0.0 or math.isclose(n, math.hypot(*a.reshape(-1).tolist()), rel_tol=1e-12)
+    elif np.isnan(a).any():
+        assert math.isnan(n)
+    else:
+        assert n == math.inf

@@ -215,7 +215,8 @@ def test_a_killed_training_process_leaves_the_interface_usable(tmp_path):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and backend.state.state != "stopped":
                 await pilot.pause(0.1)
-            assert backend.state.stop["reason"] == "ended"
+            assert backend.state.stop["reason"] == "exited"
+            assert "the training process was killed by SIGKILL at step" in backend.state.stop["detail"]
             assert await settle(pilot, lambda: "STOPPED" in screen_text(app))
             await pilot.press("enter")
             assert await settle(pilot, lambda: type(app.screen).__name__ == "InspectorScreen")

@@ -9,7 +9,10 @@ once even while a step is running, and q quits even if a step hangs.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
+import sys
 import time
 
 from rich.text import Text
@@ -77,6 +80,9 @@ class DebuggerApp(App):
         self._last_plot = 0.0
         self._clock = clock
         self._state_name = None
+        self.quitting = False
+        self.signal: int | None = None     # the signal that ended the interface, if one did
+        self.crash_path: str | None = None  # where an internal error of the interface was written
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -99,6 +105,12 @@ class DebuggerApp(App):
 
     def on_mount(self) -> None:
         self.backend.state.wake = lambda: self.post_message(self.Wake())
+        if self._live:
+            # SIGTERM, SIGHUP (the terminal closing) and SIGINT end the interface the way q does:
+            # the terminal restored, the worker asked to write the report and end.
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                loop.add_signal_handler(signum, self._on_signal, signum)
         for plot in (self.query_one(GradientFlowPlot), self.query_one(LossPlot)):
             plot.background = self._live
         self.backend.start()
@@ -115,6 +127,23 @@ class DebuggerApp(App):
     def on_debugger_app_wake(self, message) -> None:
         self.poll()
 
+    def _on_signal(self, signum: int) -> None:
+        if self.signal is None:
+            self.signal = signum
+        self._quit(128 + signum)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An internal error of the interface, for a person: a short note after the terminal is
+        restored (run_app), the details in a crash file, not a traceback with local values on
+        their screen. (Tests keep Textual's own handling, which re-raises in the test.)"""
+        if not self._live:
+            return super()._handle_exception(error)
+        from calcml.debug.crash import write_crash_file
+        if self.crash_path is None:
+            self.crash_path = write_crash_file(error)
+            self.crash_error = f"{type(error).__name__}: {error}"
+        self._quit(1)
+
     def on_resize(self, event) -> None:
         self._apply_width(event.size.width)
 
@@ -124,10 +153,15 @@ class DebuggerApp(App):
     # -- keeping up with the state ---------------------------------------------------------
     def poll(self) -> None:
         """Redraw what changed since the last look (never waits on training)."""
-        if not self.is_running:  # shutting down: the widgets may be gone
+        if not self.is_running or self.quitting:  # shutting down: the widgets may be gone
             return
         self.backend.poll()
         state = self.backend.state
+        if self._live and (state.error is not None or (state.model is None and state.stop is not None)):
+            # the model file or the command line is wrong, or the training process ended before
+            # the model loaded: nothing to show; run_app says why
+            self._quit(2)
+            return
         with state.lock:
             versions = dict(state.versions)
         changed = {k for k, v in versions.items() if self._seen.get(k) != v}
@@ -178,6 +212,8 @@ class DebuggerApp(App):
 
     # -- which keys make sense now -----------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
+        if self.quitting:   # keys pressed after q: the screens they would open are going away
+            return False
         state = self.backend.state.state
         done = state in ("finished", "stopped")
         if action == "step_into":  # record one while paused; once stopped, look at the last one
@@ -287,8 +323,16 @@ class DebuggerApp(App):
         self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        self.backend.close()
-        self.exit(0)
+        self._quit(0)
+
+    def _quit(self, code: int) -> None:
+        """Leave the interface at once; the worker is asked to quit now and waited for after
+        the terminal is restored (run_app), while it writes the report."""
+        if self.quitting:
+            return
+        self.quitting = True
+        self.backend.request_quit()
+        self.exit(code)
 
 
 def _layer_weight_params(model: dict) -> list:
@@ -304,9 +348,56 @@ def _layer_weight_params(model: dict) -> list:
 
 
 def run_app(backend: Backend) -> int:
+    """Run the interface; after it closes (the terminal restored), wait for the worker to end
+    and say on stderr how the run ended. The exit status: 0, or 2 for a mistake in the model
+    file or its training (and a report that could not be written), 1 for an internal error,
+    128 + N after signal N."""
     app = DebuggerApp(backend, live=True)
     try:
         result = app.run()
     finally:
+        json_path = getattr(backend, "json_path", None)
+        if json_path and getattr(backend, "running", False):
+            print(f"calcml-debug: writing the report to {json_path} ...", file=sys.stderr, flush=True)
         backend.close()
-    return result if isinstance(result, int) else 0
+    return outcome(app, backend, result)
+
+
+def outcome(app: DebuggerApp, backend: Backend, result) -> int:
+    from calcml.debug.safetext import clean
+    state = backend.state
+
+    def say(text: str) -> None:
+        print(f"calcml-debug: {clean(text)}", file=sys.stderr)
+
+    code = result if isinstance(result, int) else 0
+    if app.crash_path is not None:
+        say(f"internal error in the interface: {app.crash_error}\n"
+            f"This is a bug in calcml, not in your model. The details are in {app.crash_path}.")
+        code = 1
+    if state.error is not None:
+        say(state.error)
+        return 2
+    stop = state.stop or {}
+    if state.internal_error is not None:
+        say(state.internal_error)
+        code = code or 1
+    elif stop.get("reason") == "error":
+        say(f"training stopped at step {stop['step']}:\n{stop['detail']}")
+        code = code or 2
+    elif stop.get("reason") == "exited":
+        say(stop["detail"])
+        code = code or 2
+    json_path = getattr(backend, "json_path", None)
+    if json_path:
+        report = state.report
+        if report is None:
+            say(f"no report was written to {json_path}: the training process ended before it could write one")
+        elif report["ok"]:
+            print(f"report written to {report['path']}", file=sys.stderr)
+        else:
+            say(f"the report could not be written to {report['path']}: {report['message']}")
+            code = code or 2
+    if app.signal is not None:
+        code = 128 + app.signal
+    return code

@@ -6,6 +6,8 @@ only reads the state, on a timer, and only sends commands. It never waits on tra
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +15,9 @@ import time
 from collections import deque
 
 from calcml.debug import wire
+from calcml.debug.safetext import clean, clean_obj
+
+OUTPUT_FLUSH = 0.25   # seconds a partial line of the model's output waits for the rest of it
 
 
 class DebugState:
@@ -35,18 +40,27 @@ class DebugState:
         self.state = "starting"
         self.stop: dict | None = None
         self.error: str | None = None          # a model-file or usage error: nothing could start
+        self.internal_error: str | None = None # calcml's training process failed (a bug in calcml)
+        self.loading: str | None = None        # the model file being loaded (until hello)
+        self.quitting = threading.Event()      # the training process has begun to quit
+        self.report: dict | None = None        # {"path", "ok", "message"} once a report was written
+        self.bye = False                       # the training process said goodbye (a normal end)
+        self.bad_frames = 0                    # malformed messages received (and ignored)
+        self.bad_frame_note: str | None = None
         self.last_message = time.monotonic()
         self.versions = {k: 0 for k in ("model", "snapshot", "history", "warnings", "logs", "breakpoints",
                                         "state", "trace")}
         self.wake = None                       # called (from the reader thread) on urgent changes
         self.trace = None                      # the latest step-into, kept until the next one
         self.trace_step: int | None = None
+        self.exit_code: int | None = None      # the training process's, if it ended unasked
 
     def _bump(self, *keys) -> None:
         for k in keys:
             self.versions[k] += 1
 
     def apply(self, message: dict) -> None:
+        message = clean_obj(message)   # nothing the model supplies may act on the terminal
         kind = message.get("type")
         urgent = False
         with self.lock:
@@ -80,9 +94,19 @@ class DebugState:
                 self.state, self.stop = message["state"], message["stop"]
                 self._bump("state")
                 urgent = True
+                if self.stop and self.stop.get("reason") == "error":   # where the eye is: the warnings too
+                    self._add_event(self.stop["step"], "error", self.stop["detail"])
+            elif kind == "loading":
+                self.loading = message["path"]
+                if self.state == "starting":
+                    self.state = "loading"
+                self._bump("state")
             elif kind == "hello":
                 self.model = message["model"]
-                self._bump("model")
+                self.loading = None
+                if self.state == "loading":
+                    self.state = "starting"
+                self._bump("model", "state")
             elif kind == "log":
                 self._log(message["stream"], message["text"])
             elif kind == "breakpoints":
@@ -93,14 +117,50 @@ class DebugState:
                 self.refused = message["message"]
                 self._log("calcml", message["message"] + "\n")
             elif kind == "error":
-                self.error = message["message"]
+                step = self.snapshot.step if self.snapshot else 0
+                if message.get("kind") == "internal":
+                    self.internal_error = message["message"]
+                    self.stop = {"step": step, "reason": "internal error", "detail": message["message"]}
+                else:   # the model file or the command line: nothing could start
+                    self.error = message["message"]
+                    self.stop = {"step": step, "reason": "error", "detail": message["message"]}
                 self.state = "stopped"
-                self.stop = {"step": 0, "reason": "error", "detail": message["message"]}
+                self._add_event(step, "error", message["message"])
                 self._bump("state")
+                urgent = True
+            elif kind == "quitting":
+                self.quitting.set()
+            elif kind == "report":
+                self.report = {"path": message["path"], "ok": message["ok"], "message": message.get("message")}
             elif kind == "bye":
-                pass
+                self.bye = True
         if urgent and self.wake is not None:
             self.wake()  # a change a person is waiting to see: don't wait for the next poll
+
+    def _add_event(self, step: int, kind: str, message: str) -> None:
+        """A line in the warnings pane for what ended the run (an error is not a warning
+        condition, but it is what a person must see)."""
+        from calcml.debug.diagnostics import WarningEvent
+        self.warnings.append(WarningEvent(step, kind, None, None, float("nan"), float("nan"), message))
+        self.warnings_total += 1
+        self._bump("warnings")
+
+    def bad_frame(self, reason: str, raw: bytes) -> None:
+        """A message that failed validation: ignored, counted, shown; the first one's details
+        go to a crash file (mode 0600)."""
+        with self.lock:
+            self.bad_frames += 1
+            first = self.bad_frames == 1
+        if first:
+            from calcml.debug.crash import write_crash_file
+            head = raw[:2000].decode("utf-8", "replace")
+            path = write_crash_file(text=f"calcml-debug ignored a malformed message from the training "
+                                         f"process: {reason}\n{len(raw)} bytes, starting:\n{head!r}")
+            with self.lock:
+                self.bad_frame_note = f"ignored a malformed message from the training process ({clean(reason)}); details in {path}"
+        with self.lock:
+            self._log("calcml", f"{self.bad_frame_note} [{self.bad_frames} so far]\n")
+            self._bump("state")
 
     def _log(self, stream: str, text: str) -> None:
         self.logs.append((stream, text))
@@ -115,16 +175,30 @@ class DebugState:
         return (items[len(items) - new:] if new > 0 else []), total
 
     def log(self, stream: str, text: str) -> None:
+        text = clean(text)
         with self.lock:
             self._log(stream, text)
 
-    def ended(self, detail: str) -> None:
-        """The training side is gone (crashed, killed): keep everything, say so."""
+    def ended(self, code: int) -> None:
+        """The training process is gone. Asked to (it said bye), nothing changes; otherwise
+        (the model called os._exit, a crash, a kill) keep everything and say how and when."""
         with self.lock:
-            if self.state not in ("finished", "stopped"):
+            if self.bye:
+                return
+            step = self.snapshot.step if self.snapshot else 0
+            if code < 0:
+                try:
+                    how = f"was killed by {signal.Signals(-code).name}"
+                except ValueError:
+                    how = f"was killed by signal {-code}"
+            else:
+                how = f"exited with status {code}"
+            where = f"while loading {self.loading}" if self.loading else f"at step {step}"
+            self.exit_code = code
+            if self.state not in ("finished", "stopped") or self.stop is None:
                 self.state = "stopped"
-                self.stop = {"step": self.snapshot.step if self.snapshot else 0, "reason": "ended",
-                             "detail": detail}
+                self.stop = {"step": step, "reason": "exited", "detail": f"the training process {how} {where}"}
+                self._add_event(step, "exited", self.stop["detail"])
                 self._bump("state")
 
 
@@ -142,6 +216,10 @@ class Backend:
 
     def close(self) -> None:
         pass
+
+    def request_quit(self) -> None:
+        """Ask the training side to end (without waiting: close() waits)."""
+        self.send({"cmd": "quit"})
 
     def poll(self) -> None:
         """Called by the app's timer; a backend that needs driving does a little work here."""
@@ -179,82 +257,160 @@ class Backend:
 
 
 class ProcessBackend(Backend):
-    """Trains in a child process (`python -m calcml.debug.worker`): a hung or crashing model can
-    be killed without touching the interface, and plots never compete with training for the GIL."""
+    """Trains in a child process (calcml.debug.worker): a hung or crashing model can be killed
+    without touching the interface, and plots never compete with training for the GIL.
+
+    The protocol has a pipe each way of its own (not the child's stdin/stdout); the child's
+    stdout and stderr are the model's output. Every path is made absolute here, before any
+    model code runs, so a model that changes its working folder moves nothing."""
+
+    QUIT_GRACE = 2.0        # seconds for the worker to answer a quit (it does even while a step hangs)
+    REPORT_TIMEOUT = 120.0  # seconds for it to write the report and end, once it has answered
 
     def __init__(self, model_path: str, seed: int | None = None, steps: int | None = None,
                  breakpoints=(), run: bool = True, json_path: str | None = None,
                  curvature_every: int | None = None):
         super().__init__()
-        self.args = [sys.executable, "-m", "calcml.debug.worker", model_path]
+        self.model_path = os.path.abspath(model_path)
+        self.json_path = os.path.abspath(json_path) if json_path else None
+        options = []
         if seed is not None:
-            self.args += ["--seed", str(seed)]
+            options += ["--seed", str(seed)]
         if steps is not None:
-            self.args += ["--steps", str(steps)]
+            options += ["--steps", str(steps)]
         for text in breakpoints:
-            self.args += ["--break", text]
+            options += ["--break", text]
         if run:
-            self.args.append("--run")
-        if json_path:
-            self.args += ["--json", json_path]
+            options.append("--run")
+        if self.json_path:
+            options += ["--json", self.json_path]
         if curvature_every is not None:
-            self.args += ["--curvature-every", str(curvature_every)]
+            options += ["--curvature-every", str(curvature_every)]
+        self.options = options
         self.process: subprocess.Popen | None = None
+        self._commands = None
         self._write_lock = threading.Lock()
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        from calcml.debug.worker import BOOT
+        env = dict(os.environ)
         # BLAS threads that wait for a core the interface is using stall every matrix product:
         # leave the interface a core (unless the user chose the thread counts).
         threads = str(max(1, (os.cpu_count() or 2) - 1))
         for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(name, threads)
-        self.process = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
-        threading.Thread(target=self._read_messages, daemon=True, name="calcml-reader").start()
-        threading.Thread(target=self._read_stderr, daemon=True, name="calcml-stderr").start()
+        messages_r, messages_w = os.pipe()
+        commands_r, commands_w = os.pipe()
+        args = [sys.executable, "-c", BOOT, "--protocol-out", str(messages_w), "--protocol-in", str(commands_r),
+                "--parent", str(os.getpid()), *self.options, "--", self.model_path]
+        # Started from the thread that lives as long as the interface: on Linux the worker is
+        # told to end when this thread does (PR_SET_PDEATHSIG).
+        try:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, env=env, start_new_session=True,
+                                            pass_fds=(messages_w, commands_r))
+        finally:
+            os.close(messages_w)
+            os.close(commands_r)
+        self._commands = os.fdopen(commands_w, "wb", buffering=0)
+        messages = os.fdopen(messages_r, "rb")
+        threading.Thread(target=self._read_messages, args=(messages,), daemon=True, name="calcml-reader").start()
+        for name, stream in (("stdout", self.process.stdout), ("stderr", self.process.stderr)):
+            threading.Thread(target=self._read_output, args=(name, stream), daemon=True,
+                             name=f"calcml-{name}").start()
 
-    def _read_messages(self) -> None:
-        for line in self.process.stdout:
-            try:
-                message = wire.loads(line)
-            except ValueError:
+    def _read_messages(self, stream) -> None:
+        """Every message validated before use; a bad one is reported and skipped, never the end
+        of this thread."""
+        limit = wire.MAX_FRAME_BYTES
+        while True:
+            line = stream.readline(limit + 1)
+            if not line:
+                break
+            if len(line) > limit and not line.endswith(b"\n"):
+                head = line
+                while line and not line.endswith(b"\n"):
+                    line = stream.readline(limit + 1)
+                self.state.bad_frame(f"a message longer than {limit} bytes", head)
                 continue
-            self.state.apply(message)
-        code = self.process.wait()
-        self.state.ended(f"the training process ended (exit code {code})")
+            try:
+                message = wire.decode_message(line)
+            except wire.FrameError as error:
+                self.state.bad_frame(str(error), line)
+                continue
+            try:
+                self.state.apply(message)
+            except Exception as error:   # valid by the schema, yet not applicable: the same
+                self.state.bad_frame(f"{type(error).__name__}: {error}", line)
+        stream.close()
+        self.state.ended(self.process.wait())
 
-    def _read_stderr(self) -> None:
-        for line in self.process.stderr:
-            self.state.log("stderr", line.decode("utf-8", "replace"))
+    def _read_output(self, name: str, stream) -> None:
+        """The model's stdout or stderr, a line at a time (what one print() wrote, however many
+        writes it took); a partial line shows after OUTPUT_FLUSH seconds without the rest."""
+        fd, pending = stream.fileno(), b""
+        while True:
+            if pending and not select.select([fd], [], [], OUTPUT_FLUSH)[0]:
+                self.state.log(name, pending.decode("utf-8", "replace"))
+                pending = b""
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                self.state.log(name, line.decode("utf-8", "replace") + "\n")
+            if len(pending) > 65536:
+                self.state.log(name, pending.decode("utf-8", "replace"))
+                pending = b""
+        if pending:
+            self.state.log(name, pending.decode("utf-8", "replace"))
+        stream.close()
 
     def send(self, command: dict) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or self.process.poll() is not None or self._commands is None:
             return
         data = (wire.dumps(command) + "\n").encode("utf-8")
         with self._write_lock:
             try:
-                self.process.stdin.write(data)
-                self.process.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
+                self._commands.write(data)
+            except (OSError, ValueError):
                 pass
 
-    def close(self, timeout: float = 0.5) -> None:
-        """Ask the worker to quit; kill it if it does not (a hung model step cannot answer)."""
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def close(self) -> None:
+        """Ask the worker to quit and wait while it writes the report; kill it only if it does
+        not answer (its main thread and its watchdog both stuck). Safe to call twice."""
         process = self.process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        self.send({"cmd": "quit"})
-        try:
-            process.wait(timeout)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        process.kill()
-        try:
-            process.wait(1.0)
-        except subprocess.TimeoutExpired:
-            pass
+        if process.poll() is None:
+            self.send({"cmd": "quit"})
+            answered = self.state.quitting.wait(self.QUIT_GRACE)
+            try:
+                process.wait(self.REPORT_TIMEOUT if answered else 0.5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                try:
+                    process.wait(5.0)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.json_path:   # a worker killed while writing leaves its temporary file: not a report
+            from calcml.debug.report import temporary_path
+            try:
+                os.unlink(temporary_path(self.json_path, process.pid))
+            except OSError:
+                pass
+        with self._write_lock:
+            if self._commands is not None:
+                try:
+                    self._commands.close()
+                except OSError:
+                    pass
+                self._commands = None
 
 
 class LocalBackend(Backend):

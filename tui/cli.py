@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import os
 import sys
-import tempfile
-import traceback
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
@@ -92,46 +87,82 @@ def main(argv=None) -> int:
         return _internal_error(error)
 
 
+def _say(text: str) -> None:
+    from calcml.debug.safetext import clean
+    print(f"calcml-debug: {clean(text)}", file=sys.stderr)
+
+
 def _run(args) -> int:
-    from calcml.debug import BreakpointError, ModelFileError, Session, load_model_file
-    from calcml.debug.session import session_config
+    """Everything that can be checked without running the model is checked here, before any
+    training (and before the interface opens): the file, the report's target, the breakpoints'
+    syntax. Paths are made absolute first, so a model that changes folder moves none of them."""
+    from calcml.debug import BreakpointError, ModelFileError
+    from calcml.debug.breakpoints import parse as parse_breakpoint
+    from calcml.debug.loader import check_model_file
+    from calcml.debug.report import ReportTargetError, check_target
 
     path = args.model or demo_path()
     try:
-        if args.headless:
-            spec = load_model_file(path, seed=args.seed, steps=args.steps)
-        else:  # only a check: the training process loads it again, and shows what it prints
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                spec = load_model_file(path, seed=args.seed, steps=args.steps)
+        check_model_file(path)
     except ModelFileError as error:
-        print(f"calcml-debug: {error}", file=sys.stderr)
+        _say(str(error))
         return EXIT_USAGE
-    session = Session(spec, session_config(args.curvature_every))
-    try:
-        for text in breakpoint_specs(args):
-            session.add_breakpoint(text)
-    except BreakpointError as error:
-        print(f"calcml-debug: breakpoint refused: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.headless:
-        # The model file loaded: train it in a child process and open the interface.
-        from .app import run_app
-        from .backend import ProcessBackend
-        return run_app(ProcessBackend(path, seed=spec.seed, steps=args.steps,
-                                      breakpoints=breakpoint_specs(args), json_path=args.json,
-                                      curvature_every=args.curvature_every))
+    json_path = None
+    if args.json:
+        try:
+            json_path = check_target(args.json)
+        except ReportTargetError as error:
+            _say(f"--json {error}")
+            return EXIT_USAGE
+    specs = breakpoint_specs(args)
+    for text in specs:   # syntax now; the names they use are checked once the model has loaded
+        try:
+            parse_breakpoint(text)
+        except BreakpointError as error:
+            _say(f"breakpoint refused: {error}")
+            return EXIT_USAGE
+    if args.headless:
+        return _run_headless(path, args, specs, json_path)
+    # The interface opens at once; the training process loads the model file (a file that
+    # takes long to load, or hangs, shows as loading, and q still quits).
+    from .app import run_app
+    from .backend import ProcessBackend
+    return run_app(ProcessBackend(path, seed=args.seed, steps=args.steps, breakpoints=specs,
+                                  json_path=json_path, curvature_every=args.curvature_every))
+
+
+def _run_headless(path: str, args, specs: list, json_path: str | None) -> int:
+    from calcml.debug import BreakpointError, ModelFileError, Session, load_model_file
     from calcml.debug.allocator import keep_freed_memory
-    from .headless import run_headless
-    keep_freed_memory()
-    return run_headless(session, json_path=args.json)
+    from calcml.debug.session import session_config
+    from .headless import Guard, Interrupted, run_headless
+
+    with Guard() as guard:
+        try:
+            spec = load_model_file(path, seed=args.seed, steps=args.steps)
+        except ModelFileError as error:
+            _say(str(error))
+            return EXIT_USAGE
+        except Interrupted as stop:   # a signal while the file was loading: nothing ran yet
+            _say(f"stopped by {stop}, while loading {path}")
+            return 128 + stop.signum
+        session = Session(spec, session_config(args.curvature_every))
+        try:
+            for text in specs:
+                session.add_breakpoint(text)
+        except BreakpointError as error:
+            _say(f"breakpoint refused: {error}")
+            return EXIT_USAGE
+        keep_freed_memory()
+        guard.session = session
+        return run_headless(session, json_path=json_path, guard=guard)
 
 
 def _internal_error(error: BaseException) -> int:
-    fd, path = tempfile.mkstemp(prefix="calcml-crash-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        traceback.print_exception(error, file=f)
-    print(f"calcml-debug: internal error: {type(error).__name__}: {error}\n"
-          f"This is a bug in calcml, not in your model. The details are in {path}.", file=sys.stderr)
+    from calcml.debug.crash import write_crash_file
+    path = write_crash_file(error)
+    _say(f"internal error: {type(error).__name__}: {error}\n"
+         f"This is a bug in calcml, not in your model. The details are in {path}.")
     return EXIT_INTERNAL
 
 

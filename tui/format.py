@@ -4,11 +4,21 @@ from __future__ import annotations
 import math
 
 
+def as_float(x) -> float:
+    """float(x), with ±inf for an integer past the largest float (where float() raises)."""
+    try:
+        return float(x)
+    except OverflowError:   # an int past the largest float (10**400)
+        return math.inf if x > 0 else -math.inf
+
+
 def num(x, digits: int = 3) -> str:
-    """Short, readable numbers: 0.0123, 1.2e-07, 3.4e+05, '-' for missing, 'nan'/'inf' as is."""
+    """Short, readable numbers: 0.0123, 1.2e-07, 3.4e+05, '-' for missing, 'nan'/'inf' as is.
+    At most about 10 characters for any float (1.80e+308, 4.94e-324); an integer too large for a
+    float is 'inf'."""
     if x is None:
         return "-"
-    x = float(x)
+    x = as_float(x)
     if math.isnan(x):
         return "nan"
     if math.isinf(x):
@@ -21,7 +31,17 @@ def num(x, digits: int = 3) -> str:
 
 
 def pct(x) -> str:
-    return "-" if x is None else f"{x:.0%}"
+    """A fraction as a percentage, '-' for missing: 0.25 -> '25%'. NaN and inf, and fractions
+    past 100 (which no fraction should be, but then are shown short), go through `num`."""
+    if x is None:
+        return "-"
+    x = as_float(x)
+    if not math.isfinite(x):
+        return num(x)
+    if abs(x) < 100:
+        return f"{x:.0%}"
+    mantissa, exponent = f"{x:.2e}".split("e")   # x·100 written from x's digits: it may not be a float
+    return f"{mantissa}e{int(exponent) + 2:+03d}%"
 
 
 LAYER_HEADERS = ("layer", "type", "shape", "‖W‖", "‖∇W‖ data", "‖∇W‖ pen", "upd/W", "f' mean", "dead", "sat",

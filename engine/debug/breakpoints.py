@@ -6,6 +6,11 @@ by walking the tree (never `eval`), e.g.
     loss > 2
     grad_norm("layers.0.weight") < 1e-6 and step > 100
     dead_fraction("layers.1") >= 0.5
+
+A condition is refused when it is written (BreakpointError, saying why) rather than failing while
+training runs: it must be at most MAX_CHARS characters, MAX_NODES parts and MAX_DEPTH levels of
+nesting, and each function must be given the arguments it takes. Once accepted, checking it never
+raises: a value that cannot be worked out means the condition does not hold.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from dataclasses import dataclass
 
 from .diagnostics import KINDS
@@ -36,6 +42,27 @@ _COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.Pow: operator.pow, ast.Mod: operator.mod}
 _HELPERS = {"abs": abs, "min": min, "max": max}
+
+# Limits on a condition, checked when it is written. A real condition is a few comparisons joined by
+# and/or: `grad_norm("encoder.layers.11.attention.q_proj.weight") < 1e-6 and step > 100` is 76
+# characters, 9 parts and 4 levels deep. The character limit also keeps Python's own parser safe:
+# the deepest nesting 500 characters can spell is 499 unary minuses, and ast.parse builds about
+# 3,000 levels (fewer, three for each frame already on the caller's stack: 499 still fit with 800
+# frames there). Each level of nesting is a level of recursion when the condition is checked; a
+# chain such as a + b + c nests one level per term.
+MAX_CHARS = 500
+MAX_NODES = 200
+MAX_DEPTH = 30
+_WHAT = {"Lambda": "lambda", "Attribute": "attribute access (.)", "Subscript": "indexing ([])",
+         "JoinedStr": "an f-string", "FormattedValue": "an f-string", "NamedExpr": "assignment (:=)",
+         "ListComp": "a comprehension", "SetComp": "a comprehension", "DictComp": "a comprehension",
+         "GeneratorExp": "a comprehension", "IfExp": "if/else", "List": "a list", "Tuple": "a tuple",
+         "Set": "a set", "Dict": "a dict", "Starred": "'*'", "keyword": "a keyword argument",
+         "FloorDiv": "'//'", "MatMult": "'@'", "LShift": "'<<'", "RShift": "'>>'", "BitAnd": "'&'",
+         "BitOr": "'|'", "BitXor": "'^'", "Invert": "'~'", "Is": "'is'", "IsNot": "'is not'", "In": "'in'",
+         "NotIn": "'not in'", "Await": "'await'", "Yield": "'yield'", "YieldFrom": "'yield'"}
+_LEAVES = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+_BIG = 1 << 10_000  # arithmetic on integers bigger than this (3,000 digits) gives NaN, not a slow exact result
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,9 @@ def parse(text: str, id: int = 0, params=(), layers=()) -> Breakpoint:
     text = " ".join(str(text).split())
     if not text:
         raise BreakpointError(f"empty breakpoint; give {HELP}")
+    if len(text) > MAX_CHARS:
+        raise BreakpointError(f"{text[:40]!r}... is {len(text):,} characters long; a breakpoint may be "
+                              f"at most {MAX_CHARS}")
     if text in KINDS:
         return Breakpoint(id, "warning", text, text)
     match = re.fullmatch(r"(step|at|every)\s*[= ]\s*(\d+)", text)
@@ -77,22 +107,63 @@ def parse(text: str, id: int = 0, params=(), layers=()) -> Breakpoint:
     if re.fullmatch(r"[a-z_]+", text):
         raise BreakpointError(f"{text!r} is not a warning kind; give {HELP}")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():   # "1and", "\d": no warning on stderr, which shows as the model's output
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as error:
-        where = (f"at column {error.offset}" if error.offset and error.offset <= len(text)
-                 else "it is incomplete")
+        if "null bytes" in str(error.msg):
+            where = "it contains a null byte"
+        elif "too many nested parentheses" in str(error.msg):
+            where = "too many nested parentheses"
+        else:
+            where = (f"at column {error.offset}" if error.offset and error.offset <= len(text)
+                     else "it is incomplete")
         raise BreakpointError(f"{text!r} does not parse ({where}): give {HELP}") from None
+    except (ValueError, RecursionError, MemoryError):   # null bytes (older Pythons), nesting beyond the parser
+        raise BreakpointError(f"{text!r} does not parse (it is nested too deeply or contains a null "
+                              f"byte): give {HELP}") from None
+    _check_size(tree.body, text)
     _check(tree.body, text, set(params), set(layers))
     return Breakpoint(id, "condition", text, tree.body)
 
 
+def _check_size(node, text: str) -> None:
+    """Refuse a condition with more than MAX_NODES parts or nested more than MAX_DEPTH deep
+    (counted with a stack of its own, not recursion)."""
+    count, stack = 0, [(node, 1)]
+    while stack:
+        sub, depth = stack.pop()
+        if isinstance(sub, ast.expr):   # what is not an expression (a keyword, a lambda's arguments) is walked too
+            count += 1
+            if count > MAX_NODES:
+                raise BreakpointError(f"{text!r} is too long: a condition may have at most {MAX_NODES} parts "
+                                      f"(names, numbers, operations, calls)")
+            if depth > MAX_DEPTH:
+                raise BreakpointError(f"{text!r} is nested too deeply: at most {MAX_DEPTH} levels (each not, "
+                                      f"-, call, and each term of a chain such as a + b + c is one level)")
+        stack.extend((child, depth + isinstance(child, ast.expr)) for child in ast.iter_child_nodes(sub)
+                     if not isinstance(child, _LEAVES))
+
+
 def _check(node, text: str, params: set, layers: set) -> None:
-    """Allow only comparisons, arithmetic, and/or/not, numbers, known names and functions."""
-    names = {id(c.args[0]) for c in ast.walk(node) if isinstance(c, ast.Call) and c.args}
+    """Allow only comparisons, arithmetic, and/or/not, numbers, known names and functions, each
+    function with the arguments it takes."""
+    calls = [c for c in ast.walk(node) if isinstance(c, ast.Call)]
+    names = {id(c.args[0]) for c in calls if c.args and isinstance(c.func, ast.Name)
+             and c.func.id in PARAM_FUNCTIONS + LAYER_FUNCTIONS}
+    called = {id(c.func) for c in calls}
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
             name = sub.func.id if isinstance(sub.func, ast.Name) else None
             if name in _HELPERS:
+                if sub.keywords or any(isinstance(a, ast.Starred) for a in sub.args):
+                    raise BreakpointError(f"{text!r}: {name}() takes plain arguments, without keywords or *")
+                if name == "abs" and len(sub.args) != 1:
+                    raise BreakpointError(f"{text!r}: abs() takes exactly one argument, e.g. abs(loss - 1)")
+                if name != "abs" and len(sub.args) < 2:
+                    raise BreakpointError(f"{text!r}: {name}() takes at least two arguments, "
+                                          f"e.g. {name}(loss, val_loss)")
                 continue
             if name not in PARAM_FUNCTIONS + LAYER_FUNCTIONS:
                 raise BreakpointError(f"{text!r}: unknown function {ast.unparse(sub.func)!r}; give {HELP}")
@@ -106,52 +177,88 @@ def _check(node, text: str, params: set, layers: set) -> None:
                 raise BreakpointError(f"{text!r}: no {what} named {arg!r}; "
                                       f"{what}s are: {', '.join(sorted(known))}")
         elif isinstance(sub, ast.Name):
-            if sub.id not in VARIABLES and sub.id not in PARAM_FUNCTIONS + LAYER_FUNCTIONS + tuple(_HELPERS):
+            if sub.id in PARAM_FUNCTIONS + LAYER_FUNCTIONS + tuple(_HELPERS):
+                if id(sub) not in called:
+                    example = "abs(loss - 1)" if sub.id in _HELPERS else f'{sub.id}("layers.0")'
+                    raise BreakpointError(f"{text!r}: {sub.id} is a function; call it, e.g. {example}")
+            elif sub.id not in VARIABLES:
                 raise BreakpointError(f"{text!r}: unknown name {sub.id!r}; give {HELP}")
         elif isinstance(sub, ast.Constant):
-            quoted_name = isinstance(sub.value, str) and id(sub) in names
-            if not (quoted_name or isinstance(sub.value, (int, float))) or isinstance(sub.value, bool):
+            if isinstance(sub.value, str) and id(sub) not in names:
+                raise BreakpointError(f"{text!r}: a quoted name is only for the per-parameter and per-layer "
+                                      f"functions, e.g. grad_norm(\"layers.0.weight\")")
+            if not isinstance(sub.value, (int, float, str)) or isinstance(sub.value, bool):
                 raise BreakpointError(f"{text!r}: only numbers, and quoted names inside a function, "
                                       f"are allowed")
         elif not isinstance(sub, (ast.Compare, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
                                   ast.UAdd, ast.BinOp, ast.Load, *_COMPARE, *_BINARY)):
-            raise BreakpointError(f"{text!r}: {type(sub).__name__} is not allowed in a condition; give {HELP}")
+            what = _WHAT.get(type(sub).__name__, type(sub).__name__)
+            raise BreakpointError(f"{text!r}: {what} is not allowed in a condition; give {HELP}")
 
 
 def evaluate(node, env) -> object:
-    """Evaluate a checked condition; `env` answers variables and functions (missing -> NaN)."""
+    """The value of a checked condition, or of a part of one; `env` answers variables and functions
+    (missing -> NaN). Never raises: a value that cannot be worked out (an error in the arithmetic,
+    or something the env answered that is not a number) is NaN."""
+    try:
+        return _evaluate(node, env)
+    except Exception:
+        return math.nan
+
+
+def holds(node, env) -> bool:
+    """Whether a checked condition holds. Never raises: it does not hold when its value cannot be
+    worked out, or is NaN."""
+    try:
+        value = _evaluate(node, env)
+        return bool(value) and bool(value == value)
+    except Exception:
+        return False
+
+
+def _number(x):
+    """An integer bigger than _BIG as a float (OverflowError, so NaN), so that arithmetic stays cheap
+    whatever the env answers: no literal a condition can hold is that big."""
+    if isinstance(x, int) and not -_BIG < x < _BIG:
+        return float(x)
+    return x
+
+
+def _evaluate(node, env) -> object:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
         return env.variable(node.id)
     if isinstance(node, ast.Call):
-        args = [evaluate(a, env) for a in node.args]
+        args = [_evaluate(a, env) for a in node.args]
         if node.func.id in _HELPERS:
             return _HELPERS[node.func.id](*args)
         return env.function(node.func.id, args[0])
     if isinstance(node, ast.UnaryOp):
-        value = evaluate(node.operand, env)
-        return (not value) if isinstance(node.op, ast.Not) else (-value if isinstance(node.op, ast.USub) else value)
+        value = _evaluate(node.operand, env)
+        return (not value) if isinstance(node.op, ast.Not) else (-value if isinstance(node.op, ast.USub) else +value)
     if isinstance(node, ast.BoolOp):
-        values = (evaluate(v, env) for v in node.values)
+        values = (_evaluate(v, env) for v in node.values)
         return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.BinOp):
+        left, right = _evaluate(node.left, env), _evaluate(node.right, env)
         try:
-            left, right = evaluate(node.left, env), evaluate(node.right, env)
+            left, right = _number(left), _number(right)
             if isinstance(node.op, ast.Pow):  # in floats, 9**9**9 overflows at once instead of running for minutes
                 left, right = float(left), float(right)
-            return _BINARY[type(node.op)](left, right)
+            value = _BINARY[type(node.op)](left, right)
         except (ZeroDivisionError, OverflowError):
             return math.nan
+        return math.nan if isinstance(value, complex) else value   # (-8) ** 0.5
     if isinstance(node, ast.Compare):
-        left = evaluate(node.left, env)
+        left = _evaluate(node.left, env)
         for op, right_node in zip(node.ops, node.comparators):
-            right = evaluate(right_node, env)
+            right = _evaluate(right_node, env)
             if not _COMPARE[type(op)](left, right):
                 return False
             left = right
         return True
-    raise BreakpointError(f"cannot evaluate {ast.unparse(node)!r}")
+    raise BreakpointError(f"cannot evaluate {type(node).__name__}")
 
 
 class Breakpoints:
@@ -185,11 +292,10 @@ class Breakpoints:
                 return Hit(bp, step, f"reached step {step}")
             if bp.kind == "every" and step % bp.value == 0:
                 return Hit(bp, step, f"step {step} is a multiple of {bp.value}")
-            if bp.kind == "condition":
+            if bp.kind == "condition" and holds(bp.value, env):
                 try:
-                    holds = bool(evaluate(bp.value, env))
-                except (TypeError, ValueError):
-                    holds = False
-                if holds:
-                    return Hit(bp, step, f"{bp.text} holds ({env.explain(bp.value)})")
+                    values = f" ({env.explain(bp.value)})"
+                except Exception:   # the values could not be shown; the hit still stands
+                    values = ""
+                return Hit(bp, step, f"{bp.text} holds{values}")
         return None

@@ -84,12 +84,19 @@ class History:
         return self._rows.nbytes
 
     def to_dict(self) -> dict:
-        """{name: list of floats (None for missing)}, for the JSON report."""
+        """{name: list of floats (None for missing)}, for the JSON report (whole columns at a
+        time: a report of 10,000 steps has about a million values)."""
         out = {}
         for name in self._columns:
             values = self.series(name)
             if name == "step":
-                out[name] = [int(v) for v in values]
+                out[name] = values.astype(np.int64).tolist()
+                continue
+            finite = np.isfinite(values)
+            if finite.all():
+                out[name] = values.tolist()
             else:
-                out[name] = [None if not np.isfinite(v) else float(v) for v in values]
+                kept = values.astype(object)
+                kept[~finite] = None
+                out[name] = kept.tolist()
         return out

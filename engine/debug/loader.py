@@ -4,11 +4,18 @@ The contract: top-level `model` (a cm.nn.Module), `loss` (loss(pred, target) -> 
 `data` ((X, y) arrays, a DataLoader or other re-iterable of batches, an iterator, or a callable
 returning one batch per call); optional `optimizer`, `regularizer`, `batch_size`, `val_data`,
 `seed`, `steps`. The module docstring is the model's description.
+
+`check_model_file` makes every check that needs no running of the file (it exists, is a regular
+readable file, decodes the way Python decodes source, compiles); `load_model_file` makes the same
+checks, runs the file and validates what it defines. Both raise ModelFileError.
 """
 from __future__ import annotations
 
 import ast
+import codecs
 import os
+import re
+import stat
 import sys
 import traceback
 import types
@@ -25,6 +32,10 @@ REQUIRED = ("model", "loss", "data")
 OPTIONAL = ("optimizer", "regularizer", "batch_size", "val_data", "seed", "steps")
 DEFAULT_SEED = 0
 DEFAULT_LR = 0.01
+# Hand-written Python source is rarely over 1 MB. A bigger "model file" is data pasted into the
+# source or the wrong file (a dataset, a checkpoint); compiling 10 MB of source already takes
+# Python some seconds and much memory, so past this the file is refused before it is read.
+MAX_MODEL_FILE_BYTES = 10 * 1024 * 1024
 
 
 class ModelFileError(Exception):
@@ -46,14 +57,23 @@ class ModelSpec:
     seed: int
     steps: int | None
     namespace: dict = field(repr=False, default_factory=dict)
+    # `path` is the file as the user named it (shown in messages and the report); `abspath` is
+    # resolve_model_path(path): absolute, symbolic links resolved, the same wherever the process
+    # changes directory. None when the spec was not loaded from a file.
+    abspath: str | None = None
 
 
-def _literal_seed(source: str) -> int | None:
-    """A top-level `seed = <int>` read before the file runs, so it also seeds the initialisation."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
+def _literal_seed(source) -> int | None:
+    """A top-level `seed = <int>` read before the file runs, so it also seeds the initialisation.
+
+    `source`: the parsed module (ast.Module), or its text (str, or bytes decoded as Python would)."""
+    if isinstance(source, ast.Module):
+        tree = source
+    else:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return None
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "seed" for t in node.targets):
             try:
@@ -64,13 +84,35 @@ def _literal_seed(source: str) -> int | None:
     return None
 
 
-def _syntax_message(path: str, error: SyntaxError) -> str:
-    """file:line:column, the message, the line itself and a caret under the column."""
-    text = f"{path}:{error.lineno}:{error.offset or 0}: syntax error: {error.msg}"
-    line = (error.text or "").rstrip("\n")
-    if line:
-        text += f"\n    {line}\n    {' ' * max((error.offset or 1) - 1, 0)}^"
+def _syntax_message(path: str, error: SyntaxError, lines: list | None = None) -> str:
+    """file:line:column, the message, the line itself and a caret under the column.
+
+    The line and the column are left out where Python does not know them (a SyntaxError's lineno
+    and offset may be None or 0); `lines`, the source's lines, supply the quoted line when the
+    error carries none."""
+    lineno = error.lineno if isinstance(error.lineno, int) and error.lineno > 0 else None
+    offset = error.offset if lineno and isinstance(error.offset, int) and error.offset > 0 else None
+    where = path + (f":{lineno}" if lineno else "") + (f":{offset}" if offset else "")
+    text = f"{where}: syntax error: {error.msg or 'invalid syntax'}"
+    line = error.text if isinstance(error.text, str) else None
+    if line is None and lineno and lines and lineno <= len(lines):
+        line = lines[lineno - 1]
+    line = (line or "").split("\n")[0].rstrip("\r\n") if lineno else ""
+    if line.strip():
+        text += f"\n    {line}"
+        if offset:
+            # tabs stay tabs, so that the caret lines up under the quoted line
+            pad = "".join("\t" if c == "\t" else " " for c in line[:offset - 1])
+            text += f"\n    {pad}{' ' * max(offset - 1 - len(line), 0)}^"
     return text
+
+
+def _text_of(error: BaseException) -> str:
+    """str(error), even for an exception whose __str__ itself fails."""
+    try:
+        return str(error)
+    except Exception:  # the user's __str__ is the user's code
+        return f"<{type(error).__name__}: its message could not be shown>"
 
 
 def user_traceback(error: BaseException, path: str) -> str:
@@ -80,13 +122,13 @@ def user_traceback(error: BaseException, path: str) -> str:
               if not os.path.abspath(f.filename).startswith(package_dir + os.sep)
               and f.filename != __file__]
     if not frames:
-        return f"{type(error).__name__}: {error}"
+        return f"{type(error).__name__}: {_text_of(error)}"
     lines = ["Traceback (your code, most recent call last):"]
     for f in frames:
         lines.append(f'  File "{f.filename}", line {f.lineno}, in {f.name}')
         if f.line:
             lines.append(f"    {f.line}")
-    lines.append(f"{type(error).__name__}: {error}")
+    lines.append(f"{type(error).__name__}: {_text_of(error)}")
     return "\n".join(lines)
 
 
@@ -94,28 +136,238 @@ def _type_name(value) -> str:
     return type(value).__name__
 
 
+# -- the file itself: everything that can be checked without running it ------------------
+
+def resolve_model_path(path) -> str:
+    """The model file's absolute path with symbolic links resolved: safe to hand to another
+    process (it does not depend on the working directory and never starts with '-').
+
+    It names the same file as `path` but need not exist; ModelFileError for what cannot be a path
+    (an empty one, one with a null byte)."""
+    text = _path_text(path)
+    try:
+        return os.path.realpath(text)
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"{text!r}: not a usable file path ({error})") from None
+
+
+def _path_text(path) -> str:
+    try:
+        text = os.fsdecode(path)
+    except TypeError:
+        raise ModelFileError(f"the model file's path must be a string, got {_type_name(path)}") from None
+    if not text:
+        raise ModelFileError("no model file given: the path is empty. Give the path of a Python model file, "
+                             "or run calcml-debug without one for the built-in demo.")
+    if "\0" in text:
+        raise ModelFileError(f"{text!r}: not a usable file path (it contains a null byte)")
+    return text
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _not_regular(path: str, mode: int) -> ModelFileError:
+    if stat.S_ISDIR(mode):
+        return ModelFileError(f"{path}: is a folder, not a model file (a .py file defining model, loss and data)")
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return ModelFileError(f"{path}: is {kind}, not a model file: give the path of a Python file "
+                          "(a regular file, which is read before it runs)")
+
+
+def _too_large(path: str, size: int) -> ModelFileError:
+    return ModelFileError(
+        f"{path}: is {size:,} bytes, too large for a model file (at most {MAX_MODEL_FILE_BYTES:,} bytes, "
+        f"{MAX_MODEL_FILE_BYTES // (1024 * 1024)} MiB, of Python source): is it the right file? "
+        "Keep large data in its own file and load it from the model file (e.g. with np.load).")
+
+
+def _read_bytes(path: str) -> bytes:
+    """The file's bytes, refusing before it is opened whatever is not a readable regular file:
+    a FIFO, a socket or a device would block the read or never end."""
+    try:
+        info = os.stat(path)  # follows symbolic links: a link to a regular file is fine
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ModelFileError(f"{path}: is a broken symbolic link (to {os.readlink(path)})") from None
+        raise ModelFileError(f"{path}: no such file. Give the path of a Python model file, "
+                             "or run calcml-debug without one for the built-in demo.") from None
+    except NotADirectoryError:
+        raise ModelFileError(f"{path}: no such file (a part of the path is a file, not a folder)") from None
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read: {(error.strerror or str(error)).lower()}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, info.st_mode)
+    if info.st_size > MAX_MODEL_FILE_BYTES:
+        raise _too_large(path, info.st_size)
+    try:
+        # O_NONBLOCK: should the path be swapped for a FIFO after the check, the open cannot hang
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read: {(error.strerror or str(error)).lower()}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(path, info.st_mode)
+        try:
+            raw = f.read(MAX_MODEL_FILE_BYTES + 1)
+        except OSError as error:
+            raise ModelFileError(f"{path}: cannot be read: {(error.strerror or str(error)).lower()}") from None
+    if len(raw) > MAX_MODEL_FILE_BYTES:  # it grew, or its size was not known (e.g. under /proc)
+        raise _too_large(path, len(raw))
+    return raw
+
+
+# PEP 263, as Python's tokenizer reads it: a comment on line 1, or on line 2 below a blank or
+# comment line, matching `coding[:=]\s*([-\w.]+)`.
+_COOKIE = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+_BLANK = re.compile(r"^[ \t\f]*(?:[#\r\n]|$)")
+_UTF8_BOM = codecs.BOM_UTF8
+_OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+# The coding line itself must read the same in the encoding it declares (Python needs an
+# ASCII-compatible one: UTF-16, UTF-32 and EBCDIC are refused).
+_ASCII_PROBE = "# -*- coding: abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.=\n"
+
+
+def _normal_encoding_name(name: str) -> str:
+    """The spellings Python's tokenizer folds together (tokenize._get_normal_name)."""
+    enc = name[:12].lower().replace("_", "-")
+    if enc == "utf-8" or enc.startswith("utf-8-"):
+        return "utf-8"
+    if enc in ("latin-1", "iso-8859-1", "iso-latin-1") or enc.startswith(("latin-1-", "iso-8859-1-", "iso-latin-1-")):
+        return "iso-8859-1"
+    return name
+
+
+def _declared_encoding(raw: bytes) -> tuple[str | None, int]:
+    """The encoding a coding line declares and its line number, or (None, 0)."""
+    lines = raw.split(b"\n", 2)[:2]
+    for number, line in enumerate(lines, start=1):
+        text = line.decode("latin-1")  # bytes one for one: only the ASCII cookie matters here
+        match = _COOKIE.match(text)
+        if match:
+            return match.group(1), number
+        if not _BLANK.match(text):
+            break
+    return None, 0
+
+
+def _decode(path: str, raw: bytes) -> str:
+    """The source text, decoded as Python decodes a source file: a UTF-8 byte-order mark, else
+    the encoding of a PEP 263 coding line, else UTF-8; the whole file, strictly."""
+    for bom, name in _OTHER_BOMS:
+        if raw.startswith(bom):
+            raise ModelFileError(f"{path}: the file is saved as {name} (it starts with a {name} byte-order "
+                                 "mark); Python reads source as UTF-8: save it as UTF-8.")
+    has_bom = raw.startswith(_UTF8_BOM)
+    if has_bom:
+        raw = raw[len(_UTF8_BOM):]
+    declared, cookie_line = _declared_encoding(raw)
+    encoding = "utf-8"
+    if declared is not None:
+        try:
+            encoding = codecs.lookup(_normal_encoding_name(declared)).name
+        except LookupError:
+            raise ModelFileError(f"{path}:{cookie_line}: unknown encoding {declared!r} in the coding line: "
+                                 "name one Python knows (utf-8, latin-1, cp1252, ...) or remove the line") from None
+        try:
+            readable = _ASCII_PROBE.encode("ascii").decode(encoding) == _ASCII_PROBE
+        except (UnicodeError, LookupError):
+            readable = False
+        if not readable:
+            raise ModelFileError(f"{path}:{cookie_line}: the coding line declares {declared}, which Python "
+                                 "cannot read source in (it needs an ASCII-compatible encoding): "
+                                 "save the file as UTF-8 and remove the line")
+        if has_bom and encoding != "utf-8":
+            raise ModelFileError(f"{path}:{cookie_line}: the file starts with a UTF-8 byte-order mark but its "
+                                 f"coding line declares {declared}: remove one of the two")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        start = error.start
+        line_start = raw.rfind(b"\n", 0, start) + 1
+        line = raw.count(b"\n", 0, start) + 1
+        column = len(raw[line_start:start].decode(encoding, "replace")) + 1
+        bad = raw[start:max(error.end, start + 1)][:4]
+        found = ("byte " if len(bad) == 1 else "bytes ") + " ".join(f"0x{b:02x}" for b in bad)
+        if declared is None:
+            hint = ("Python reads source as UTF-8: save the file as UTF-8, or declare its encoding "
+                    "on the first line, e.g. # -*- coding: latin-1 -*-")
+            what = "UTF-8"
+        else:
+            hint = f"the coding line (line {cookie_line}) declares {declared}: declare the file's real encoding"
+            what = declared
+        raise ModelFileError(f"{path}:{line}:{column}: cannot be read as {what}: {found} "
+                             f"({error.reason}); {hint}") from None
+    except (UnicodeError, LookupError) as error:  # a codec that is not a text encoding
+        raise ModelFileError(f"{path}:{cookie_line or 1}: cannot be read as {declared or 'UTF-8'}: {error}") from None
+    return text
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """(line, column), both from 1, of the character at `index`."""
+    return text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+@dataclass
+class _Source:
+    text: str
+    tree: ast.Module
+    code: types.CodeType
+
+
+def _read_source(path: str) -> _Source:
+    """Read, decode and compile the model file, as Python would before running it."""
+    text = _decode(path, _read_bytes(path))
+    nul = text.find("\0")
+    if nul >= 0:
+        line, column = _position(text, nul)
+        raise ModelFileError(f"{path}:{line}:{column}: syntax error: source code cannot contain null bytes "
+                             "(is this a binary file, or one saved as UTF-16, rather than Python source?)")
+    try:
+        # dont_inherit: the file gets its own __future__ imports, not this module's
+        tree = compile(text, path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        code = compile(tree, path, "exec", dont_inherit=True)
+    except SyntaxError as error:
+        raise ModelFileError(_syntax_message(path, error, text.splitlines())) from None
+    except ValueError as error:  # e.g. null bytes, on Pythons that report them so
+        raise ModelFileError(f"{path}: syntax error: {error}") from None
+    except (RecursionError, MemoryError):
+        raise ModelFileError(f"{path}: cannot be compiled: an expression is nested too deeply or is too long "
+                             "for Python's compiler; split it up") from None
+    return _Source(text, tree, code)
+
+
+def check_model_file(path) -> None:
+    """Every check on a model file that does not run it; ModelFileError saying what and where.
+
+    It must exist, be a regular file (a link to one is fine) and readable, not be over
+    MAX_MODEL_FILE_BYTES, decode as Python decodes source (a UTF-8 byte-order mark, a PEP 263
+    coding line, else UTF-8) and compile (file:line:column and the line for a syntax error).
+    load_model_file makes the same checks first."""
+    _read_source(_path_text(path))
+
+
+# -- running it ----------------------------------------------------------------------------
+
+def _exit_text(code) -> str:
+    return "exit()" if code is None else f"exit({code!r})"
+
+
 def load_model_file(path: str, seed: int | None = None, steps: int | None = None) -> ModelSpec:
     """Run the model file in its own namespace (its folder on sys.path) and validate what it defines.
 
     `seed` (from the command line) overrides the file's `seed`; the engine's generator is seeded
-    before the file runs, so initialisation is repeatable.
+    before the file runs, so initialisation is repeatable. The working directory is the same
+    after the file runs as before, whatever the file does.
     """
-    if not os.path.exists(path):
-        raise ModelFileError(f"{path}: no such file. Give the path of a Python model file, "
-                             "or run calcml-debug without one for the built-in demo.")
-    if os.path.isdir(path):
-        raise ModelFileError(f"{path}: is a folder, not a model file (a .py file defining model, loss and data)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            source = f.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: cannot be read: {error}") from None
-    try:
-        code = compile(source, path, "exec")
-    except SyntaxError as error:
-        raise ModelFileError(_syntax_message(path, error)) from None
+    path = _path_text(path)
+    source = _read_source(path)
+    abspath = resolve_model_path(path)
 
-    literal_seed = _literal_seed(source)
+    literal_seed = _literal_seed(source.tree)
     if seed is not None:
         _check_seed(path, "--seed", seed)
     elif literal_seed is not None:
@@ -128,18 +380,34 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
     name = os.path.splitext(os.path.basename(path))[0]
     module = types.ModuleType(f"calcml_model_{name}")
     module.__file__ = os.path.abspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(abspath)  # as Python does for a script: the folder of the resolved file
     before = set(sys.modules)
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the caller's folder is gone: nothing to go back to
+        cwd = None
+    loading_pid = os.getpid()
     sys.path.insert(0, folder)
     sys.modules[module.__name__] = module  # dataclasses, pickle and typing look the module up
     try:
-        exec(code, module.__dict__)
+        exec(source.code, module.__dict__)
+    except KeyboardInterrupt:  # the user pressed ctrl+c while the file ran: theirs to stop
+        raise
     except SystemExit as error:
-        raise ModelFileError(f"{path}: the model file called exit({error.code}) while loading") from None
-    except Exception as error:  # the user's code failed: show their frames, not ours
+        raise ModelFileError(f"{path}: the model file called {_exit_text(error.code)} while loading") from None
+    except BaseException as error:  # the user's code failed: show their frames, not ours
         raise ModelFileError(f"{path}: the model file raised an error while loading:\n"
                              + user_traceback(error, path)) from None
     finally:
+        if os.getpid() != loading_pid:
+            # The file called os.fork() and this is the child, returning from the file as if it
+            # were the caller: it must not go on to train, print or write reports twice.
+            os._exit(0)
+        if cwd is not None:
+            try:
+                os.chdir(cwd)  # should the file have changed folder: relative paths keep their meaning
+            except OSError:
+                pass
         try:
             sys.path.remove(folder)
         except ValueError:
@@ -149,7 +417,9 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
         file_seed = module.__dict__["seed"]
         _check_seed(path, "seed", file_seed)
         chosen_seed = int(file_seed)  # a computed seed still seeds the batching
-    return _validate(path, name, module.__dict__, chosen_seed, steps)
+    spec = _validate(path, name, module.__dict__, chosen_seed, steps, tree=source.tree)
+    spec.abspath = abspath
+    return spec
 
 
 def _check_seed(path: str, name: str, value) -> None:
@@ -167,7 +437,51 @@ def _forget_neighbours(before: set, folder: str) -> None:
             del sys.modules[name]
 
 
-def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None) -> ModelSpec:
+def _assigned_at(tree: ast.Module | None, name: str) -> str:
+    """':N', the line of the file's last top-level assignment to `name`, or '' if there is none."""
+    line = None
+    for node in tree.body if tree is not None else ():
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            line = node.lineno
+    return f":{line}" if line else ""
+
+
+def _describe_modules(model: nn.Module) -> str:
+    children = [type(m).__name__ for m in model.children()]
+    if not children:
+        return f"a {type(model).__name__} with no layers"
+    shown = ", ".join(children[:6]) + (", ..." if len(children) > 6 else "")
+    return f"a {type(model).__name__} of {shown}, none of them with weights"
+
+
+def _check_has_parameters(path: str, model: nn.Module, tree) -> None:
+    """A model without parameters has nothing to train, with or without an optimiser: the
+    debugger follows the model's own parameters."""
+    try:
+        count = sum(1 for _ in model.parameters())
+    except Exception as error:  # a user's Module subclass may override parameters()
+        raise ModelFileError(f"{path}: model.parameters() raised an error:\n"
+                             + user_traceback(error, path)) from None
+    if count == 0:
+        raise ModelFileError(
+            f"{path}{_assigned_at(tree, 'model')}: model has no parameters to train: it is "
+            f"{_describe_modules(model)}. Give it at least one layer with weights, e.g. cm.nn.Linear(2, 1) "
+            "(activations such as cm.nn.ReLU() have none).")
+
+
+def _description(path: str, ns: dict, tree) -> str:
+    doc = ns.get("__doc__")
+    if doc is None:
+        return ""
+    if not isinstance(doc, str):
+        raise ModelFileError(f"{path}{_assigned_at(tree, '__doc__')}: __doc__ must be a string "
+                             f"(it is shown as the model's description), got {_type_name(doc)}")
+    return doc.strip()
+
+
+def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None, tree=None) -> ModelSpec:
     missing = [n for n in REQUIRED if n not in ns]
     if missing:
         found = [n for n in REQUIRED + OPTIONAL if n in ns]
@@ -179,6 +493,7 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None) -> M
     if not isinstance(model, nn.Module):
         hint = " (did you forget to instantiate it, e.g. Net() instead of Net?)" if isinstance(model, type) else ""
         raise ModelFileError(f"{path}: model must be a cm.nn.Module, got {_type_name(model)}{hint}")
+    _check_has_parameters(path, model, tree)
     loss = ns["loss"]
     if not callable(loss):
         raise ModelFileError(f"{path}: loss must be a function loss(pred, target) returning a scalar, "
@@ -206,7 +521,7 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None) -> M
     if file_steps is not None and (isinstance(file_steps, bool) or not isinstance(file_steps, (int, np.integer))
                                    or file_steps < 1):
         raise ModelFileError(f"{path}: steps must be a positive integer, got {file_steps!r}")
-    description = (ns.get("__doc__") or "").strip()
+    description = _description(path, ns, tree)
     return ModelSpec(path=path, name=name, description=description, model=model, loss=loss, data=data,
                      optimizer=optimizer, regularizer=regularizer,
                      batch_size=None if batch_size is None else int(batch_size), val_data=val_data,

@@ -27,13 +27,153 @@ MAX_DERIVATIVE = {"relu": 1.0, "leaky_relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
 
 def sq_norm(a: np.ndarray) -> float:
     """Σa², one BLAS dot product. ravel('K') is a view of any contiguous array, transposed ones
-    included (norms do not care about the order); only a strided one is copied."""
+    included (norms do not care about the order); only a strided one is copied.
+
+    Never raises and never warns: a sum past the largest float is inf (Σa² of 1e200 entries is
+    not representable), NaN anywhere gives NaN. Integer arrays are summed as floats (a dot
+    product of integers would wrap around), and so are float32/float16 ones whose sum overflows
+    their own type (1e20 squared is past float32's range, not float64's)."""
     flat = a.ravel("K")
-    return float(np.dot(flat, flat))
+    if flat.dtype.kind != "f":
+        flat = flat.astype(np.float64)
+    with np.errstate(all="ignore"):
+        total = float(np.dot(flat, flat))
+        if not math.isfinite(total) and flat.dtype.itemsize < 8:
+            wide = flat.astype(np.float64)
+            total = float(np.dot(wide, wide))
+    return total
+
+
+# Below this Σa² may have lost precision to underflow (denormal squares, or squares flushed to 0).
+_TINY_SQ = 1e-290
 
 
 def norm(a) -> float:
-    return math.sqrt(sq_norm(a)) if a is not None else math.nan
+    """‖a‖ (NaN for a missing array). Finite for every finite array whose norm is representable:
+    when Σa² overflows (entries of 1e200) or underflows (entries of 1e-170, denormals), the
+    entries are divided by the largest |aᵢ| first, so the norm of 1e200s is about 1e200·√n and
+    that of denormals is not 0. Only a NaN entry gives NaN and only an infinite one inf (or a
+    norm past the largest float, e.g. √2·1.7e308). Never raises or warns."""
+    if a is None:
+        return math.nan
+    return checked_norm(a)[0]
+
+
+def checked_norm(a: np.ndarray) -> tuple:
+    """(‖a‖, whether every entry of `a` is finite), from the same dot product in the usual case.
+
+    For a gradient, Σg² being finite proves every entry finite, but Σg² = inf does not prove one
+    is infinite: a finite gradient of 1e200 has Σg² = inf. Only then is the array itself checked
+    (one more pass), and its norm computed with scaling (see `norm`)."""
+    total = sq_norm(a)
+    if _TINY_SQ <= total < math.inf:   # the usual case: one dot product
+        return math.sqrt(total), True
+    flat = a.ravel("K")
+    if flat.size == 0:
+        return 0.0, True
+    if flat.dtype.kind != "f":
+        flat = flat.astype(np.float64)
+    if math.isnan(total):               # NaN entries (or an inf and a NaN): no norm
+        return math.nan, False
+    with np.errstate(all="ignore"):
+        largest = max(-float(flat.min()), float(flat.max()))   # max |aᵢ|, without an |a| copy
+        if largest == math.inf:
+            return math.inf, False
+        if math.isnan(largest):
+            return math.nan, False
+        if largest == 0.0:
+            return 0.0, True
+        scaled = np.divide(flat, largest, dtype=np.float64)
+        return largest * math.sqrt(float(np.dot(scaled, scaled))), True   # Python floats: inf past the top
+
+
+_WIDE_SHRINK = 0.5          # a range wider than the largest float is binned in halves
+_NARROW_GROW = 2.0 ** 600   # one too narrow to divide by (denormal ends) is binned scaled up (exact)
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def histogram(values, bins: int) -> tuple:
+    """numpy.histogram(values, bins) over the finite values, in about a third of its work, and for
+    any values at all: (counts, int64 of length bins; edges, float64 of length bins + 1).
+
+    The bin of x is ⌊(x − min)·bins/(max − min)⌋ (the last bin closed), numpy's own formula; numpy
+    then re-checks each value against the rounded edges, which moves only a value lying exactly
+    on an edge (possible with integer-valued data) into the bin to its right, and costs most of
+    its time. These histograms are for display, so that check is left out.
+
+    Never raises: NaN and ±inf are left out (the counts add up to the number of finite values;
+    with none, the counts are 0 over −1..1, as for an empty array). One value x everywhere gets
+    numpy's range x ± ½, or x ± |x|·2⁻²⁰ where ½ is lost to rounding (x = 1e308) and clipped to the
+    largest float. A range wider than the largest float (−1e308..1e308) is binned in halves, its
+    edges lo·(1 − t) + hi·t; one too narrow to divide by (5e-324..1e-323) is binned scaled up by
+    2⁶⁰⁰ (exact). The edges are always finite and non-decreasing (they repeat only where floats
+    run out, between denormals). Integer and boolean arrays are binned as float64; float32 ones
+    are measured in float64."""
+    bins = max(int(bins), 1)
+    flat = np.asarray(values).reshape(-1)
+    if flat.dtype.kind != "f":
+        flat = flat.astype(np.float64)
+    if flat.size == 0:
+        return _no_histogram(bins)
+    lo, hi = flat.min(), flat.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):   # NaN or Inf somewhere: count the rest
+        flat = flat[np.isfinite(flat)]
+        if flat.size == 0:
+            return _no_histogram(bins)
+        lo, hi = flat.min(), flat.max()
+    lo, hi = float(lo), float(hi)
+    if not hi > lo:
+        return _one_value(lo, flat.size, bins)
+    width = hi - lo                 # Python floats: inf or a denormal at worst, never an exception
+    scale = bins / width
+    if math.isfinite(width) and math.isfinite(scale):   # every ordinary range: as numpy does it
+        position = np.subtract(flat, lo, dtype=np.float64)   # (float32 values measured in float64)
+        position *= scale
+        edges = np.linspace(lo, hi, bins + 1)
+    else:
+        factor = _WIDE_SHRINK if not math.isfinite(width) else _NARROW_GROW
+        position = np.multiply(flat, factor, dtype=np.float64)
+        low, high = lo * factor, hi * factor
+        position -= low
+        position *= bins / (high - low)
+        np.clip(position, 0, bins, out=position)
+        edges = _edges(lo, hi, bins, factor)
+    counts = np.bincount(position.astype(np.intp), minlength=bins + 1)
+    counts[bins - 1] += counts[bins]   # the maximum itself lands at `bins`: the last bin is closed
+    return counts[:bins].astype(np.int64, copy=False), edges
+
+
+def _no_histogram(bins: int) -> tuple:
+    return np.zeros(bins, dtype=np.int64), np.linspace(-1.0, 1.0, bins + 1)
+
+
+def _edges(lo: float, hi: float, bins: int, factor: float) -> np.ndarray:
+    """bins + 1 finite, non-decreasing edges from lo to hi where the range is too wide for
+    numpy.linspace (its step would be inf: lo·(1 − t) + hi·t never overflows, lo < 0 < hi here) or
+    too narrow to divide by (numpy.linspace, numpy's own edges, manages: it rounds to denormals)."""
+    with np.errstate(all="ignore"):
+        if factor < 1:
+            t = np.arange(bins + 1) / bins
+            edges = lo * (1 - t) + hi * t
+        else:
+            edges = np.linspace(lo, hi, bins + 1)
+    edges[0], edges[-1] = lo, hi
+    np.clip(edges, lo, hi, out=edges)
+    return np.maximum.accumulate(edges)
+
+
+def _one_value(x: float, n: int, bins: int) -> tuple:
+    """n copies of x: numpy's histogram (range x ± ½) where it can make the bins, else x ± |x|·2⁻²⁰."""
+    edges = np.linspace(x - 0.5, x + 0.5, bins + 1)
+    if np.all(edges[1:] > edges[:-1]):   # what numpy checks before refusing ('too many bins')
+        counts, edges = np.histogram(np.array([x]), bins=bins)
+        return counts.astype(np.int64, copy=False) * n, edges.astype(np.float64, copy=False)
+    half = max(abs(x) * 2.0 ** -20, 1.0)
+    low, high = max(x - half, -_FLOAT_MAX), min(x + half, _FLOAT_MAX)   # x − half may be −inf
+    counts, edges = histogram(np.array([low, x, high]), bins)
+    counts[0] -= 1
+    counts[-1] -= 1
+    return counts * n, edges
 
 
 def count_small(a: np.ndarray, threshold: float, mask: np.ndarray) -> int:
@@ -48,11 +188,14 @@ def count_small(a: np.ndarray, threshold: float, mask: np.ndarray) -> int:
 
 
 def local_derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
-    """The activation's derivative at this step, from its output (no second forward pass)."""
-    if kind == "sigmoid":
-        return output * (1.0 - output)
-    if kind == "tanh":
-        return 1.0 - output * output
+    """The activation's derivative at this step, from its output (no second forward pass).
+    Quiet on any output: NaN stays NaN, and an output no activation could give (1e308 from a
+    sigmoid) gives ±inf rather than a warning."""
+    with np.errstate(all="ignore"):
+        if kind == "sigmoid":
+            return output * (1.0 - output)
+        if kind == "tanh":
+            return 1.0 - output * output
     if kind == "relu":
         return (output > 0).astype(output.dtype)
     slope = module.negative_slope  # leaky_relu
@@ -218,7 +361,10 @@ def activation_stats(kind: str, module, output: np.ndarray, saturation_level: fl
         alive = np.count_nonzero(units.max(axis=0))   # units above 0 for some example
         return on / units.size, 1.0 - alive / units.shape[1], None
     d = local_derivative(kind, module, units)
-    mean = float(np.add.reduce(d, axis=None)) / d.size
+    with np.errstate(all="ignore"):   # a NaN output gives a NaN mean; inf ones, ±inf or NaN: no warning
+        mean = float(np.add.reduce(d, axis=None)) / d.size
+        if not math.isfinite(mean) and np.isfinite(d).all():   # finite derivatives whose sum overflowed
+            mean = float(np.add.reduce(d / d.size, axis=None))
     saturated = None
     if kind in ("sigmoid", "tanh"):
         limit = saturation_level * MAX_DERIVATIVE[kind]

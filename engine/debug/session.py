@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import queue
 import time
 from collections import deque
@@ -33,6 +34,11 @@ from .loader import ModelSpec, user_traceback
 from .tracesummary import locate_non_finite, summarise_trace
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
+
+# What the model's own code can raise that is the model's mistake, not calcml's: every
+# exception, and a sys.exit() or GeneratorExit from inside forward or loss. (KeyboardInterrupt
+# is the person at the keyboard, and propagates.)
+MODEL_ERRORS = (Exception, SystemExit, GeneratorExit)
 
 # The per-parameter and per-layer series in the history, "<name>.<stat>" (in _series' order).
 PARAM_SERIES = ("grad_norm", "penalty_grad_norm", "hessian_diag", "weight_norm", "update_ratio",
@@ -243,6 +249,7 @@ class Session:
         self._best_loss = math.inf
         self._last_val = None
         self._rate = _Rate()
+        self._owner = os.getpid()   # a model that forks: only this process goes on training
 
     # -- commands: safe from any thread; applied between steps ---------------------------
     def run(self) -> None:
@@ -318,6 +325,10 @@ class Session:
             try:
                 return self._train_step(traced)
             finally:
+                if os.getpid() != self._owner:
+                    # The model forked inside this step and this is the copy: it must not train
+                    # on, publish or write a report beside the process that started the run.
+                    os._exit(0)
                 self._training_seconds += time.perf_counter() - started - self._untimed
         return None
 
@@ -369,6 +380,14 @@ class Session:
         keep = dict(include_bias=current.include_bias, select=current.select) if current is not None else {}
         self.regularizer = (_reg.L1 if kind == "L1" else _reg.L2)(lam, **keep)
 
+    def stop_now(self, detail: str) -> None:
+        """Stop at once, from the thread that drives the session (a step cut short by a signal:
+        the last finished step is where the run ends)."""
+        if not self.done:
+            self._stop("user", detail)
+            if self.snapshot is not None:
+                self.snapshot = self.snapshot._replace(state=self.state, stop=self.stop_info)
+
     def stop_at_breakpoint(self) -> None:
         """End a run paused by a breakpoint (headless: no one can continue it), saying which and why."""
         hit = self.snapshot.hit if self.snapshot is not None else None
@@ -390,8 +409,8 @@ class Session:
         except StopIteration:
             self._stop("data_exhausted", "the model file's data iterator has no more batches")
             return self._publish_stopped()
-        except Exception as error:
-            self._stop("error", "the model file's data raised an error:\n" + user_traceback(error, spec.path))
+        except MODEL_ERRORS as error:
+            self._stop("error", "the model file's data raised an error:\n" + _describe_error(error, spec.path))
             return self._publish_stopped()
 
         recorder = self._recorder
@@ -408,7 +427,7 @@ class Session:
                 self._elbo = bayesprobe.read_elbo(self.model) if self._bayes_layers else None
                 self.optimizer.zero_grad()
                 loss.backward()
-        except Exception as error:
+        except MODEL_ERRORS as error:
             self._stop("error", f"step {self.step_count + 1}: " + _describe_error(error, spec.path))
             return self._publish_stopped()
         finally:
@@ -426,8 +445,14 @@ class Session:
 
         penalty_grads, penalty = {}, 0.0
         if self.regularizer is not None:
-            penalty_grads = self.regularizer.grads(self.model)
-            penalty = self.regularizer.value(self.model)
+            try:   # a regulariser's `select` is the model file's code
+                with np.errstate(all="ignore"):
+                    penalty_grads = self.regularizer.grads(self.model)
+                    penalty = self.regularizer.value(self.model)
+            except MODEL_ERRORS as error:
+                self._stop("error", f"step {self.step_count + 1}: the regulariser failed: "
+                           + _describe_error(error, spec.path))
+                return self._publish_stopped()
             for name, p in self._params:
                 if name in penalty_grads and p.grad is not None:
                     p.grad = p.grad + penalty_grads[name]
@@ -451,7 +476,7 @@ class Session:
             try:
                 with np.errstate(all="ignore"):
                     self.optimizer.step(lambda: self._closure(X, y))
-            except Exception as error:
+            except MODEL_ERRORS as error:
                 self._stop("error", f"step {self.step_count + 1}: {type(self.optimizer).__name__}.step: "
                            + _describe_error(error, spec.path))
                 return self._publish_stopped()
@@ -498,7 +523,7 @@ class Session:
                 stats = curvatureprobe.measure(lambda: self._objective(X, y), self._params, self.optimizer,
                                                self.step_count + 1, iters=c.curvature_iters,
                                                samples=c.curvature_samples, seed=self.step_count)
-        except Exception as error:
+        except MODEL_ERRORS as error:
             self.curvature_every = 0
             self.curvature_note = f"curvature is off: measuring it failed: {type(error).__name__}: {error}"
             return
@@ -515,7 +540,7 @@ class Session:
             with np.errstate(all="ignore"):
                 return bayesprobe.gradient_noise(lambda: self._objective(X, y), self._params,
                                                  max(2, self.config.noise_samples))
-        except Exception as error:
+        except MODEL_ERRORS as error:
             self.bayes_note = f"gradient noise is off: measuring it failed: {type(error).__name__}: {error}"
             self.config.noise_every = 0
             return None
@@ -647,7 +672,7 @@ class Session:
         try:
             with no_grad():
                 value = float(self.spec.loss(self.model(Xv), yv).data)
-        except Exception as error:
+        except MODEL_ERRORS as error:
             self._stop("error", "computing the validation loss: " + _describe_error(error, self.spec.path))
             value = None
         finally:
@@ -774,15 +799,15 @@ class Session:
         bins = self.config.histogram_bins
         out = {}
         for name, p in self._params:
-            out[f"{name}.weight_hist"] = _histogram(p.data, bins)
+            out[f"{name}.weight_hist"] = probes.histogram(p.data, bins)
             if p.grad is not None:
-                out[f"{name}.grad_hist"] = _histogram(p.grad, bins)
+                out[f"{name}.grad_hist"] = probes.histogram(p.grad, bins)
         if recorder is not None:
             for name, module in self.layers:
                 kind = probes.ACTIVATIONS.get(type(module))
                 _, output = recorder.calls.get(name, (None, None))
                 if kind is not None and output is not None:
-                    out[f"{name}.deriv_hist"] = _histogram(probes.local_derivative(kind, module, output.data), bins)
+                    out[f"{name}.deriv_hist"] = probes.histogram(probes.local_derivative(kind, module, output.data), bins)
         return out
 
     def _non_finite(self, X, y, loss_value, recorded) -> Snapshot:
@@ -793,7 +818,7 @@ class Session:
                 with trace() as recorded, np.errstate(all="ignore"):
                     loss = self.spec.loss(self.model(X), y)
                     loss.backward()
-            except Exception:
+            except MODEL_ERRORS:
                 pass
         self.last_trace = recorded
         where = locate_non_finite(recorded)
@@ -828,30 +853,6 @@ class Session:
         return snapshot
 
 
-def _histogram(values: np.ndarray, bins: int):
-    """numpy.histogram(values, bins) over the finite values, in about a third of its work.
-
-    The bin of x is ⌊(x − min)·bins/(max − min)⌋ (the last bin closed), numpy's own formula; numpy
-    then re-checks each value against the rounded edges, which moves only a value lying exactly
-    on an edge (possible with integer-valued data) into the bin to its right, and costs most of
-    its time. These histograms are for display, so that check is left out."""
-    flat = values.reshape(-1)
-    lo, hi = flat.min(), flat.max()
-    if not (np.isfinite(lo) and np.isfinite(hi)):   # NaN or Inf somewhere: count the rest
-        flat = flat[np.isfinite(flat)]
-        if flat.size == 0:
-            return (np.zeros(bins, dtype=np.int64), np.linspace(-1, 1, bins + 1))
-        lo, hi = flat.min(), flat.max()
-    if not hi > lo:  # one value: numpy's range (x − ½, x + ½)
-        return np.histogram(flat, bins=bins)
-    position = flat - lo
-    position *= bins / (hi - lo)
-    counts = np.bincount(position.astype(np.intp), minlength=bins + 1)
-    counts[bins - 1] += counts[bins]   # the maximum itself lands at `bins`: the last bin is closed
-    counts = counts[:bins]
-    return counts, np.linspace(lo, hi, bins + 1)
-
-
 def _check_loss(loss) -> None:
     if not isinstance(loss, Tensor):
         raise TypeError(f"loss(pred, target) must return a calcml Tensor, got {type(loss).__name__}")
@@ -864,6 +865,10 @@ def _check_loss(loss) -> None:
 
 
 def _describe_error(error: BaseException, path: str) -> str:
+    if isinstance(error, SystemExit):   # sys.exit() inside the model is the model's doing
+        frames = user_traceback(error, path).rsplit("\n", 1)[0] if error.__traceback__ else ""
+        said = f"the model called exit({error.code!r}): training cannot go on after it"
+        return f"{frames}\n{said}" if frames.startswith("Traceback") else said
     return user_traceback(error, path)
 
 

@@ -23,6 +23,8 @@ class ArrayStats:
 
     @classmethod
     def of(cls, value) -> "ArrayStats | None":
+        """The statistics of the finite entries (the others are counted in `non_finite`). Never
+        raises or warns, whatever the values: see `_mean_std` for entries near the float limits."""
         if value is None:
             return None
         a = np.asarray(value, dtype=float)
@@ -30,12 +32,32 @@ class ArrayStats:
         n_bad = int(a.size - np.count_nonzero(finite))
         good = a[finite] if n_bad else a
         if good.size == 0:
-            return cls(a.shape, float("nan"), float("nan"), float("nan"), float("nan"), 0, n_bad)
-        return cls(tuple(a.shape), float(good.mean()), float(good.std()), float(good.min()), float(good.max()),
-                   int(a.size - np.count_nonzero(a)), n_bad)
+            return cls(tuple(a.shape), float("nan"), float("nan"), float("nan"), float("nan"), 0, n_bad)
+        lo, hi = float(good.min()), float(good.max())
+        mean, std = _mean_std(good, max(-lo, hi))
+        return cls(tuple(a.shape), mean, std, lo, hi, int(a.size - np.count_nonzero(a)), n_bad)
 
     def to_dict(self) -> dict:
         return {k: (list(v) if k == "shape" else v) for k, v in self.__dict__.items()}
+
+
+# Inside these limits on max |x| the plain mean and std are exact to rounding: the sum of up to
+# 1e150 entries and the squared deviations (below 1e300) neither overflow nor underflow.
+_PLAIN_LOW, _PLAIN_HIGH = 1e-150, 1e150
+
+
+def _mean_std(good: np.ndarray, largest: float) -> tuple:
+    """(mean, std) of finite values whose largest magnitude is `largest`. Outside the plain range
+    (1e308s, whose sum overflows; denormals, whose squares vanish) the values are divided by
+    `largest` first and the results multiplied back, so that the mean of 1e308s is 1e308, not inf,
+    and the std of −1e308 and 1e308 is 1e308 (inf only past the largest float)."""
+    with np.errstate(all="ignore"):
+        if _PLAIN_LOW <= largest <= _PLAIN_HIGH:
+            return float(good.mean()), float(good.std())
+        if largest == 0:
+            return 0.0, 0.0
+        scaled = good / largest
+        return float(scaled.mean()) * largest, float(scaled.std()) * largest   # Python floats: inf, never an error
 
 
 @dataclass(frozen=True)

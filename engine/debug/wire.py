@@ -3,13 +3,25 @@
 Only numbers, strings, lists and dicts cross the wire (never pickle: a debugger must not
 execute what it receives, and the same format can carry a remote run). NaN and infinities,
 which JSON lacks, travel as the strings 'nan', 'inf' and '-inf'.
+
+Every line that crosses is checked before it is used: `decode_message` (what the training
+process sends) and `decode_command` (what the interface sends) refuse a frame that is too
+large, nested too deeply, not JSON, or not of the declared shape (the msgspec schemas below:
+a missing field or a wrong type) with a `FrameError` saying why, and nothing else: whatever the
+bytes, a frame they accept can be handed to `snapshot_from_wire`, `history_from_wire` and the
+front end's state without raising. Fields a schema does not know are allowed and passed on
+(a newer sender may add some); fields it knows must have their type.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
+from typing import Annotated, Literal, Union
 
+import msgspec
 import numpy as np
+from msgspec import Meta, Struct
 
 from .breakpoints import Breakpoint, Hit
 from .bayesprobe import BayesStats
@@ -40,7 +52,505 @@ def dumps(message: dict) -> str:
 
 
 def loads(line: str) -> dict:
+    """Plain JSON, unchecked: for data this process made itself. What another process sent goes
+    through decode_message / decode_command."""
     return json.loads(line)
+
+
+# -- limits ----------------------------------------------------------------------------------
+
+# The largest message a training process sends is the history (every series thinned to 240
+# points): 3.8 MB for an MLP of 100 linear layers (200 parameters, 1,300 series); a step-into
+# snapshot of that model is 0.5 MB. 32 MiB leaves eight times that.
+MAX_FRAME_BYTES = 32 * 1024 * 1024
+# A command is a few dozen bytes; the longest is a breakpoint condition someone typed.
+MAX_COMMAND_BYTES = 64 * 1024
+# Real frames nest at most 7 deep (snapshot > trace > op > factors > stats > shape). The limit
+# is checked before parsing: msgspec guards its recursion only with the interpreter's recursion
+# limit (a RecursionError at about 1,000 levels, a crash past the C stack where that limit was
+# raised), and the standard json module raises RecursionError.
+MAX_DEPTH = 64
+# The most steps one command may ask for (more than any run, and inside every integer type).
+MAX_STEPS = 10**9
+
+
+class FrameError(ValueError):
+    """A line that is not a valid frame; the message says why, in a few words. `kind` is the
+    frame's type (a message) or command name when that much could be read, else None."""
+
+    def __init__(self, reason: str, kind: str | None = None):
+        super().__init__(reason)
+        self.kind = kind
+
+
+# -- schemas: what each frame must look like -------------------------------------------------
+
+_INT64 = 2**63 - 1
+Int = Annotated[int, Meta(ge=-_INT64 - 1, le=_INT64)]
+Count = Annotated[int, Meta(ge=0, le=_INT64)]
+Shape = list[Count]
+NonFinite = Literal["nan", "inf", "-inf"]
+Num = Union[float, NonFinite]            # a float; NaN and infinities as strings
+OptNum = Union[float, NonFinite, None]
+# an array's statistics: [shape, mean, std, min, max, zeros, non_finite]
+Stats = tuple[Shape, Num, Num, Num, Num, Count, Count]
+
+
+class _Data(Struct):
+    """A nested object: unknown fields are skipped, known ones checked."""
+
+
+class ParamData(_Data):
+    name: str
+    shape: Shape
+    grad_norm: Num
+    penalty_grad_norm: Num
+    total_grad_norm: Num
+    weight_norm: Num
+    update_norm: Num
+    update_ratio: Num
+    sparsity: Num
+    effective_lr: OptNum = None
+    hessian_diag: OptNum = None
+
+
+class LayerData(_Data):
+    name: str
+    type: str
+    params: dict[str, ParamData]
+    output_shape: Union[Shape, None]
+    grad_in_norm: OptNum
+    grad_out_norm: OptNum
+    activation: Union[str, None]
+    mean_local_derivative: OptNum
+    dead_fraction: OptNum
+    saturated_fraction: OptNum
+
+
+class WarningData(_Data):
+    step: Int
+    kind: str
+    layer: Union[str, None]
+    op: Union[str, None]
+    value: Num
+    threshold: Num
+    message: str
+    event: str
+
+
+class ConditionData(_Data):
+    kind: str
+    layer: Union[str, None]
+    value: Num
+    threshold: Num
+    message: str
+    op: Union[str, None]
+
+
+class StopData(_Data):
+    step: Int
+    reason: str
+    detail: str
+
+
+class HitData(_Data):
+    id: Int
+    text: str
+    kind: str
+    step: Int
+    why: str
+
+
+class OpData(_Data):
+    index: Int
+    phase: str
+    op: str
+    id: Int
+    scope: str
+    module_type: Union[str, None]
+    inputs: list[str]
+    formulas: list[str]
+    value: Union[Stats, None]
+    upstream: Union[Stats, None]
+    factors: list[Union[Stats, None]]
+    grads: list[Union[Stats, None]]
+
+
+class CurvatureData(_Data):
+    step: Int
+    lambda_max: Num
+    trace: Num
+    trace_se: Num
+    lr_edge: OptNum
+    edge_formula: str
+    n_params: Count
+    hessian_diag: dict[str, Num]
+
+
+class BayesData(_Data):
+    step: Int
+    elbo: OptNum
+    expected_log_likelihood: OptNum
+    kl: OptNum
+    posterior_sigma: dict[str, OptNum]
+    gradient_noise: dict[str, OptNum]
+    mc_loss: OptNum
+    mc_loss_se: OptNum
+    mc_samples: Count
+    noise_step: Union[Int, None]
+
+
+class SnapshotData(_Data):
+    step: Int
+    epoch: Int
+    state: str
+    loss: Num
+    val_loss: OptNum
+    penalty: Num
+    lr: Num
+    steps_per_sec: Num
+    regularizer: tuple[str, OptNum]
+    layers: list[LayerData]
+    warnings: list[WarningData]
+    holding: list[ConditionData]
+    stop: Union[StopData, None]
+    hit: Union[HitData, None]
+    histograms: Union[dict[str, tuple[list[Count], list[Num]]], None]   # name -> [counts, edges]
+    trace: Union[list[OpData], None]
+    curvature: Union[CurvatureData, None] = None
+    optimizer_state: Union[dict[str, Union[bool, int, float, str, None]], None] = None
+    bayes: Union[BayesData, None] = None
+
+
+class LayerInfo(_Data):
+    name: str
+    type: str
+
+
+class ParamInfo(_Data):
+    name: str
+    shape: Shape
+
+
+class ModelData(_Data):
+    path: str
+    name: str
+    description: Union[str, None]
+    seed: Union[Int, None]
+    steps: Union[Int, None]
+    optimizer: str
+    layers: list[LayerInfo]
+    params: list[ParamInfo]
+    # added later; the interface reads them with .get()
+    curvature_every: Union[Int, None] = None
+    curvature_note: Union[str, None] = None
+    bayes_layers: Union[list[str], None] = None
+    sampler: Union[bool, None] = None
+    noise_every: Union[Int, None] = None
+    noise_samples: Union[Int, None] = None
+    bayes_note: Union[str, None] = None
+
+
+class BreakpointItem(_Data):
+    id: Int
+    text: str
+    describe: str
+
+
+# What the training process sends, one JSON object a line, told apart by "type".
+
+class _Frame(Struct, tag_field="type"):
+    pass
+
+
+class HelloFrame(_Frame, tag="hello"):
+    model: ModelData
+
+
+class LoadingFrame(_Frame, tag="loading"):
+    path: str
+
+
+class SnapshotFrame(_Frame, tag="snapshot"):
+    snapshot: SnapshotData
+
+
+class HistoryFrame(_Frame, tag="history"):
+    series: dict[str, list[OptNum]]      # name -> values, one per entry of series["step"]
+
+
+class LogFrame(_Frame, tag="log"):
+    stream: str
+    text: str
+
+
+class BreakpointsFrame(_Frame, tag="breakpoints"):
+    items: list[BreakpointItem]
+    error: Union[str, None] = None
+
+
+class RefusedFrame(_Frame, tag="refused"):
+    message: str
+    cmd: Union[str, None] = None
+
+
+class StateFrame(_Frame, tag="state"):
+    state: str
+    stop: Union[StopData, None]
+
+
+class ErrorFrame(_Frame, tag="error"):
+    kind: str
+    message: str
+
+
+class ReportFrame(_Frame, tag="report"):
+    path: str
+    ok: bool
+    message: Union[str, None] = None
+
+
+class QuittingFrame(_Frame, tag="quitting"):
+    pass
+
+
+class ByeFrame(_Frame, tag="bye"):
+    pass
+
+
+Message = Union[HelloFrame, LoadingFrame, SnapshotFrame, HistoryFrame, LogFrame, BreakpointsFrame,
+                RefusedFrame, StateFrame, ErrorFrame, ReportFrame, QuittingFrame, ByeFrame]
+
+
+# What the interface sends, told apart by "cmd".
+
+class _Command(Struct, tag_field="cmd"):
+    pass
+
+
+class RunCommand(_Command, tag="run"):
+    pass
+
+
+class PauseCommand(_Command, tag="pause"):
+    pass
+
+
+class StepCommand(_Command, tag="step"):
+    n: Annotated[int, Meta(ge=1, le=MAX_STEPS)] = 1
+
+
+class StepIntoCommand(_Command, tag="step_into"):
+    pass
+
+
+class LrCommand(_Command, tag="lr"):
+    value: float
+
+
+class LrScaleCommand(_Command, tag="lr_scale"):
+    factor: float
+
+
+class RegCommand(_Command, tag="reg"):
+    kind: str
+    lam: Union[float, None] = None
+
+
+class BreakAddCommand(_Command, tag="break_add"):
+    text: str
+
+
+class BreakRemoveCommand(_Command, tag="break_remove"):
+    id: Int
+
+
+class StopCommand(_Command, tag="stop"):
+    pass
+
+
+class QuitCommand(_Command, tag="quit"):
+    pass
+
+
+Command = Union[RunCommand, PauseCommand, StepCommand, StepIntoCommand, LrCommand, LrScaleCommand,
+                RegCommand, BreakAddCommand, BreakRemoveCommand, StopCommand, QuitCommand]
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+_MESSAGES = msgspec.json.Decoder(Message)
+_COMMANDS = msgspec.json.Decoder(Command)
+_PLAIN = msgspec.json.Decoder()
+
+
+class _Tagged(Struct):
+    """Only the tag of a frame that failed validation, for the error message."""
+    type: object = None
+    cmd: object = None
+
+
+_TAGS = msgspec.json.Decoder(_Tagged)
+
+
+_DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, MemoryError)
+
+
+def decode_message(line: bytes | str) -> dict:
+    """One line from the training process, checked: the plain dict `wire.loads` would give
+    (ready for DebugState.apply), or FrameError."""
+    try:
+        return _decode_message(line)
+    except FrameError:
+        raise
+    except Exception as error:   # not expected; the promise is FrameError, whatever the bytes
+        raise FrameError(_short(f"undecodable frame ({type(error).__name__}: {error})")) from None
+
+
+def decode_command(line: bytes | str) -> dict:
+    """One line from the interface, checked: a dict with "cmd" and that command's fields (with
+    their defaults filled in, e.g. {"cmd": "step", "n": 1}), or FrameError."""
+    try:
+        return _decode_command(line)
+    except FrameError:
+        raise
+    except Exception as error:   # not expected, as above
+        raise FrameError(_short(f"undecodable command ({type(error).__name__}: {error})")) from None
+
+
+def _decode_message(line) -> dict:
+    data = _bytes(line, MAX_FRAME_BYTES, "frame")
+    try:
+        frame = _MESSAGES.decode(data)
+    except _DECODE_ERRORS as error:
+        raise _frame_error(error, data, "type", "frame") from None
+    if isinstance(frame, HistoryFrame):
+        _check_history(frame.series)
+    elif isinstance(frame, SnapshotFrame) and frame.snapshot.histograms:
+        _check_histograms(frame.snapshot.histograms)
+    try:
+        return _PLAIN.decode(data)
+    except _DECODE_ERRORS as error:
+        # only a field the schema skips can fail here (a number beyond what JSON decoding allows)
+        raise _frame_error(error, data, "type", "frame") from None
+
+
+def _decode_command(line) -> dict:
+    data = _bytes(line, MAX_COMMAND_BYTES, "command")
+    try:
+        command = _COMMANDS.decode(data)
+    except _DECODE_ERRORS as error:
+        raise _frame_error(error, data, "cmd", "command") from None
+    out = {"cmd": type(command).__struct_config__.tag}
+    for name in command.__struct_fields__:
+        out[name] = getattr(command, name)
+    return out
+
+
+def _bytes(line, limit: int, what: str) -> bytes:
+    """The frame as bytes, after the size and nesting checks."""
+    if isinstance(line, str):
+        try:
+            line = line.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FrameError("not UTF-8 text (a lone surrogate)") from None
+    elif isinstance(line, (bytearray, memoryview)):
+        line = bytes(line)
+    elif not isinstance(line, bytes):
+        raise FrameError(f"a {what} is bytes or text, not {type(line).__name__}")
+    size = len(line) - line.endswith(b"\n") - line.endswith(b"\r\n")
+    if size > limit:
+        raise FrameError(f"{what} too large ({size} bytes > {limit})")
+    # it cannot nest deeper than it opens (most commands and small frames stop here)
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and nesting_depth(line) > MAX_DEPTH:
+        raise FrameError(f"nested too deeply (more than {MAX_DEPTH} levels)")
+    return line
+
+
+def _frame_error(error: Exception, data: bytes, tag: str, what: str) -> FrameError:
+    """A short reason for a frame msgspec refused, naming the frame's type where it has one."""
+    if isinstance(error, RecursionError):
+        return FrameError("nested too deeply")
+    if isinstance(error, MemoryError):
+        return FrameError(f"{what} too large to decode")
+    text = str(error)
+    body, _, path = text.partition(" - at `")
+    path = path.rstrip("`").removeprefix("$").removeprefix(".")
+    if not isinstance(error, msgspec.ValidationError):
+        if not data.strip():
+            return FrameError(f"empty {what}")
+        if "truncated" in text:
+            return FrameError(f"truncated {what} (the JSON ends too soon)")
+        return FrameError(_short("not JSON: " + body.removeprefix("JSON is malformed: ")))
+    body = re.sub(r"Object missing required field `([^`]*)`", r"missing field '\1'", body).replace("`", "")
+    body = body[:1].lower() + body[1:]
+    if path == tag:
+        if body.startswith("invalid value "):
+            label = what if what == "command" else f"{what} type"
+            return FrameError(_short(f"unknown {label} {body.removeprefix('invalid value ')}"))
+        return FrameError(_short(f"{what} {tag}: {body}"))
+    if not path and body == f"missing field '{tag}'":
+        return FrameError(f"not a {what}: missing field '{tag}'")
+    try:
+        kind = getattr(_TAGS.decode(data), tag)
+    except _DECODE_ERRORS:
+        kind = None
+    kind = kind if isinstance(kind, str) and len(kind) <= 40 else None
+    where = f" (at {path})" if path else ""
+    return FrameError(_short(f"{kind + ' ' if kind else ''}{what}: {body}{where}"), kind)
+
+
+def _short(reason: str, limit: int = 300) -> str:
+    return reason if len(reason) <= limit else reason[:limit - 1] + "…"
+
+
+def _check_history(series: dict) -> None:
+    """Every series has one value per step (the plots index one by the other)."""
+    steps = series.get("step")
+    if steps is None:
+        return
+    for name, values in series.items():
+        if len(values) != len(steps):
+            raise FrameError(_short(f"history frame: series {name!r} has {len(values)} values for "
+                                    f"{len(steps)} steps"), "history")
+
+
+def _check_histograms(histograms: dict) -> None:
+    for name, (counts, edges) in histograms.items():
+        if len(edges) != len(counts) + 1:
+            raise FrameError(_short(f"snapshot frame: histogram {name!r} has {len(counts)} counts and "
+                                    f"{len(edges)} edges"), "snapshot")
+
+
+_NOT_STRUCTURAL = bytes(b for b in range(256) if b not in b'[]{}"')
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
+_BLOCK = 1 << 20
+
+
+def nesting_depth(data: bytes, limit: int = MAX_DEPTH) -> int:
+    """How deep the arrays and objects of this JSON text nest (brackets inside strings do not
+    count), found without parsing it: no recursion, a few passes over the bytes in C and numpy,
+    in blocks of bounded memory. Exact up to `limit`; past it, some number above `limit`.
+
+    On text that is not JSON the answer may be too high, never lower than the depth a parser
+    reaches before it meets the fault: up to there, strings start and end where it sees them."""
+    if b"\\" in data:
+        # escapes, left to right as in a string: drop each escaped backslash, then each escaped
+        # quote; every quote left starts or ends a string
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = np.frombuffer(data.translate(None, _NOT_STRUCTURAL), dtype=np.uint8)   # [ ] { } "
+    level = deepest = quotes = 0
+    for start in range(0, len(marks), _BLOCK):
+        chunk = marks[start:start + _BLOCK]
+        inside = (np.cumsum(chunk == 34, dtype=np.int32) + quotes) & 1    # odd: within a string
+        quotes = int(inside[-1])
+        levels = np.cumsum(np.where(inside == 0, _STEP[chunk], 0), dtype=np.int32) + level
+        deepest, level = max(deepest, int(levels.max())), int(levels[-1])
+        if deepest > limit:
+            break
+    return deepest
 
 
 # -- snapshot -> dict ------------------------------------------------------------------------
@@ -199,6 +709,11 @@ def _op_back(d: dict) -> OpSummary:
                      grads=tuple(_stats_back(g) for g in d["grads"]))
 
 
+def _stop_back(d):
+    # by name: a frame may carry fields this version does not know
+    return StopInfo(d["step"], d["reason"], d["detail"]) if d else None
+
+
 def snapshot_from_wire(d: dict) -> Snapshot:
     hit = None
     if d["hit"]:
@@ -216,7 +731,7 @@ def snapshot_from_wire(d: dict) -> Snapshot:
         warnings=tuple(warning_from_wire(w) for w in d["warnings"]),
         holding=tuple(Condition(c["kind"], c["layer"], _unf(c["value"]), _unf(c["threshold"]), c["message"], c["op"])
                       for c in d["holding"]),
-        stop=StopInfo(**d["stop"]) if d["stop"] else None, hit=hit, histograms=histograms,
+        stop=_stop_back(d["stop"]), hit=hit, histograms=histograms,
         trace=TraceSummary(tuple(_op_back(o) for o in d["trace"])) if d["trace"] else None,
         curvature=_curvature_back(d.get("curvature")), optimizer_state=_plain_back(d.get("optimizer_state")),
         bayes=_bayes_back(d.get("bayes")))

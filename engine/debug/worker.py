@@ -1,19 +1,29 @@
 """The training side of the interface: runs a Session in its own process, speaking JSON lines.
 
-    python -m calcml.debug.worker MODEL.py [--seed S] [--steps N] [--break SPEC ...]
+    python -c BOOT --protocol-out FD --protocol-in FD [--parent PID] [--seed S] [--steps N]
+                   [--break SPEC ...] [--run] [--json FILE] -- MODEL.py
 
-Commands arrive on stdin, one JSON object per line ({"cmd": "pause"}, {"cmd": "step", "n": 1},
-{"cmd": "lr", "value": 0.01}, ...). Messages leave on the original stdout, one per line:
-hello, snapshot, history, log, breakpoints, error, bye. Whatever the model file prints goes out
-as log messages, so it can never draw over the interface. Snapshots are coalesced to about
+(`BOOT` below starts it with the current folder off `sys.path`, so a `numpy.py` or `calcml.py`
+lying where the user stands is never imported in place of the real one.)
+
+The protocol has its own pipes, apart from the process's standard streams: commands arrive on
+`--protocol-in`, one JSON object per line ({"cmd": "pause"}, {"cmd": "step", "n": 1}, ...),
+validated before use; messages leave on `--protocol-out`: loading, hello, snapshot, history,
+breakpoints, state, refused, error, quitting, report, bye. Whatever the model prints goes to
+the process's own stdout and stderr, which the front end shows as the model's output, so
+nothing the model writes can pass for a message. Snapshots are coalesced to about
 `PUBLISH_HZ` a second (every warning is still sent), history a few times a second: the front end
 never receives one message per training step.
+
+However the run ends (quit, the front end going away, a signal), the report (`--json`) is
+written whole by `Shutdown`, from the training thread at the step boundary or, when a model
+step hangs, from a watchdog thread after `QUIT_GRACE` seconds.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import os
+import signal
 import sys
 import threading
 import time
@@ -22,42 +32,39 @@ from . import wire
 from .allocator import keep_freed_memory
 from .breakpoints import BreakpointError
 from .loader import ModelFileError, load_model_file
-from .session import Session, session_config
+from .session import Session, StopInfo, session_config
 
 PUBLISH_HZ = 20
 HISTORY_HZ = 2
+QUIT_GRACE = 1.0   # seconds a quit waits for the step running to finish before the watchdog ends it
+_exit = os._exit   # the real one (a model's own call to it is wrapped, below)
+BOOT = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+        "from calcml.debug.worker import main; sys.exit(main(sys.argv[1:]))")
 
 
 class _Channel:
-    """Thread-safe writer of JSON lines to the front end."""
+    """Thread-safe writer of JSON lines to the front end. When the front end has gone, sends
+    become no-ops and `on_broken` is called once (the run is then ended, its report written)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, on_broken=None):
         self._stream = stream
         self._lock = threading.Lock()
+        self._owner = os.getpid()
+        self.broken = False
+        self.on_broken = on_broken
 
     def send(self, message: dict) -> None:
+        if self.broken or os.getpid() != self._owner:   # a forked copy of the worker says nothing
+            return
         data = (wire.dumps(message) + "\n").encode("utf-8")
         with self._lock:
             try:
                 self._stream.write(data)
                 self._stream.flush()
-            except (BrokenPipeError, ValueError):
-                os._exit(0)  # the front end is gone: nothing left to train for
-
-
-class _LogWriter(io.TextIOBase):
-    """Stands in for sys.stdout/sys.stderr: the model file's prints become log messages."""
-
-    def __init__(self, channel: _Channel, stream: str):
-        self._channel, self._stream = channel, stream
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if text:
-            self._channel.send({"type": "log", "stream": self._stream, "text": text})
-        return len(text)
+            except (OSError, ValueError):
+                self.broken = True
+        if self.broken and self.on_broken is not None:
+            self.on_broken("the interface went away")
 
 
 def model_info(session: Session) -> dict:
@@ -92,6 +99,8 @@ class Worker:
         self._histograms = None
         self._urgent = 0
         self._curvature = _notes(session)
+        self._publishing = threading.Lock()   # the training thread, or the flusher while a step hangs
+        self._last_tick = time.monotonic()
 
     def handle(self, command: dict) -> None:
         s = self.session
@@ -122,7 +131,7 @@ class Worker:
                 self.send_breakpoints()
             elif name == "stop":
                 s.stop()
-            elif name == "quit":
+            elif name == "quit":   # (from the pipe, the command reader ends the run itself)
                 self.quit.set()
         except (BreakpointError, ValueError, KeyError, TypeError) as error:
             self.send_breakpoints(error=str(error)) if name == "break_add" else \
@@ -133,23 +142,25 @@ class Worker:
         items = [{"id": b.id, "text": b.text, "describe": b.describe()} for b in self.session.breakpoints]
         self.channel.send({"type": "breakpoints", "items": items, "error": error})
 
-    def read_commands(self, stream) -> None:
-        for line in stream:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                command = wire.loads(line)
-            except ValueError:
-                continue
-            if isinstance(command, dict):
-                self.handle(command)
-        self.quit.set()  # stdin closed: the front end has gone
-        self.wake.set()
-
-    def publish(self, snapshot, force: bool = False) -> None:
+    def publish(self, snapshot, force: bool = False, timeout: float = -1) -> None:
         """Send the latest snapshot (at most PUBLISH_HZ a second unless something needs showing now),
         every warning since the last one, the state when it changed, and the history now and then."""
+        if not self._publishing.acquire(timeout=timeout):
+            return
+        try:
+            self._publish(snapshot, force)
+        finally:
+            self._publishing.release()
+
+    def flush_while_busy(self) -> None:
+        """Runs in its own thread: when a step takes long (or hangs), what the steps before it
+        measured is still sent, instead of waiting, held back by coalescing, for the step to end."""
+        period = 1.0 / PUBLISH_HZ
+        while not self.quit.wait(period):
+            if time.monotonic() - self._last_tick > period and self.session.snapshot is not self._sent:
+                self.publish(None, force=True, timeout=period)
+
+    def _publish(self, snapshot, force: bool) -> None:
         now = time.monotonic()
         s = self.session
         if snapshot is not None:
@@ -184,8 +195,11 @@ class Worker:
             self._history_step, self._last_history = s.step_count, now
 
     def loop(self) -> None:
+        threading.Thread(target=self.flush_while_busy, daemon=True, name="calcml-flush").start()
         while not self.quit.is_set():
+            self._last_tick = time.monotonic()
             snapshot = self.session.tick()
+            self._last_tick = time.monotonic()
             if snapshot is not None:
                 self.publish(snapshot)
                 continue
@@ -194,49 +208,227 @@ class Worker:
             self.wake.clear()
 
 
+class Shutdown:
+    """Ends the run once, however the end comes: the report written whole (if asked for), then
+    `report` and `bye` sent.
+
+    `request(why)` may come from any thread or a signal handler, so it only writes a byte to a
+    pipe; a watchdog thread wakes on it, tells the front end the worker is quitting, stops the
+    training loop and waits `grace` seconds for the training thread to finish (`finish`). If a
+    model step hangs, the watchdog writes the report itself from what the finished steps
+    recorded and ends the process."""
+
+    def __init__(self, channel: _Channel, json_path: str | None, grace: float = QUIT_GRACE):
+        self.channel, self.json_path, self.grace = channel, json_path, grace
+        self.session: Session | None = None
+        self.worker: Worker | None = None
+        self.why: str | None = None
+        self._lock = threading.Lock()
+        self._done = False
+        self._finished = threading.Event()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        threading.Thread(target=self._watch, daemon=True, name="calcml-shutdown").start()
+
+    def request(self, why: str) -> None:
+        if self.why is None:
+            self.why = why
+        try:
+            os.write(self._w, b"x")
+        except OSError:   # already woken
+            pass
+
+    def _watch(self) -> None:
+        os.read(self._r, 1)
+        self.channel.send({"type": "quitting"})
+        worker = self.worker
+        if worker is not None:
+            worker.quit.set()
+            worker.wake.set()
+        if self._finished.wait(self.grace):
+            return
+        session = self.session
+        running = session.step_count + 1 if session is not None else None
+        self.finish(hung=running)
+        _exit(0)
+
+    def finish(self, hung: int | None = None) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            session = self.session
+            if session is not None and self.json_path:
+                self._write_report(session, hung)
+            self.channel.send({"type": "bye"})
+        self._finished.set()
+
+    def _write_report(self, session: Session, hung: int | None) -> None:
+        from .report import write_report
+        why = self.why or "the interface quit"
+        detail = f"{why} at step {session.step_count}"
+        if hung is not None:
+            detail += f", while step {hung} was still running (it had not finished after {self.grace:g} s)"
+        try:
+            write_report(session, self.json_path, stopped=StopInfo(session.step_count, "user", detail))
+        except OSError as error:
+            self.channel.send({"type": "report", "path": self.json_path, "ok": False,
+                               "message": f"{type(error).__name__}: {error}"})
+            return
+        self.channel.send({"type": "report", "path": self.json_path, "ok": True, "message": None})
+
+
+class CommandReader:
+    """Reads the front end's commands (one JSON line each, at most wire.MAX_COMMAND_BYTES) and
+    hands each valid one to the worker; a malformed one is refused with the reason and never
+    ends the reader. Commands that come before the model has loaded wait for it (quit does not).
+    The pipe closing means the front end has gone: the run ends."""
+
+    def __init__(self, stream, shutdown: Shutdown):
+        self.stream, self.shutdown = stream, shutdown
+        self._lock = threading.Lock()
+        self._waiting: list = []
+        self._worker: Worker | None = None
+
+    def attach(self, worker: Worker) -> None:
+        with self._lock:
+            self._worker = worker
+            waiting, self._waiting = self._waiting, []
+        for command in waiting:
+            worker.handle(command)
+
+    def run(self) -> None:
+        limit = wire.MAX_COMMAND_BYTES
+        while True:
+            line = self.stream.readline(limit + 1)
+            if not line:
+                break
+            if len(line) > limit and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):   # skip the rest of an oversized line
+                    line = self.stream.readline(limit + 1)
+                self._refuse(None, f"a command longer than {limit} bytes was ignored")
+                continue
+            if not line.strip():
+                continue
+            try:
+                command = wire.decode_command(line)
+            except wire.FrameError as error:
+                self._refuse(None, f"a malformed command was ignored: {error}")
+                continue
+            if command["cmd"] == "quit":
+                self.shutdown.request("the interface quit")
+                continue
+            with self._lock:
+                worker = self._worker
+                if worker is None:
+                    self._waiting.append(command)
+                    continue
+            worker.handle(command)
+        self.shutdown.request("the interface closed its pipe")
+
+    def _refuse(self, name, message: str) -> None:
+        self.shutdown.channel.send({"type": "refused", "cmd": name, "message": message})
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """End this process when the front end does, however it ends: on Linux the kernel sends
+    SIGTERM (handled as a quit: the report is written) when the parent dies; everywhere, the
+    command pipe closing does the same (CommandReader)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent is not None and os.getppid() != parent:   # it died before the line above
+        _exit(0)
+
+
+def _flush_before_exit(worker: Worker) -> None:
+    """A model that calls os._exit() ends this process, as it asked; the front end first gets
+    the steps finished before it, so it can say at which step the process ended."""
+    real_exit, owner = _exit, os.getpid()
+
+    def exit_after_flush(code):
+        if os.getpid() == owner:
+            try:
+                worker.publish(None, force=True, timeout=0.5)
+            except Exception:
+                pass
+        real_exit(code)
+
+    os._exit = exit_after_flush
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="calcml.debug.worker")
     parser.add_argument("model")
+    parser.add_argument("--protocol-out", type=int, required=True, help="file descriptor for messages")
+    parser.add_argument("--protocol-in", type=int, required=True, help="file descriptor for commands")
+    parser.add_argument("--parent", type=int, help="the front end's process id")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--break", dest="breaks", action="append", default=[])
     parser.add_argument("--run", action="store_true", help="start training at once")
-    parser.add_argument("--json", help="write the run report here when quitting")
+    parser.add_argument("--json", help="write the run report here when the run ends")
     parser.add_argument("--curvature-every", type=int, help="steps between curvature measurements (0: off)")
     args = parser.parse_args(argv)
+    _die_with_parent(args.parent)
     keep_freed_memory()   # no page faults for the arrays each step frees and takes again
+    for stream in (sys.stdout, sys.stderr):   # the model's prints reach the front end a line at a time
+        stream.reconfigure(line_buffering=True)
 
-    # The protocol keeps the real stdout; anything else written to fd 1 goes to stderr instead.
-    protocol = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
-    channel = _Channel(protocol)
-    sys.stdout = _LogWriter(channel, "stdout")
-    sys.stderr = _LogWriter(channel, "stderr")
+    shutdown = Shutdown(None, args.json)
+    channel = _Channel(os.fdopen(args.protocol_out, "wb", buffering=0), on_broken=shutdown.request)
+    shutdown.channel = channel
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, lambda n, frame: shutdown.request(f"{signal.Signals(n).name} to the training process"))
+    reader = CommandReader(os.fdopen(args.protocol_in, "rb"), shutdown)
+    threading.Thread(target=reader.run, daemon=True, name="calcml-commands").start()
+    try:
+        return _serve(args, channel, shutdown, reader)
+    except Exception as error:   # calcml's own failure: a note for the front end, the details in a file
+        from .crash import write_crash_file
+        path = write_crash_file(error)
+        channel.send({"type": "error", "kind": "internal",
+                      "message": f"internal error in the training process: {type(error).__name__}: {error}. "
+                                 f"This is a bug in calcml, not in your model. The details are in {path}."})
+        shutdown.finish()
+        return 1
+
+
+def _serve(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -> int:
+    channel.send({"type": "loading", "path": args.model})
     try:
         spec = load_model_file(args.model, seed=args.seed, steps=args.steps)
     except ModelFileError as error:
         channel.send({"type": "error", "kind": "model_file", "message": str(error)})
+        shutdown.finish()
         return 2
     session = Session(spec, session_config(args.curvature_every))
-    worker = Worker(session, channel)
     for text in args.breaks:
         try:
             session.add_breakpoint(text)
         except BreakpointError as error:
             channel.send({"type": "error", "kind": "usage", "message": f"breakpoint refused: {error}"})
+            shutdown.finish()
             return 2
+    worker = Worker(session, channel)
     channel.send({"type": "hello", "model": model_info(session)})
     worker._sent = session.initial_snapshot()
     channel.send({"type": "snapshot", "snapshot": wire.snapshot_to_wire(worker._sent)})
     worker.send_breakpoints()
-    threading.Thread(target=worker.read_commands, args=(sys.stdin,), daemon=True).start()
+    shutdown.session, shutdown.worker = session, worker
+    _flush_before_exit(worker)
+    if shutdown.why is not None:   # quit while loading
+        shutdown.finish()
+        return 0
     if args.run:
         session.run()
+    reader.attach(worker)
     worker.loop()
-    if args.json:
-        from .report import write_report
-        write_report(session, args.json)
-    channel.send({"type": "bye"})
+    shutdown.finish()
     return 0
 
 

@@ -14,12 +14,11 @@ import math
 import numpy as np
 from rich.table import Table
 from rich.text import Text
-from textual_plotext import PlotextPlot
 
-from ..format import num
+from ..format import as_float, num, pct
 from .curvature import LogSeriesPlot, carried_forward
 from .histogram import first_last, sparkline
-from .plots import thin
+from .plots import OFF_SCALE, GuardedPlot, fit_exponent, real_value, scaled, thin
 
 NOISY = 1.0              # gradient noise above this: one draw's gradient is mostly noise
 STEADY = 0.02            # a σ that moved less than this (relative) since its first value is steady
@@ -118,7 +117,7 @@ def _n_data(elbo, loss) -> int | None:
     if elbo is None or loss is None or not loss or not math.isfinite(loss) or not math.isfinite(elbo):
         return None
     n = -elbo / loss
-    if n >= 1 and abs(n - round(n)) <= 1e-6 * n:
+    if math.isfinite(n) and n >= 1 and abs(n - round(n)) <= 1e-6 * n:
         return int(round(n))
     return None
 
@@ -163,7 +162,7 @@ def sigma_rows(b, history: dict) -> list:
 
 
 def change_text(ratio) -> Text:
-    if ratio is None or not math.isfinite(ratio):
+    if ratio is None or not math.isfinite(as_float(ratio)):
         return Text("-", style="dim")
     if abs(ratio - 1) < STEADY:
         return Text("steady", style="dim")
@@ -312,7 +311,7 @@ def hmc_lines(state: dict) -> Text:
     low = isinstance(rate, (int, float)) and rate < 0.5 and (state.get("step") or 0) >= 20
     text.append(str(state.get("message", "")), style="green" if accepted and not low else "yellow")
     text.append("\nacceptance rate ")
-    text.append("-" if rate is None else f"{rate:.0%}", style="bold yellow" if low else "bold")
+    text.append(pct(rate), style="bold yellow" if low else "bold")
     text.append("   |ΔH| ")
     error = state.get("hamiltonian_error")
     big = isinstance(error, (int, float)) and not error <= 1
@@ -357,9 +356,11 @@ def fit_title(titles, width: int) -> str:
     return titles[-1][:max(width - 3, 0)] + "…" if width > 3 else ""
 
 
-def linear_ticks(lo: float, hi: float, count: int = 4) -> tuple:
+def linear_ticks(lo: float, hi: float, count: int = 4, exponent: int = 0) -> tuple:
+    """(positions, labels) from lo to hi; on a plot drawn scaled by 2⁻ᵉ (plots.fit_exponent) the
+    labels are the real values."""
     positions = [lo] if hi <= lo else list(np.linspace(lo, hi, count))
-    return positions, [num(t, 4) for t in positions]
+    return positions, [num(real_value(t, exponent), 4) for t in positions]
 
 
 class FittedTitle:
@@ -373,7 +374,7 @@ class FittedTitle:
         return super().render()
 
 
-class TwoAxisPlot(FittedTitle, PlotextPlot):
+class TwoAxisPlot(FittedTitle, GuardedPlot):
     """One or two history series over the steps on linear scales, the first on the left axis,
     the second on the right one (each with its own scale); the title names the colours."""
 
@@ -397,13 +398,18 @@ class TwoAxisPlot(FittedTitle, PlotextPlot):
                 if not ok.any():
                     continue
                 x, y = thin(steps[ok], values[ok], width)
-                plt.plot(x.tolist(), y.tolist(), marker="braille", color=colour, yside=side)
-                limits = left_limits if side == "left" and left_limits is not None else robust_range(y)
+                fixed = side == "left" and left_limits is not None
+                exponent = 0 if fixed else fit_exponent(y)   # 1e308s are drawn scaled, ticks real
+                y = scaled(y, exponent)
+                limits = left_limits if fixed else robust_range(y)
                 lo, hi = limits[0], limits[1]
                 clipped = clipped or (len(limits) > 2 and limits[2])
                 pad = max((hi - lo) * 0.08, 1e-9 + abs(hi) * 0.01)
+                reach = OFF_SCALE * (hi - lo + 2 * pad)   # points off the scale: just off it
+                y = np.clip(y, lo - pad - reach, hi + pad + reach)
+                plt.plot(x.tolist(), y.tolist(), marker="braille", color=colour, yside=side)
                 plt.ylim(lo - pad, hi + pad, yside=side)
-                plt.yticks(*linear_ticks(lo, hi, 5 if limits == (0.0, 1.0) else 4), yside=side)
+                plt.yticks(*linear_ticks(lo, hi, 5 if limits == (0.0, 1.0) else 4, exponent), yside=side)
                 drawn = True
         if clipped:   # the first, far-off points run off the plot's edge: say so where it fits
             titles = [t + " (first steps off scale)" for t in titles] + list(titles)

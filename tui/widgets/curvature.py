@@ -8,14 +8,14 @@ each measurement forward to the next one (the edge in force is the last one meas
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from rich.table import Table
 from rich.text import Text
-from textual_plotext import PlotextPlot
 
-from ..format import num
-from .plots import thin
+from ..format import as_float, num
+from .plots import GuardedPlot, thin
 
 NEAR_EDGE = 0.9          # lr/edge above this is shown as close to the edge
 
@@ -180,7 +180,7 @@ def newton_lines(state: dict) -> Text:
     text.append("   Newton decrement √(gᵀH⁻¹g) ")
     text.append(num(state.get("newton_decrement")), style="bold")
     decrement = state.get("newton_decrement")
-    if isinstance(decrement, (int, float)) and math.isfinite(decrement):
+    if isinstance(decrement, (int, float)) and math.isfinite(as_float(decrement)):
         text.append(f"   ½·decrement² ≈ L − min L: {num(decrement * decrement / 2)}", style="dim")
     text.append("\nH eigenvalues ")
     text.append(f"[{num(state.get('min_eigenvalue'))}, {num(state.get('max_eigenvalue'))}]", style="bold")
@@ -222,10 +222,19 @@ def log_ticks(lo: float, hi: float) -> tuple:
         positions = list(range(math.ceil(lo), math.floor(hi) + 1, every))
         return positions, [f"1e{k}" for k in positions]
     positions = [lo] if span == 0 else list(np.linspace(lo, hi, 4))
-    return positions, [num(10 ** t) for t in positions]
+    return positions, [num(exp10(t)) for t in positions]
 
 
-class LogSeriesPlot(PlotextPlot):
+def exp10(t: float) -> float:
+    """10**t, the largest float where that overflows (log10 of the largest float, rounded, is a
+    hair past it) and 0 below the smallest."""
+    try:
+        return 10.0 ** float(t)   # a Python float raises where numpy's would warn
+    except OverflowError:
+        return sys.float_info.max
+
+
+class LogSeriesPlot(GuardedPlot):
     """A few history series over the steps on a log scale (log10 plotted, ticks in real values)."""
 
     def draw(self, history: dict, title: str, series: list) -> bool:

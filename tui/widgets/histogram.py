@@ -24,7 +24,8 @@ def rebin(counts, edges, lo: float, hi: float, columns: int) -> np.ndarray:
     """`counts` over `edges` drawn on `columns` equal columns from lo to hi, so that a bar's
     height is a real count: a column holds the bins whose centres fall in it (their counts
     added), and a column too narrow to hold a centre shows the count of the bin under its middle.
-    With columns as wide as the bins this is the histogram itself."""
+    With columns as wide as the bins this is the histogram itself. Any finite lo < hi will do,
+    −1e308..1e308 and 5e-324..1e-323 included (see `_fraction`)."""
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
     out = np.zeros(max(columns, 0))
@@ -33,17 +34,50 @@ def rebin(counts, edges, lo: float, hi: float, columns: int) -> np.ndarray:
     if not hi > lo:
         out[columns // 2] = counts.sum()
         return out
-    scale = columns / (hi - lo)
-    centres = (edges[:-1] + edges[1:]) / 2
-    where = np.clip(np.floor((centres - lo) * scale).astype(int), 0, columns - 1)
+    width = hi - lo
+    scale = columns / width
+    ordinary = math.isfinite(width) and math.isfinite(scale)
+    with np.errstate(all="ignore"):
+        if np.max(np.abs(edges)) <= _HALF_MAX:
+            centres = (edges[:-1] + edges[1:]) / 2
+        else:                                   # edges near ±1e308: their sum would overflow
+            centres = edges[:-1] / 2 + edges[1:] / 2
+        column = np.floor((centres - lo) * scale if ordinary else _fraction(centres, lo, hi) * columns)
+        where = np.clip(np.nan_to_num(column, nan=0.0), 0, columns - 1).astype(int)
+        middles = (lo + (np.arange(columns) + 0.5) / scale if ordinary
+                   else _between(lo, hi, (np.arange(columns) + 0.5) / columns))
     np.add.at(out, where, counts)
     holds_centre = np.zeros(columns, dtype=bool)
     holds_centre[where] = True
-    middles = lo + (np.arange(columns) + 0.5) / scale
     inside = np.searchsorted(edges, middles, side="right") - 1
     under = (~holds_centre) & (inside >= 0) & (inside < counts.size)
     out[under] = counts[inside[under]]
     return out
+
+
+_HALF_MAX = float(np.finfo(np.float64).max) / 2
+_GROW = 2.0 ** 600   # a power of 2: scaling by it is exact
+
+
+def _fraction(x, lo: float, hi: float):
+    """(x − lo)/(hi − lo) for finite lo < hi (x a number or an array): as written for every
+    ordinary range; in halves where hi − lo overflows (−1e308..1e308), and scaled up by 2⁶⁰⁰
+    where 1/(hi − lo) would (denormal ends)."""
+    width = hi - lo
+    if math.isfinite(width) and math.isfinite(1 / width):
+        return (x - lo) / width
+    factor = 0.5 if not math.isfinite(width) else _GROW
+    with np.errstate(all="ignore"):
+        return (x * factor - lo * factor) / (hi * factor - lo * factor)
+
+
+def _between(lo: float, hi: float, t):
+    """lo + t·(hi − lo) for t in [0, 1], as lo·(1 − t) + hi·t where hi − lo overflows."""
+    width = hi - lo
+    with np.errstate(all="ignore"):
+        if math.isfinite(width):
+            return lo + t * width
+        return lo * (1 - t) + hi * t
 
 
 def bar_rows(values: np.ndarray, top: float, rows: int) -> list:
@@ -67,8 +101,8 @@ def axis_line(lo: float, hi: float, columns: int) -> str:
     left, right = num(lo), num(hi)
     line = [" "] * columns
     zero = None
-    if lo < 0 < hi and columns > 2:
-        zero = min(max(int(round(-lo / (hi - lo) * columns - 0.5)), 0), columns - 1)
+    if lo < 0 < hi and columns > 2 and math.isfinite(lo) and math.isfinite(hi):
+        zero = min(max(int(round(float(_fraction(0.0, lo, hi)) * columns - 0.5)), 0), columns - 1)
     for i, ch in enumerate(left[:columns]):
         line[i] = ch
     start = max(columns - len(right), 0)
@@ -84,7 +118,7 @@ def histogram_lines(series: list, width: int, rows: int = 3, label_width: int | 
 
     series: (label, counts, edges, style) tuples; the last line is the axis. With one series and
     no label, the bars take the whole width."""
-    series = [s for s in series if s[1] is not None and len(s[1])]
+    series = [s for s in series if s[1] is not None and len(s[1]) and _finite_ends(s[2])]
     if not series:
         return [Text("(no histogram yet)", style="dim")]
     if label_width is None:
@@ -113,6 +147,12 @@ def _count(x: float) -> str:
     return f"max {x:.0f}"
 
 
+def _finite_ends(edges) -> bool:
+    """Whether a histogram's edges have finite ends (calcml's always do; anything else is not drawn)."""
+    edges = np.asarray(edges, dtype=float) if edges is not None else np.zeros(0)
+    return edges.size >= 2 and math.isfinite(edges[0]) and math.isfinite(edges[-1])
+
+
 def group_means(values, width: int) -> np.ndarray:
     """The last points of a series averaged in `width` equal groups, so that each character of a
     sparkline is one stretch of steps. Missing (NaN) points are left out; a group with none
@@ -124,8 +164,13 @@ def group_means(values, width: int) -> np.ndarray:
     groups = values[len(values) - cut:].reshape(width, -1)
     present = np.isfinite(groups)
     counts = present.sum(axis=1)
-    sums = np.where(present, groups, 0.0).sum(axis=1)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    kept = np.where(present, groups, 0.0)
+    with np.errstate(all="ignore"):
+        means = np.where(counts > 0, kept.sum(axis=1) / np.maximum(counts, 1), np.nan)
+        over = (counts > 0) & ~np.isfinite(means)   # finite points whose sum overflowed (1e308s):
+        if over.any():                              # divided first, their mean is finite again
+            means[over] = (kept[over] / counts[over, None]).sum(axis=1)
+    return means
 
 
 def sparkline(values, width: int = 20) -> str:
@@ -144,8 +189,9 @@ def sparkline(values, width: int = 20) -> str:
             out.append(" ")
         elif span <= 1e-12 * max(abs(hi), 1e-300):
             out.append(SPARK[3])
-        else:
-            out.append(SPARK[int(round((v - lo) / span * (len(SPARK) - 1)))])
+        else:   # span may be inf (−1e308..1e308): _fraction measures it in halves
+            level = int(round(float(_fraction(v, lo, hi)) * (len(SPARK) - 1)))
+            out.append(SPARK[min(max(level, 0), len(SPARK) - 1)])
     return "".join(out)
 
 

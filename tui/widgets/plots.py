@@ -7,10 +7,74 @@ that a key pressed during a redraw is handled at once instead of after it.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from rich.text import Text
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
+
+from ..format import num
+
+# plotext turns values into screen positions with plain float arithmetic: values past about
+# ±1e306, or a spread below about 1e-307, overflow inside it and building the figure raises. Values
+# outside these bounds are plotted divided by a power of two (exact), their ticks labelled with
+# the real values (`fit_exponent`).
+PLOT_LARGE, PLOT_SMALL = 1e300, 1e-290
+# What building a figure can raise on numbers it cannot place (the last guard, see GuardedPlot).
+NUMERIC_ERRORS = (ValueError, OverflowError, ZeroDivisionError, FloatingPointError)
+# A point far outside a plot's fixed y range costs plotext time and memory in proportion to how far
+# (a line to 1e5 times the height outside never finishes): such points are drawn clipped to this
+# many heights beyond the range, which still shows the line leaving the frame.
+OFF_SCALE = 4
+
+
+def fit_exponent(*arrays) -> int:
+    """0 when plotext can draw these (finite) values as they are; else the power of two e such
+    that values·2⁻ᵉ lie within ±1: for values past ±1e300, and for tiny ones (below 1e-290, or
+    differing by less than that) that plotext could not tell apart."""
+    lo, hi = math.inf, -math.inf
+    for y in arrays:
+        y = np.asarray(y, dtype=float)
+        if y.size:
+            lo, hi = min(lo, float(np.min(y))), max(hi, float(np.max(y)))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return 0
+    largest = max(-lo, hi)
+    spread = hi - lo   # inf at worst (Python floats)
+    if largest <= PLOT_LARGE and not 0 < largest < PLOT_SMALL and not 0 < spread < PLOT_SMALL:
+        return 0
+    return math.frexp(largest)[1]
+
+
+def scaled(y, exponent: int) -> np.ndarray:
+    """y·2⁻ᵉ (y itself for e = 0)."""
+    y = np.asarray(y, dtype=float)
+    return np.ldexp(y, -exponent) if exponent else y
+
+
+def real_value(t: float, exponent: int) -> float:
+    """What a position on a plot scaled by 2⁻ᵉ stands for."""
+    return float(np.ldexp(float(t), exponent)) if exponent else float(t)
+
+
+def scaled_ticks(lines: list, exponent: int, count: int = 4) -> tuple | None:
+    """(positions, labels) in the real values for a plot drawn scaled by 2⁻ᵉ, None when unscaled
+    (plotext's own ticks are right then)."""
+    if not exponent or not lines:
+        return None
+    lo = min(min(y) for _, y, _ in lines)
+    hi = max(max(y) for _, y, _ in lines)
+    positions = [lo] if not hi > lo else list(np.linspace(lo, hi, count))
+    return positions, [num(real_value(t, exponent)) for t in positions]
+
+
+def fitted_lines(lines: list) -> tuple:
+    """(lines, ticks): (x, y, label) lines of finite values sharing one y axis, as plotext can
+    draw them (see `fit_exponent`), with real-valued ticks when they had to be scaled."""
+    exponent = fit_exponent(*(y for _, y, _ in lines))
+    lines = [(list(x), scaled(y, exponent).tolist(), label) for x, y, label in lines]
+    return lines, scaled_ticks(lines, exponent)
 
 
 def thin(x: np.ndarray, y: np.ndarray, points: int):
@@ -31,7 +95,23 @@ def weight_series(history: dict, layer_params: list) -> list:
     return out
 
 
-class BackgroundPlot(PlotextPlot):
+class GuardedPlot(PlotextPlot):
+    """A plotext plot that shows a one-line note instead of raising if plotext cannot place the
+    numbers it was given. The plots here give it only numbers it can (see `fit_exponent`); this is
+    the last guard, so that a number nobody foresaw costs one plot, not the interface."""
+
+    def render(self):
+        try:
+            return super().render()
+        except NUMERIC_ERRORS as error:
+            return cannot_draw(error)
+
+
+def cannot_draw(error: BaseException) -> Text:
+    return Text(f"(cannot draw this plot: {type(error).__name__}: {error})", style="dim")
+
+
+class BackgroundPlot(GuardedPlot):
     """A plotext plot described by a function `draw(plt)`, whose text can be built in a thread.
 
     With `background` off (the default) `show_figure` draws on the widget's own figure and
@@ -79,11 +159,14 @@ class BackgroundPlot(PlotextPlot):
     def _build(self, draw, size, theme) -> None:
         """In a worker thread: a fresh figure, so nothing the event loop touches is shared."""
         plt = Plot()
-        draw(plt)
-        plt.plotsize(*size)
-        plt._set_size(*size)
-        plt.theme(theme)
-        text = Text.from_ansi(plt.build())
+        try:
+            draw(plt)
+            plt.plotsize(*size)
+            plt._set_size(*size)
+            plt.theme(theme)
+            text = Text.from_ansi(plt.build())
+        except NUMERIC_ERRORS as error:   # shown in its place; the next figure builds as usual
+            text = cannot_draw(error)
         try:
             self.app.call_from_thread(self._take, text, size, draw)
         except RuntimeError:  # the app closed meanwhile
@@ -118,8 +201,9 @@ class GradientFlowPlot(BackgroundPlot):
                 ok = np.isfinite(y)
                 if ok.any():
                     x, y = thin(steps[ok], y[ok], width)
-                    lines.append((x.tolist(), y.tolist(), label))
-        self.show_figure(lambda plt: _lines(plt, "gradient flow: log10 ‖∇W‖ per layer", lines))
+                    lines.append((x.tolist(), y, label))
+        lines, ticks = fitted_lines(lines)
+        self.show_figure(lambda plt: _lines(plt, "gradient flow: log10 ‖∇W‖ per layer", lines, ticks))
 
 
 class LossPlot(BackgroundPlot):
@@ -134,17 +218,21 @@ class LossPlot(BackgroundPlot):
                 values = history.get(name)
                 if values is None:
                     continue
+                values = np.asarray(values, dtype=float)
                 ok = np.isfinite(values)
                 if ok.any():
                     x, y = thin(steps[ok], values[ok], width)
-                    lines.append((x.tolist(), y.tolist(), label))
-        self.show_figure(lambda plt: _lines(plt, "loss", lines))
+                    lines.append((x.tolist(), y, label))
+        lines, ticks = fitted_lines(lines)   # a loss of 1e308 is drawn scaled, its ticks real
+        self.show_figure(lambda plt: _lines(plt, "loss", lines, ticks))
 
 
-def _lines(plt, title: str, lines: list) -> None:
+def _lines(plt, title: str, lines: list, ticks: tuple | None = None) -> None:
     plt.title(title)
     if not lines:
         return
     for x, y, label in lines:
         plt.plot(x, y, label=label, marker="braille")
+    if ticks is not None:
+        plt.yticks(*ticks)
     plt.xlabel("step")
