@@ -466,3 +466,38 @@ def test_an_unwritable_report_target_is_refused_before_the_first_step(target, mo
     assert not (tmp_path / "trained.flag").exists()
     assert (tmp_path / "readonly.json").read_text() == "{}"
     assert "Traceback" not in result.stderr and "bug in calcml" not in result.stderr
+
+
+def test_a_regulariser_whose_select_raises_is_a_model_error(tmp_path):
+    model = model_file(tmp_path, "")
+    model.write_text(model.read_text() + textwrap.dedent('''\
+        def pick(name, p):
+            if batches[0] >= 4:
+                raise KeyError(name)
+            return True
+        regularizer = cm.reg.L2(0.01, select=pick)
+        '''))
+    report = tmp_path / "R.json"
+    run = headless([model, "--json", report])
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 2, out + err
+    data = strict_report(report)
+    assert data["stopped"]["reason"] == "error" and "regulariser" in data["stopped"]["detail"]
+    assert "KeyError" in data["stopped"]["detail"] and "in pick" in data["stopped"]["detail"]
+    assert "bug in calcml" not in out + err
+
+
+@pytest.mark.parametrize("interface", [False, True])
+def test_a_model_file_named_like_a_flag_runs(interface, tmp_path, term_factory):
+    model = model_file(tmp_path, "", name="-model.py")
+    model.write_text(model.read_text().replace("steps = 10 ** 7", "steps = 5"))
+    if not interface:
+        result = subprocess.run([command(), "--headless", "--", model.name], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=60, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        assert "finished after 5 steps" in result.stdout
+        return
+    term = term_factory(["--", model.name], cwd=tmp_path)
+    term.wait_for(r"FINISHED")
+    term.child.send("q")
+    assert term.finish() == 0

@@ -93,13 +93,13 @@ def test_quit_works_while_a_model_step_hangs(tmp_path):
         "data = (np.zeros((4, 2)), np.zeros((4, 1)))\n")
     term = Terminal([str(model)])
     try:
-        term.wait_for(r"Linear")
+        term.wait_for(r"RUNNING")                        # the model loaded and training started
         time.sleep(0.5)                                  # the first step is now stuck in loss()
         started = time.monotonic()
         term.child.send("q")
         term.child.expect(pexpect.EOF, timeout=10)
-        # the stuck step would take an hour; quitting takes about a second (half a second's grace
-        # for the worker, then it is killed), and a busy machine may add a few
+        # the stuck step would take an hour; quitting takes about a second (a second's grace for
+        # the step, then the worker's watchdog ends it), and a busy machine may add a few
         assert time.monotonic() - started < 8.0
     finally:
         term.child.close(force=True)

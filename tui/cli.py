@@ -1,5 +1,6 @@
 """`calcml-debug [MODEL.py]`: the entry point. Exit 0 on success (a breakpoint stop included),
-2 on a bad model file or usage, 1 on an internal error."""
+2 on a mistake in the model file, its training or the command line, 1 on an internal error,
+128 + N when signal N ended the run (README: "How a run ends")."""
 from __future__ import annotations
 
 import argparse

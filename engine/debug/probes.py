@@ -36,11 +36,10 @@ def sq_norm(a: np.ndarray) -> float:
     flat = a.ravel("K")
     if flat.dtype.kind != "f":
         flat = flat.astype(np.float64)
-    with np.errstate(all="ignore"):
-        total = float(np.dot(flat, flat))
-        if not math.isfinite(total) and flat.dtype.itemsize < 8:
-            wide = flat.astype(np.float64)
-            total = float(np.dot(wide, wide))
+    total = float(np.vdot(flat, flat))   # np.dot's BLAS product, without its overflow warning (and
+    if not math.isfinite(total) and flat.dtype.itemsize < 8:   # without np.errstate's cost per call)
+        wide = flat.astype(np.float64)
+        total = float(np.vdot(wide, wide))
     return total
 
 
@@ -84,7 +83,7 @@ def checked_norm(a: np.ndarray) -> tuple:
         if largest == 0.0:
             return 0.0, True
         scaled = np.divide(flat, largest, dtype=np.float64)
-        return largest * math.sqrt(float(np.dot(scaled, scaled))), True   # Python floats: inf past the top
+        return largest * math.sqrt(float(np.vdot(scaled, scaled))), True   # Python floats: inf past the top
 
 
 _WIDE_SHRINK = 0.5          # a range wider than the largest float is binned in halves
@@ -192,10 +191,14 @@ def local_derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
     Quiet on any output: NaN stays NaN, and an output no activation could give (1e308 from a
     sigmoid) gives ±inf rather than a warning."""
     with np.errstate(all="ignore"):
-        if kind == "sigmoid":
-            return output * (1.0 - output)
-        if kind == "tanh":
-            return 1.0 - output * output
+        return _derivative(kind, module, output)
+
+
+def _derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
+    if kind == "sigmoid":
+        return output * (1.0 - output)
+    if kind == "tanh":
+        return 1.0 - output * output
     if kind == "relu":
         return (output > 0).astype(output.dtype)
     slope = module.negative_slope  # leaky_relu
@@ -360,13 +363,13 @@ def activation_stats(kind: str, module, output: np.ndarray, saturation_level: fl
         on = np.count_nonzero(units)
         alive = np.count_nonzero(units.max(axis=0))   # units above 0 for some example
         return on / units.size, 1.0 - alive / units.shape[1], None
-    d = local_derivative(kind, module, units)
-    with np.errstate(all="ignore"):   # a NaN output gives a NaN mean; inf ones, ±inf or NaN: no warning
+    with np.errstate(all="ignore"):   # one context for it all (each costs a microsecond, every step):
+        d = _derivative(kind, module, units)   # a NaN output gives a NaN mean, no warning
         mean = float(np.add.reduce(d, axis=None)) / d.size
         if not math.isfinite(mean) and np.isfinite(d).all():   # finite derivatives whose sum overflowed
             mean = float(np.add.reduce(d / d.size, axis=None))
-    saturated = None
-    if kind in ("sigmoid", "tanh"):
-        limit = saturation_level * MAX_DERIVATIVE[kind]
-        saturated = float(np.mean(np.logical_and.reduce(d < limit, axis=0)))
+        saturated = None
+        if kind in ("sigmoid", "tanh"):
+            limit = saturation_level * MAX_DERIVATIVE[kind]
+            saturated = float(np.mean(np.logical_and.reduce(d < limit, axis=0)))
     return mean, None, saturated

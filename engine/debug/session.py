@@ -437,9 +437,11 @@ class Session:
 
         loss_value = float(loss.data)
         data_grads = {name: p.grad for name, p in self._params}
-        # Σg² per gradient: the non-finite check and the gradient norms in one pass.
-        grad_sq = {name: probes.sq_norm(g) for name, g in data_grads.items() if g is not None}
-        bad = not math.isfinite(loss_value) or not all(map(math.isfinite, grad_sq.values()))
+        # ‖g‖ per gradient and whether every entry is finite, in one pass in the usual case (a
+        # finite gradient of 1e200s is an exploding gradient, not a NaN: its norm is rescaled).
+        checked = {name: probes.checked_norm(g) for name, g in data_grads.items() if g is not None}
+        bad = not math.isfinite(loss_value) or not all(finite for _, finite in checked.values())
+        grad_norms = {name: n for name, (n, _) in checked.items()}
         if bad:
             return self._non_finite(X, y, loss_value, recorded if traced else None)
 
@@ -484,7 +486,7 @@ class Session:
             self.optimizer.step()
         self.step_count += 1
 
-        layers, layer_series, may_warn = self._measure(recorder, data_grads, grad_sq, penalty_grads, detail)
+        layers, layer_series, may_warn = self._measure(recorder, data_grads, grad_norms, penalty_grads, detail)
         if self._bayes_layers or self._sampler:
             self._update_bayes(detail, noise)
         snapshot = self._publish(loss_value, penalty, layers, layer_series, may_warn, recorder, trace_summary,
@@ -570,7 +572,7 @@ class Session:
         last = self.max_steps is not None and self.step_count + 1 >= self.max_steps
         return last or (self.state != RUNNING and self._pending_steps == 0)
 
-    def _measure(self, recorder, data_grads, grad_sq, penalty_grads, detail: bool) -> tuple:
+    def _measure(self, recorder, data_grads, grad_norms, penalty_grads, detail: bool) -> tuple:
         """This step's numbers: (StepLayers, their values for the history {series name: value},
         whether any warning could hold). The weight norm, update and sparsity need passes over
         every weight, so they are measured on `detail` steps (every `detail_every` steps and
@@ -590,7 +592,7 @@ class Session:
         exploding_norm = t.exploding_norm
         for name, p, keys in self._param_plan:
             g = data_grads[name]
-            grad_norm = math.sqrt(grad_sq[name]) if g is not None else 0.0
+            grad_norm = grad_norms[name] if g is not None else 0.0
             total = p.grad
             if total is g and not penalty_grads:   # the usual case: the gradient used is the data loss's
                 penalty_norm, total_norm = 0.0, grad_norm

@@ -157,7 +157,9 @@ class Worker:
         measured is still sent, instead of waiting, held back by coalescing, for the step to end."""
         period = 1.0 / PUBLISH_HZ
         while not self.quit.wait(period):
-            if time.monotonic() - self._last_tick > period and self.session.snapshot is not self._sent:
+            s = self.session
+            if time.monotonic() - self._last_tick > period and (
+                    s.snapshot is not self._sent or (s.state, s.stop_info) != self._state):
                 self.publish(None, force=True, timeout=period)
 
     def _publish(self, snapshot, force: bool) -> None:
