@@ -14,19 +14,12 @@ import time
 from pathlib import Path
 
 import pexpect
-import pyte
 import pytest
 
+from terminal import Terminal, command
+
 ROOT = Path(__file__).resolve().parent.parent
-COLS, ROWS = 120, 36
 RESTORED = (b"\x1b[?1049l", b"\x1b[?25h")   # alternate screen left, cursor shown
-
-
-def command():
-    script = shutil.which("calcml-debug") or os.path.join(os.path.dirname(sys.executable), "calcml-debug")
-    if not os.path.exists(script):
-        pytest.fail("calcml-debug is not installed: pip install -e '.[test]'")
-    return script
 
 
 def model_file(folder: Path, body: str, name: str = "model.py") -> Path:
@@ -100,72 +93,12 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-class Terminal:
-    """calcml-debug in a pseudo-terminal; pyte shows what a person would see."""
-
-    def __init__(self, args, cwd=ROOT):
-        self.screen = pyte.Screen(COLS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = b""
-        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
-        self.child = pexpect.spawn(command(), [str(a) for a in args], dimensions=(ROWS, COLS), env=env,
-                                   cwd=str(cwd))
-        self.workers: list = []
-
-    def pump(self, seconds=0.1) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                data = self.child.read_nonblocking(65536, timeout=0.05)
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                return False
-            self.raw += data
-            self.stream.feed(data)
-        return True
-
-    def text(self) -> str:
-        return "\n".join(self.screen.display)
-
-    def wait_for(self, pattern, timeout=30.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            found = re.search(pattern, self.text())
-            if found:
-                return found
-            if not self.pump(0.1):
-                break
-        raise AssertionError(f"{pattern!r} never appeared; the screen was:\n{self.text()}")
-
-    def note_workers(self) -> None:
-        self.workers = children(self.child.pid)
-        assert self.workers, "the training process was not found"
-
-    def finish(self, timeout=30.0) -> int:
-        """Read to the end; the exit status (128 + N for a signal, as a shell reports it)."""
-        end = time.monotonic() + timeout
-        while self.pump(0.2):
-            if time.monotonic() > end:
-                raise AssertionError(f"calcml-debug did not end; the screen was:\n{self.text()}")
-        self.child.close()
-        status = self.child.exitstatus
-        return status if status is not None else 128 + self.child.signalstatus
-
-    def output(self) -> str:
-        return self.raw.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.close(force=True)
-
-
 @pytest.fixture
 def term_factory():
     made = []
 
     def make(args, cwd=ROOT):
-        term = Terminal(args, cwd)
+        term = Terminal(args, cwd=cwd, size=(120, 36))
         made.append(term)
         return term
     yield make
@@ -176,6 +109,23 @@ def term_factory():
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def note_workers(term: Terminal) -> None:
+    term.workers = children(term.child.pid)
+    assert term.workers, "the training process was not found"
+
+
+def running(term_factory, tmp_path: Path, body: str = "", at: str = r"RUNNING") -> tuple:
+    """calcml-debug on a model running `body` each step, with a report to write: (the terminal,
+    the report's path), once training is past step 3 and the screen shows `at`."""
+    model = model_file(tmp_path, body)
+    report = tmp_path / "R.json"
+    term = term_factory([model, "--json", report])
+    wait_for_file(tmp_path / "trained.flag")
+    term.wait_for(at)
+    note_workers(term)
+    return term, report
 
 
 def no_orphans(term: Terminal) -> None:
@@ -198,12 +148,7 @@ EXPECTED_STATUS = {"q": 0, "ctrl+q": 0, "ctrl+c": 0, "SIGINT": 130, "SIGTERM": 1
 
 @pytest.mark.parametrize("how", list(QUITS))
 def test_every_way_out_of_the_interface_leaves_a_whole_report(how, tmp_path, term_factory):
-    model = model_file(tmp_path, "")
-    report = tmp_path / "R.json"
-    term = term_factory([model, "--json", report])
-    wait_for_file(tmp_path / "trained.flag")
-    term.wait_for(r"RUNNING")
-    term.note_workers()
+    term, report = running(term_factory, tmp_path)
     time.sleep(1.0)                       # some thousands of steps: a report of some size
     QUITS[how](term)
     status = term.finish()
@@ -219,12 +164,7 @@ def test_every_way_out_of_the_interface_leaves_a_whole_report(how, tmp_path, ter
 
 
 def test_closing_the_terminal_writes_the_report_and_ends_the_worker(tmp_path, term_factory):
-    model = model_file(tmp_path, "")
-    report = tmp_path / "R.json"
-    term = term_factory([model, "--json", report])
-    wait_for_file(tmp_path / "trained.flag")
-    term.wait_for(r"RUNNING")
-    term.note_workers()
+    term, report = running(term_factory, tmp_path)
     main_pid = term.child.pid
     os.close(term.child.child_fd)         # the terminal window closes: SIGHUP, and no tty to write to
     term.child.closed = True
@@ -236,12 +176,7 @@ def test_closing_the_terminal_writes_the_report_and_ends_the_worker(tmp_path, te
 
 @pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP"])
 def test_a_hung_step_still_ends_cleanly_with_a_report(how, tmp_path, term_factory):
-    model = model_file(tmp_path, "if step == 6:\n    time.sleep(3600)\n")
-    report = tmp_path / "R.json"
-    term = term_factory([model, "--json", report])
-    wait_for_file(tmp_path / "trained.flag")
-    term.wait_for(r"step 5\b")
-    term.note_workers()
+    term, report = running(term_factory, tmp_path, "if step == 6:\n    time.sleep(3600)\n", at=r"step 5\b")
     time.sleep(0.5)                       # step 6 is now stuck in loss()
     started = time.monotonic()
     QUITS[how](term)
@@ -259,7 +194,7 @@ def test_a_worker_that_dies_says_how_and_when(tmp_path, term_factory):
     report = tmp_path / "R.json"
     term = term_factory([model, "--json", report])
     term.wait_for(r"exited with status 3 at step 7")
-    term.note_workers() if children(term.child.pid) else None
+    note_workers(term) if children(term.child.pid) else None
     term.child.send("q")
     status = term.finish()
     assert status == 2
@@ -288,7 +223,7 @@ def test_a_model_that_changes_folder_moves_nothing(tmp_path, term_factory):
     term = term_factory([Path("..") / model.name, "--json", "R.json"], cwd=tmp_path / "run")
     wait_for_file(tmp_path / "trained.flag")
     term.wait_for(r"RUNNING")
-    term.note_workers()
+    note_workers(term)
     term.child.send("q")
     assert term.finish() == 0
     assert strict_report(tmp_path / "run" / "R.json")["steps"] >= 3
@@ -300,7 +235,7 @@ def test_a_model_that_hangs_while_loading_shows_loading_and_q_quits(tmp_path, te
     model.write_text("import time\ntime.sleep(3600)\n")
     term = term_factory([model])
     term.wait_for(r"(?i)loading")
-    term.note_workers()
+    note_workers(term)
     started = time.monotonic()
     term.child.send("q")
     assert term.finish() == 0
@@ -318,7 +253,7 @@ def test_files_in_the_current_folder_do_not_shadow_the_real_modules(tmp_path, te
     term = term_factory([model], cwd=tmp_path)
     wait_for_file(models / "trained.flag")
     term.wait_for(r"RUNNING")
-    term.note_workers()
+    note_workers(term)
     term.child.send("q")
     assert term.finish() == 0
     assert not marker.exists(), marker.read_text()
@@ -368,7 +303,7 @@ def test_an_internal_error_in_the_interface_gives_a_note_and_a_crash_file(tmp_pa
         sys.exit(main([{str(ROOT / "sample_models" / "xor_mlp.py")!r}]))
         ''')
     env = dict(os.environ, TERM="xterm-256color", TMPDIR=str(tmp_path))
-    child = pexpect.spawn(sys.executable, ["-c", script], dimensions=(ROWS, COLS), env=env)
+    child = pexpect.spawn(sys.executable, ["-c", script], dimensions=(36, 120), env=env)
     output = child.read().decode("utf-8", "replace")
     child.close()
     assert child.exitstatus == 1

@@ -3,60 +3,20 @@
 pexpect runs the command in a pty; pyte plays the bytes it writes onto a virtual screen, so
 the test reads what a person would see.
 """
-import os
-import re
-import shutil
-import sys
 import time
 from pathlib import Path
 
 import pexpect
-import pyte
-import pytest
+
+import terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 COLS, ROWS = 110, 32
 
 
-def _command():
-    script = shutil.which("calcml-debug") or os.path.join(os.path.dirname(sys.executable), "calcml-debug")
-    if not os.path.exists(script):
-        pytest.fail("calcml-debug is not installed: pip install -e '.[test]'")
-    return script
-
-
-class Terminal:
+class Terminal(terminal.Terminal):
     def __init__(self, args):
-        self.screen = pyte.Screen(COLS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = b""
-        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
-        self.child = pexpect.spawn(_command(), args, dimensions=(ROWS, COLS), env=env, cwd=str(ROOT))
-
-    def pump(self, seconds=0.1):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                data = self.child.read_nonblocking(65536, timeout=0.05)
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                return False
-            self.raw += data
-            self.stream.feed(data)
-        return True
-
-    def text(self) -> str:
-        return "\n".join(self.screen.display)
-
-    def wait_for(self, pattern, timeout=30.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if re.search(pattern, self.text()):
-                return re.search(pattern, self.text())
-            if not self.pump(0.1):
-                break
-        raise AssertionError(f"{pattern!r} never appeared; the screen was:\n{self.text()}")
+        super().__init__(args, size=(COLS, ROWS))
 
     def step_number(self) -> int:
         return int(self.wait_for(r"step (\d+)").group(1))
@@ -109,7 +69,7 @@ def test_quit_works_while_a_model_step_hangs(tmp_path):
 def test_bad_model_file_exits_2_without_opening_the_interface(tmp_path):
     model = tmp_path / "typo.py"
     model.write_text("import calcml as cm\nmodel = cm.nn.Linear(2, 1\n")
-    child = pexpect.spawn(_command(), [str(model)], dimensions=(ROWS, COLS))
+    child = pexpect.spawn(terminal.command(), [str(model)], dimensions=(ROWS, COLS))
     output = child.read().decode()
     child.close()
     assert child.exitstatus == 2

@@ -16,6 +16,7 @@ from calcml.debug.report import write_report
 from calcml.debug.safetext import clean
 
 from .format import layer_rows, LAYER_HEADERS, num
+from .widgets.status import rate_text
 
 EXIT_OK, EXIT_USAGE = 0, 2
 SIGNAL_GRACE = 1.0
@@ -104,7 +105,7 @@ class Progress:
         total = f"/{self.total}" if self.total else ""
         val = f"  val {num(snapshot.val_loss)}" if snapshot.val_loss is not None else ""
         line = (f"step {snapshot.step}{total}  epoch {snapshot.epoch}  loss {num(snapshot.loss)}{val}  "
-                f"{snapshot.steps_per_sec:.0f} steps/s")
+                f"{rate_text(snapshot.steps_per_sec)} steps/s")
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
         else:
