@@ -10,6 +10,7 @@ import pytest
 
 from calcml.debug import wire
 from calcml.tui.backend import ProcessBackend
+from calcml.tui.widgets.status import status_text
 from tui_helpers import SAMPLES, local
 
 
@@ -139,3 +140,4 @@ def test_a_bad_frame_is_reported_and_never_ends_the_reader(tmp_path, monkeypatch
     assert len(crash) == 1 and (crash[0].stat().st_mode & 0o777) == 0o600
     assert "missing field" in crash[0].read_text()
     assert any("ignored a malformed message" in text for text in logs(backend, "calcml"))
+    assert "6 malformed messages ignored" in status_text(state).plain

@@ -52,6 +52,9 @@ def status_text(state) -> Text:
             line.append(f"  {kind} λ={num(lam)}")
         if state.state == "running":
             line.append(f"  {rate_text(snap.steps_per_sec)} steps/s", style="dim")
+    bad = getattr(state, "bad_frames", 0)
+    if bad:   # the details are in Model output and a crash file
+        line.append(f"  ⚠ {bad} malformed message{'s' if bad > 1 else ''} ignored", style="yellow")
     return Text("\n").join([title, line])
 
 
