@@ -60,7 +60,12 @@ class DebugState:
             self.versions[k] += 1
 
     def apply(self, message: dict) -> None:
-        message = clean_obj(message)   # nothing the model supplies may act on the terminal
+        # Nothing the model supplies may act on the terminal. A history is numbers under series
+        # names: only the names need cleaning (the series are long).
+        if message.get("type") == "history" and isinstance(message.get("series"), dict):
+            message = dict(message, series={clean(k): v for k, v in message["series"].items()})
+        else:
+            message = clean_obj(message)
         kind = message.get("type")
         urgent = False
         with self.lock:
