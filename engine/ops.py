@@ -11,6 +11,15 @@ recorded, so it can be differentiated again).
 
 Rule signatures: forward(*arrays, *attrs); partial(*inputs, out, *attrs);
 vjp(g, *inputs, out, *attrs). A partial of None means the factor is exactly 1.
+
+Each entry also explains itself, and the debugger reads nothing about derivatives from anywhere
+else: `formulas` (shown with every op), `chain` and `rule` (step-into's chain-rule lines: how the
+gradient each input receives is written out), `note` (the inspector's product of factors: what a
+layer computing this op multiplies the gradient by) and, for an activation, `activation` (the
+name of its derivative, its maximum, whether units can be dead or saturated, its parameters). An
+activation module (nn.ReLU, ...) names its op, and the functional form (nn.functional.relu, ...)
+is made from the entry, so adding an activation is adding its entry here (and one line naming it
+as a module in nn/layers.py).
 """
 from __future__ import annotations
 
@@ -18,6 +27,30 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What the debugger needs to know of an activation op, besides its local derivative (the op's
+    `partials[0]`, which it evaluates on each activation layer's input and output every step)."""
+    derivative: str          # the local derivative by name, e.g. "σ'(z) = σ(1 − σ), at most 1/4"
+    max_derivative: float    # its largest value: saturation is measured against it
+    dead: bool = False       # a unit whose derivative is exactly 0 for the whole batch is dead (ReLU)
+    saturates: bool = False  # a unit whose derivative stays below saturation_level × max is saturated
+    params: tuple = ()       # (name, default) of each attribute after the input: the module's arguments
+
+
+# How an elementwise op's chain rule is written, and the fallback for an op without its own words.
+# The lines are str.format templates: {g} the gradient an input receives (dL/d%3), {up} the
+# upstream gradient (dL/d%5), {factor} an elementwise op's local factor (its formula's right-hand
+# side, in the inputs' labels), {x} and {w} the first and second inputs, {other} the other input
+# of two, {n} the number of elements per reduced result, {shape} the input's shape and
+# {up_shape} the upstream gradient's.
+ELEMENTWISE_CHAIN = "{g} = {up} × {factor}"
+ELEMENTWISE_RULE = "gradient passed on = upstream × local factor (entry by entry)"
+BROADCAST_CHAIN = ", summed over the broadcast axes to shape {shape}"
+ROUTED_CHAIN = "{g} = vector-Jacobian product of {up} (see the formula)"
+ROUTED_RULE = "gradient passed on = the upstream gradient routed back through the op"
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,10 +62,24 @@ class Op:
     vjp: tuple | None = None       # other ops: gradient per input from the upstream gradient
     factor: tuple | None = None    # other ops: the local factor to show in a trace (optional)
     symbol: str = ""               # infix symbol, used in error messages
+    chain: tuple = ()              # per input: the gradient it receives, written out (templates above)
+    rule: str = ""                 # the chain rule at this op in words
+    note: str = ""                 # the local factor in words, as a layer computing this op contributes it
+    activation: Activation | None = None   # an activation: what the debugger measures of it
 
     @property
     def elementwise(self) -> bool:
         return self.partials is not None
+
+    def chain_text(self, i: int) -> str:
+        """The template of input i's chain-rule line (the last one serves any further inputs)."""
+        if self.chain:
+            return self.chain[min(i, len(self.chain) - 1)]
+        return ELEMENTWISE_CHAIN if self.elementwise else ROUTED_CHAIN
+
+    @property
+    def rule_text(self) -> str:
+        return self.rule or (ELEMENTWISE_RULE if self.elementwise else ROUTED_RULE)
 
 
 # -- helpers that work on numpy arrays and on Tensors alike -----------------------------------
@@ -88,6 +135,11 @@ def _as_float(mask, like):
     return mask.astype(raw(like).dtype)
 
 
+def _choose(mask, yes, no, like):
+    """`yes` where mask holds, else `no`, in the dtype of `like` (a constant: no gradient)."""
+    return np.where(mask, yes, no).astype(raw(like).dtype, copy=False)
+
+
 def unbroadcast(g, shape: tuple):
     """Sum a gradient back to the shape of the input that was broadcast to make it."""
     extra = g.ndim - len(shape)
@@ -139,6 +191,10 @@ def _sigmoid(x):
     # relative precision for negative x (0.5 * tanh(x/2) + 0.5 cancels to exactly 0 below -37).
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _leaky_relu(x, slope):
+    return np.where(x > 0, x, x * x.dtype.type(slope))
 
 
 def _clip(x, lo, hi):
@@ -222,18 +278,39 @@ LOG = Op("log", np.log, ("d ln(x)/dx = 1/x",), partials=(lambda x, out: 1.0 / x,
 LOG1P = Op("log1p", np.log1p, ("d ln(1+x)/dx = 1/(1+x)",), partials=(lambda x, out: 1.0 / (1.0 + x),))
 SQRT = Op("sqrt", np.sqrt, ("d sqrt(x)/dx = 1/(2*sqrt(x))",), partials=(lambda x, out: 0.5 / out,))
 ABS = Op("abs", np.abs, ("d|x|/dx = sign(x)",), partials=(lambda x, out: np.sign(raw(x)),))
-TANH = Op("tanh", np.tanh, ("d tanh(z)/dz = 1 - tanh(z)^2",), partials=(lambda x, out: 1.0 - out * out,))
+
+# Activations. Their partials read the output where the derivative is a function of it, so that
+# the debugger can measure them from a layer's output alone.
+TANH = Op("tanh", np.tanh, ("d tanh(z)/dz = 1 - tanh(z)^2",), partials=(lambda x, out: 1.0 - out * out,),
+          note="1 − tanh²(z) ≤ 1",
+          activation=Activation("1 − tanh²(z), at most 1", max_derivative=1.0, saturates=True))
 SIGMOID = Op("sigmoid", _sigmoid, ("d sigmoid(z)/dz = sigmoid(z)*(1 - sigmoid(z))",),
-             partials=(lambda x, out: out * (1.0 - out),))
+             partials=(lambda x, out: out * (1.0 - out),), note="σ'(z) ≤ 1/4",
+             activation=Activation("σ'(z) = σ(1 − σ), at most 1/4", max_derivative=0.25, saturates=True))
 RELU = Op("relu", lambda x: np.maximum(x, 0), ("d relu(z)/dz = 1 if z > 0 else 0",),
-          partials=(lambda x, out: _as_float(raw(x) > 0, x),))
+          partials=(lambda x, out: _as_float(raw(out) > 0, out),),   # relu(z) > 0 exactly where z > 0
+          note="0 or 1", activation=Activation("ReLU'(z): 0 or 1", max_derivative=1.0, dead=True))
+# The input's sign, not the output's: with a negative slope both sides of 0 give outputs above 0.
+LEAKY_RELU = Op("leaky_relu", _leaky_relu, ("d leaky_relu(z)/dz = 1 if z > 0 else α",),
+                partials=(lambda x, out, slope: _choose(raw(x) > 0, 1.0, slope, x),), note="1 or α",
+                activation=Activation("LeakyReLU'(z): α or 1", max_derivative=1.0,
+                                      params=(("negative_slope", 0.01),)))
+SOFTSIGN = Op("softsign", lambda x: x / (1.0 + np.abs(x)), ("d softsign(z)/dz = 1/(1 + |z|)^2",),
+              partials=(lambda x, out: (1.0 - out * np.sign(raw(out))) ** 2,),   # (1 − |out|)²
+              note="(1 − |softsign(z)|)² ≤ 1",
+              activation=Activation("softsign'(z) = 1/(1 + |z|)², at most 1", max_derivative=1.0, saturates=True))
+
 CLIP = Op("clip", _clip, ("d clip(x)/dx = 1 inside [min, max], else 0",), partials=(_clip_partial,))
 WHERE = Op("where", lambda a, b, cond: np.where(cond, a, b),
            ("d where(c, a, b)/da = 1 where c", "d where(c, a, b)/db = 1 where not c"),
            partials=(lambda a, b, out, cond: _as_float(cond, a), lambda a, b, out, cond: _as_float(~cond, b)))
 
 MATMUL = Op("matmul", np.matmul, ("d(x@W)/dx = W^T", "d(x@W)/dW = x^T"),
-            vjp=(_matmul_grad_a, _matmul_grad_b), factor=(_matmul_factor_a, _matmul_factor_b), symbol="@")
+            vjp=(_matmul_grad_a, _matmul_grad_b), factor=(_matmul_factor_a, _matmul_factor_b), symbol="@",
+            chain=("{g} = {up} @ {other}ᵀ", "{g} = {other}ᵀ @ {up}"),
+            rule="gradient passed on = upstream @ Wᵀ (to x), xᵀ @ upstream (to W)")
+
+
 def _linear(x, w, b):
     out = x @ w.T
     out += b
@@ -251,30 +328,36 @@ LINEAR = Op("linear", _linear,
             vjp=(lambda g, x, w, b, out: g @ w,
                  lambda g, x, w, b, out: _mT(_rows(g)) @ _rows(x),
                  lambda g, x, w, b, out: _sum(_rows(g), 0, False)),
-            factor=(lambda x, w, b, out: raw(w), lambda x, w, b, out: raw(x), lambda x, w, b, out: 1.0))
+            factor=(lambda x, w, b, out: raw(w), lambda x, w, b, out: raw(x), lambda x, w, b, out: 1.0),
+            chain=("{g} = {up} @ {w}", "{g} = ({up})ᵀ @ {x}", "{g} = {up} summed over the batch"),
+            rule="gradient passed on = upstream @ W, upstreamᵀ @ x, Σ upstream", note="Wᵀ")
 SUM = Op("sum", lambda x, axis, keepdims: np.add.reduce(x, axis=axis, keepdims=keepdims),
          ("d sum(x)/dx_i = 1: the gradient is copied to every summed element",),
-         vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims),))
+         vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims),),
+         chain=("{g} = {up}, copied to every summed element",))
 MEAN = Op("mean", lambda x, axis, keepdims:
           np.add.reduce(x, axis=axis, keepdims=keepdims) / _reduced_count(x.shape, axis),
           ("d mean(x)/dx_i = 1/n",),
           vjp=(lambda g, x, out, axis, keepdims:
-               _expand(g, x.shape, axis, keepdims) * (1.0 / _reduced_count(x.shape, axis)),))
+               _expand(g, x.shape, axis, keepdims) * (1.0 / _reduced_count(x.shape, axis)),),
+          chain=("{g} = {up} ÷ {n}, copied to every averaged element",))
 MAX = Op("max", lambda x, axis, keepdims: np.maximum.reduce(x, axis=axis, keepdims=keepdims),
          ("d max(x)/dx_i = 1 at the maximum (split evenly between ties), 0 elsewhere",),
          vjp=(lambda g, x, out, axis, keepdims: _expand(g, x.shape, axis, keepdims) * _max_mask(x, out, axis, keepdims),),
-         factor=(_max_mask,))
+         factor=(_max_mask,), chain=("{g} = {up} × mask (1 at the maximum, split between ties; 0 elsewhere)",))
 RESHAPE = Op("reshape", np.reshape, ("reshape: the gradient is reshaped back",),
-             vjp=(lambda g, x, out, shape: _reshape(g, x.shape),))
+             vjp=(lambda g, x, out, shape: _reshape(g, x.shape),), chain=("{g} = {up} reshaped back to {shape}",))
 TRANSPOSE = Op("transpose", np.transpose, ("transpose: the gradient is transposed back",),
-               vjp=(lambda g, x, out, axes: _transpose(g, None if axes is None else tuple(np.argsort(axes))),))
+               vjp=(lambda g, x, out, axes: _transpose(g, None if axes is None else tuple(np.argsort(axes))),),
+               chain=("{g} = {up} transposed back ({up_shape} → {shape})",))
 BROADCAST_TO = Op("broadcast_to", np.broadcast_to, ("broadcast: the gradient is summed over the copies",),
-                  vjp=(lambda g, x, out, shape: g,))
+                  vjp=(lambda g, x, out, shape: g,), chain=("{g} = {up} summed over the copies",))
 SCATTER_ADD = Op("scatter_add", _scatter_add, ("scatter: the gradient is gathered from the same places",),
-                 vjp=(lambda g, x, out, index, shape: g[index],))
+                 vjp=(lambda g, x, out, index, shape: g[index],), chain=("{g} = {up} gathered from the same places",))
 GETITEM = Op("getitem", lambda x, index: x[index],
              ("d x[i]/dx = 1 at the picked elements, 0 elsewhere",),
-             vjp=(lambda g, x, out, index: _scatter_add_any(g, index, x.shape),))
+             vjp=(lambda g, x, out, index: _scatter_add_any(g, index, x.shape),),
+             chain=("{g} = {up} put back at the picked elements, 0 elsewhere",))
 
 
 def _scatter_add_any(g, index, shape):
@@ -284,5 +367,7 @@ def _scatter_add_any(g, index, shape):
     return _scatter_add(g, index, shape)
 
 
-PRIMITIVES = (ADD, SUB, MUL, DIV, POW, NEG, EXP, LOG, LOG1P, SQRT, ABS, TANH, SIGMOID, RELU, CLIP,
-              WHERE, MATMUL, LINEAR, SUM, MEAN, MAX, RESHAPE, TRANSPOSE, BROADCAST_TO, SCATTER_ADD, GETITEM)
+# Every op above, in the order defined; the activations among them; each by name.
+PRIMITIVES = tuple(op for op in tuple(globals().values()) if isinstance(op, Op))
+ACTIVATION_OPS = tuple(op for op in PRIMITIVES if op.activation is not None)
+BY_NAME = {op.name: op for op in PRIMITIVES}

@@ -1,9 +1,14 @@
 """Central finite differences in float64 with plain numpy: the reference the gradient tests trust.
 
-Nothing here calls the engine's backward. `numeric_grad` differentiates a plain-numpy scalar
-function; `check_grad` compares the engine's gradient of sum(f(x) * R) (R a fixed random
+First order, nothing here calls the engine's backward: `numeric_grad` differentiates a plain-numpy
+scalar function; `check_grad` compares the engine's gradient of sum(f(x) * R) (R a fixed random
 projection) with the central differences of the same projection of an independent numpy
 reference of f, and also checks that the engine's forward values equal the reference's.
+
+Second order, finite differences OF THE GRADIENT from ordinary first-order backward (never the
+engine's double backward): `first_order`, `directional_derivative` (of any function of the
+arrays), `numeric_hvp` (H·v along a direction) and `numeric_hessian` (the whole matrix, a column
+per unit vector). Every test that differences numerically does it through this module.
 """
 from __future__ import annotations
 
@@ -107,3 +112,33 @@ def first_order(fn, arrays) -> list:
     tensors = [cm.tensor(a, requires_grad=True) for a in arrays]
     fn(*tensors).backward()
     return [np.zeros(a.shape) if t.grad is None else np.array(t.grad) for a, t in zip(arrays, tensors)]
+
+
+def directional_derivative(g, arrays, vs, eps: float = EPS) -> list:
+    """(g(x + εv) − g(x − εv)) / 2ε by central differences, for g mapping a list of float64 arrays
+    to a list of arrays (x: `arrays`, v: `vs`, one direction per array)."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    plus = g([a + eps * v for a, v in zip(arrays, vs)])
+    minus = g([a - eps * v for a, v in zip(arrays, vs)])
+    return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
+
+
+def numeric_hvp(fn, arrays, vs, eps: float = EPS) -> list:
+    """H·v of a scalar fn(*tensors): the directional derivative of its gradient from ordinary
+    backward (first_order), (∇fn(x + εv) − ∇fn(x − εv)) / 2ε, per input."""
+    return directional_derivative(lambda a: first_order(fn, a), arrays, vs, eps)
+
+
+def numeric_hessian(fn, arrays, eps: float = EPS) -> np.ndarray:
+    """The Hessian of a scalar fn(*tensors) over all its inputs flattened in order, (n, n), column j
+    by central differences of the gradient along the j-th unit vector (numeric_hvp)."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    sizes = np.cumsum([0] + [a.size for a in arrays])
+    n = int(sizes[-1])
+    H = np.zeros((n, n))
+    for j in range(n):
+        e = np.zeros(n)
+        e[j] = 1.0
+        vs = [e[sizes[k]:sizes[k + 1]].reshape(a.shape) for k, a in enumerate(arrays)]
+        H[:, j] = np.concatenate([c.ravel() for c in numeric_hvp(fn, arrays, vs, eps)])
+    return H

@@ -9,8 +9,6 @@ linear regression.
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -19,8 +17,7 @@ from hypothesis import given, settings, strategies as st
 import calcml as cm
 from calcml.bayes import Normal, kl_divergence
 
-sys.path.insert(0, os.path.dirname(__file__))
-from fd import assert_close, check_grad, numeric_grad  # noqa: E402
+from fd import assert_close, check_grad, numeric_grad
 
 
 def np_softplus(x):

@@ -11,14 +11,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import BreakpointError, ModelSpec, Session
+from calcml.debug import BreakpointError, Session
 from calcml.debug.breakpoints import Breakpoints, evaluate, parse
-
-
-def make_spec(model, loss, data, *, lr=0.1, steps=None):
-    return ModelSpec(path="<test>", name="test", description="", model=model, loss=loss, data=data,
-                     optimizer=cm.optim.SGD(model.parameters(), lr=lr), regularizer=None, batch_size=None,
-                     val_data=None, seed=0, steps=steps)
+from helpers import make_spec
 
 
 def session(steps=None, lr=0.1):
@@ -422,7 +417,7 @@ def test_arithmetic_on_enormous_integers_stays_fast():
 
 
 def test_a_hit_is_reported_even_when_its_values_cannot_be_shown():
-    from calcml.debug.session import _Env
+    from calcml.debug.breakpoint_env import Env as _Env
     bps = Breakpoints()
     bp = bps.add("step > 0 and loss >= 0")
     hit = bps.check(1, _Env({"step": 10 ** 5000, "loss": 1.0}, {}, {}), set())   # str() of it raises

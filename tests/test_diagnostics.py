@@ -11,17 +11,11 @@ from hypothesis import given, settings, strategies as st
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import KINDS, ModelSpec, Session, SessionConfig, Thresholds
-from calcml.debug.diagnostics import (Condition, WarningMonitor, activation_conditions, chain_products,
-                                      gradient_conditions)
-
-
-def make_spec(model, loss, data, *, optimizer=None, lr=0.1, regularizer=None, steps=None, batch_size=None):
-    if optimizer is None:
-        optimizer = cm.optim.SGD(model.parameters(), lr=lr)
-    return ModelSpec(path="<test>", name="test", description="", model=model, loss=loss, data=data,
-                     optimizer=optimizer, regularizer=regularizer, batch_size=batch_size, val_data=None,
-                     seed=0, steps=steps)
+from calcml.debug import KINDS, Session, SessionConfig, Thresholds
+from calcml.debug.diagnostics import Condition, WarningMonitor
+from calcml.debug.quantities.activation_health import activation_conditions
+from calcml.debug.quantities.chain_rule import chain_products, gradient_conditions
+from helpers import make_spec
 
 
 def started(session) -> set:

@@ -28,15 +28,23 @@ from textual.app import App
 from textual.containers import Vertical
 
 from calcml.debug import probes
+from calcml.debug import snapshot as records
 from calcml.debug.tracesummary import ArrayStats
 from calcml.tui.format import layer_rows, num, pct
-from calcml.tui.widgets import layers as layer_widgets
-from calcml.tui.widgets.bayes import (AcceptancePlot, ElboPlot, SigmaPlot, _n_data, change_text, hmc_lines,
-                                      linear_ticks, robust_range, sigma_range)
-from calcml.tui.widgets.curvature import EdgePlot, NewtonPlot, log_ticks, newton_lines, param_rows
-from calcml.tui.widgets.histogram import axis_line, group_means, histogram_lines, rebin, sparkline
-from calcml.tui.widgets.plots import GradientFlowPlot, GuardedPlot, LossPlot, fit_exponent
-from calcml.tui.widgets.status import status_text
+from calcml.tui.text_bayes import _n_data, change_text, hmc_lines, sigma_range
+from calcml.tui.text_curvature import newton_lines, param_rows
+from calcml.tui.text_histogram import axis_line, histogram_lines, rebin
+from calcml.tui.text_status import status_text
+from calcml.tui.widgets.acceptance_plot import AcceptancePlot
+from calcml.tui.widgets.common import SPARK, fit_exponent, group_means, log_ticks, sparkline
+from calcml.tui.widgets.edge_plot import EdgePlot
+from calcml.tui.widgets.elbo_plot import ElboPlot
+from calcml.tui.widgets.gradient_flow_plot import GradientFlowPlot
+from calcml.tui.widgets.guarded_plot import GuardedPlot
+from calcml.tui.widgets.loss_plot import LossPlot
+from calcml.tui.widgets.newton_plot import NewtonPlot
+from calcml.tui.widgets.sigma_plot import SigmaPlot
+from calcml.tui.widgets.two_axis_plot import linear_ticks, robust_range
 
 inf, nan = math.inf, math.nan
 MAX = float(np.finfo(np.float64).max)
@@ -286,8 +294,8 @@ def test_formatted_extremes_read_right():
 
 
 def test_layer_rows_with_extreme_numbers():
-    p = probes.ParamStats("0.weight", (2, 2), inf, nan, 1e308, MAX, 5e-324, nan, 1e308)
-    layer = probes.LayerStats("0", "Linear", {"weight": p}, (4, 2), 1e308, 5e-324, "tanh", inf, None, 1e300)
+    p = records.ParamStats("0.weight", (2, 2), inf, nan, 1e308, MAX, 5e-324, nan, 1e308)
+    layer = records.LayerStats("0", "Linear", {"weight": p}, (4, 2), 1e308, 5e-324, "tanh", inf, None, 1e300)
     with quiet():
         (row,) = layer_rows([layer])
     assert all(cell and len(cell) <= 11 for cell in row), row
@@ -295,14 +303,18 @@ def test_layer_rows_with_extreme_numbers():
 
 # -- sparklines, histograms -----------------------------------------------------------------------------
 
-SPARKS = set(layer_widgets.SPARK) | set(" ")
+SPARKS = set(SPARK) | set(" ")
+
+
+def log_sparkline(values, width):
+    return sparkline(values, width, log=True)
 
 
 @pytest.mark.parametrize("repeat", [1, 20])
 @pytest.mark.parametrize("name", NAMES)
 def test_sparklines_draw_any_series(name, repeat):
     values = np.tile(case(name).astype(np.float64), repeat)
-    for draw, width in ((layer_widgets.sparkline, 10), (sparkline, 12)):
+    for draw, width in ((log_sparkline, 10), (sparkline, 12)):
         with quiet():
             line = draw(values, width)
         assert len(line) == min(len(values), width)
@@ -313,7 +325,7 @@ def test_sparklines_of_1e308s_are_not_blank():
     """Groups of 1e308s average to 1e308 (not to an overflowed inf, which would draw a gap)."""
     values = np.array([1e308] * 40 + [1e307] * 40)
     with quiet():
-        assert " " not in layer_widgets.sparkline(values, 10)
+        assert " " not in log_sparkline(values, 10)
         assert " " not in sparkline(values, 10)
         means = group_means(values, 4)
     np.testing.assert_allclose(means, [1e308, 1e308, 1e307, 1e307], rtol=1e-12)
@@ -470,7 +482,7 @@ def test_text_panels_with_extreme_numbers(value):
         newton_lines({"grad_norm": value, "newton_decrement": value, "min_eigenvalue": value,
                       "max_eigenvalue": value, "condition_number": value, "damping_used": value,
                       "damping": value, "step_norm": value, "positive_definite": True, "message": "m"})
-        p = probes.ParamStats("w", (2,), 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, effective_lr=value, hessian_diag=value)
+        p = records.ParamStats("w", (2,), 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, effective_lr=value, hessian_diag=value)
         param_rows([p], value, "Adam", None)
         layer = SimpleNamespace(params={"weight_rho": SimpleNamespace(name="0.weight_rho")})
         edges = np.array([-MAX, 0.0, MAX])

@@ -13,17 +13,9 @@ import pytest
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import ModelSpec, Session, SessionConfig, Thresholds
+from calcml.debug import Session, SessionConfig, Thresholds
 from calcml.debug.session import StopInfo
-
-
-def make_spec(model, loss, data, *, optimizer=None, lr=0.1, regularizer=None, steps=None,
-              batch_size=None, val_data=None):
-    if optimizer is None:
-        optimizer = cm.optim.SGD(model.parameters(), lr=lr)
-    return ModelSpec(path="<test>", name="test", description="", model=model, loss=loss, data=data,
-                     optimizer=optimizer, regularizer=regularizer, batch_size=batch_size,
-                     val_data=val_data, seed=0, steps=steps)
+from helpers import make_spec
 
 
 def regression_data(n=16, d=3, seed=0):

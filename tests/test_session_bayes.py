@@ -7,8 +7,9 @@ import pytest
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import ModelSpec, Session, SessionConfig, wire
+from calcml.debug import Session, SessionConfig, wire
 from calcml.debug.report import build_report
+from helpers import make_spec
 
 NOISE = 0.1
 
@@ -26,9 +27,8 @@ def bayes_spec(steps=40, elbo_loss=True, seed=0):
         return cm.bayes.elbo_from_outputs(model, lambda o, t: cm.bayes.Normal(o, NOISE).log_prob(t),
                                           pred, target, n_data=len(x)).loss
 
-    return ModelSpec(path="<test>", name="bayes", description="", model=model, loss=loss, data=(x, y),
-                     optimizer=cm.optim.Adam(model.parameters(), lr=0.02), regularizer=None,
-                     batch_size=None, val_data=None, seed=seed, steps=steps)
+    return make_spec(model, loss, (x, y), optimizer=cm.optim.Adam(model.parameters(), lr=0.02), seed=seed,
+                     steps=steps, name="bayes")
 
 
 def softplus(r):
@@ -96,10 +96,8 @@ def test_no_elbo_when_the_loss_is_not_one():
 def test_models_without_bayesian_layers_have_none():
     rng = np.random.default_rng(0)
     model = cm.nn.Linear(2, 1)
-    spec = ModelSpec(path="<t>", name="t", description="", model=model, loss=F.mse_loss,
-                     data=(rng.standard_normal((8, 2)), rng.standard_normal((8, 1))),
-                     optimizer=cm.optim.SGD(model.parameters(), lr=0.1), regularizer=None, batch_size=None,
-                     val_data=None, seed=0, steps=3)
+    spec = make_spec(model, F.mse_loss, (rng.standard_normal((8, 2)), rng.standard_normal((8, 1))), lr=0.1, steps=3,
+                     path="<t>", name="t")
     s = Session(spec)
     s.run_to_end()
     report = build_report(s)

@@ -10,9 +10,10 @@ import pytest
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import ModelSpec, Session, SessionConfig, load_model_file, wire
+from calcml.debug import Session, SessionConfig, load_model_file, wire
 from calcml.debug import curvatureprobe
 from calcml.debug.report import build_report
+from helpers import make_spec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 
@@ -34,9 +35,7 @@ def quadratic(lr_factor, momentum=0.0, steps=100, nesterov=False, config=None):
     cm.manual_seed(0)
     model = cm.nn.Linear(4, 1, bias=False)
     opt = cm.optim.SGD(model.parameters(), lr=lr_factor * edge, momentum=momentum, nesterov=nesterov)
-    spec = ModelSpec(path="<test>", name="quadratic", description="", model=model, loss=F.mse_loss,
-                     data=(X, y), optimizer=opt, regularizer=None, batch_size=None, val_data=None,
-                     seed=0, steps=steps)
+    spec = make_spec(model, F.mse_loss, (X, y), optimizer=opt, steps=steps, name="quadratic")
     return Session(spec, config), H, edge
 
 
@@ -97,6 +96,7 @@ def test_measured_every_k_steps_and_reported():
 def test_the_budget_spaces_measurements_by_their_cost(monkeypatch):
     """With a budget of 10%, a measurement that costs as much as 10 training steps is followed by
     100 steps of training before the next one, even though curvature_every asks for 5."""
+    from calcml.debug import schedule
     from calcml.debug import session as session_module
     clock = [0.0]
 
@@ -105,7 +105,7 @@ def test_the_budget_spaces_measurements_by_their_cost(monkeypatch):
         def perf_counter():
             return clock[0]
 
-    monkeypatch.setattr(session_module, "time", FakeTime)
+    monkeypatch.setattr(schedule, "time", FakeTime)
     real_measure = curvatureprobe.measure
 
     def slow_measure(*args, **kwargs):
@@ -167,9 +167,7 @@ def test_adaptive_effective_step_is_the_optimisers_own():
     cm.manual_seed(0)
     model = cm.nn.Linear(3, 1)
     opt = cm.optim.Adam(model.parameters(), lr=0.01)
-    spec = ModelSpec(path="<test>", name="adam", description="", model=model, loss=F.mse_loss,
-                     data=(X, y), optimizer=opt, regularizer=None, batch_size=None, val_data=None,
-                     seed=0, steps=20)
+    spec = make_spec(model, F.mse_loss, (X, y), optimizer=opt, steps=20, name="adam")
     s = Session(spec)
     s.run_to_end()
     w = s.snapshot.layers[0].params["weight"]

@@ -20,39 +20,13 @@ For a model with `cm.nn.BayesLinear` layers trained on −ELBO (the model file's
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..bayes import bayesian_layers
 from ..tensor import enable_grad
 from ..tensor import grad as _grad
-
-
-@dataclass(frozen=True)
-class BayesStats:
-    step: int
-    elbo: float | None = None                      # this step's estimate (None: the loss is not an ELBO)
-    expected_log_likelihood: float | None = None
-    kl: float | None = None
-    posterior_sigma: dict = field(default_factory=dict)   # layer -> mean posterior σ of its weights
-    gradient_noise: dict = field(default_factory=dict)    # parameter -> ‖std of g‖ / ‖mean of g‖
-    mc_loss: float | None = None                   # the loss averaged over the extra draws
-    mc_loss_se: float | None = None                # its standard error
-    mc_samples: int = 0
-    noise_step: int | None = None                  # when the last three were measured
-
-    def to_dict(self) -> dict:
-        return {"step": self.step, "elbo": _num(self.elbo),
-                "expected_log_likelihood": _num(self.expected_log_likelihood), "kl": _num(self.kl),
-                "posterior_sigma": {k: _num(v) for k, v in self.posterior_sigma.items()},
-                "gradient_noise": {k: _num(v) for k, v in self.gradient_noise.items()},
-                "mc_loss": _num(self.mc_loss), "mc_loss_se": _num(self.mc_loss_se),
-                "mc_samples": self.mc_samples, "noise_step": self.noise_step}
-
-
-def _num(x):
-    return float(x) if x is not None and math.isfinite(x) else None
+from .snapshot import BayesStats  # noqa: F401  (the record this module's numbers go into)
 
 
 def layers_of(model) -> list:

@@ -21,35 +21,12 @@ Nothing here is finite differences: the products are double backward through the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import curvature as _curvature
 from ..tensor import Tensor, enable_grad
-
-
-@dataclass(frozen=True)
-class CurvatureStats:
-    step: int                  # the step whose starting point was measured
-    lambda_max: float          # largest eigenvalue of H
-    trace: float               # tr H (Hutchinson estimate)
-    trace_se: float            # its standard error
-    lr_edge: float | None      # the stability edge for this optimiser's lr (None: no single edge)
-    edge_formula: str          # how the edge was computed, e.g. '2/λ_max', or why there is none
-    hessian_diag: dict = field(default_factory=dict)   # parameter name -> mean of Hᵢᵢ over its entries
-    n_params: int = 0
-
-    def to_dict(self) -> dict:
-        return {"step": self.step, "lambda_max": _num(self.lambda_max), "trace": _num(self.trace),
-                "trace_se": _num(self.trace_se), "lr_edge": _num(self.lr_edge),
-                "edge_formula": self.edge_formula,
-                "hessian_diag": {k: _num(v) for k, v in self.hessian_diag.items()},
-                "n_params": self.n_params}
-
-
-def _num(x):
-    return float(x) if x is not None and math.isfinite(x) else None
+from .snapshot import CurvatureStats
 
 
 _NO_EDGE = {

@@ -5,24 +5,35 @@ that of their sum, the weight norm, the update norm and update/weight ratio, and
 fraction of |θ| below a threshold). Per activation layer: its mean local derivative (the factor
 it contributes to the chain-rule product), the dead fraction (ReLU units zero for the whole
 batch) and the saturated fraction (sigmoid/tanh units whose derivative stays below 1% of its
-maximum for the whole batch). Per layer: the gradient norm flowing out of it back towards the
+maximum for the whole batch): the derivative is the activation op's own, and which fractions
+apply is said by its entry in the derivative table (calcml.ops). Per layer: the gradient norm flowing out of it back towards the
 input (‖∂L/∂input‖) and into it from the loss side (‖∂L/∂output‖), and their ratio.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
-from typing import NamedTuple
 
 import numpy as np
 
-from .. import nn
+from .. import nn, ops
 
-EMPTY = MappingProxyType({})   # a read-only empty mapping: a layer without parameters, no Hessian diagonal
+def _activation_op(cls):
+    """The activation op (an entry of calcml.ops) a module class applies, or None."""
+    op = getattr(cls, "op", None)
+    return op if isinstance(op, ops.Op) and op.activation is not None else None
 
-ACTIVATIONS = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
-MAX_DERIVATIVE = {"relu": 1.0, "leaky_relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
+
+def activation_kind(module) -> str | None:
+    """The kind of activation a module is ('relu', 'sigmoid', ...: the name of the op its class
+    names), or None for any other module."""
+    op = _activation_op(type(module))
+    return op.name if op is not None else None
+
+
+# Everything about an activation is its op's (calcml.ops): these are read from the table.
+_OPS = {op.name: op for op in ops.ACTIVATION_OPS}   # kind -> op
+ACTIVATIONS = {cls: _activation_op(cls).name for cls in nn.ACTIVATIONS if _activation_op(cls) is not None}
+MAX_DERIVATIVE = {kind: op.activation.max_derivative for kind, op in _OPS.items()}
 
 
 def sq_norm(a: np.ndarray) -> float:
@@ -186,190 +197,52 @@ def count_small(a: np.ndarray, threshold: float, mask: np.ndarray) -> int:
                - np.count_nonzero(np.less_equal(a, -threshold, out=m)))
 
 
-def local_derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
-    """The activation's derivative at this step, from its output (no second forward pass).
+def local_derivative(kind: str, module, output: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    """The activation's derivative at this step: its op's own local derivative (`partials[0]`) at
+    the layer's input `x` and output (no second forward pass), with the op's parameters read from
+    `module` (their defaults where it has none). Without `x` the output stands in for it: exact
+    for the ops whose derivative reads only their output (relu, sigmoid, tanh) and for
+    leaky_relu's, which reads the input's sign (the output's, for a slope ≥ 0).
     Quiet on any output: NaN stays NaN, and an output no activation could give (1e308 from a
     sigmoid) gives ±inf rather than a warning."""
     with np.errstate(all="ignore"):
-        return _derivative(kind, module, output)
+        return _derivative(kind, module, output, x)
 
 
-def _derivative(kind: str, module, output: np.ndarray) -> np.ndarray:
-    if kind == "sigmoid":
-        return output * (1.0 - output)
-    if kind == "tanh":
-        return 1.0 - output * output
-    if kind == "relu":
-        return (output > 0).astype(output.dtype)
-    slope = module.negative_slope  # leaky_relu
-    return np.where(output > 0, 1.0, slope)
+def _derivative(kind: str, module, output: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    op = _OPS[kind]
+    partial = op.partials[0]
+    if partial is None:   # a factor of exactly 1
+        return np.ones_like(output)
+    attrs = tuple(getattr(module, name, default) for name, default in op.activation.params)
+    d = partial(output if x is None else x, output, *attrs)
+    return d if np.shape(d) == output.shape else np.broadcast_to(d, output.shape)
 
 
-class ParamStats(NamedTuple):
-    """One parameter's numbers at one step. A NamedTuple: immutable, and built from its values in
-    a fraction of a frozen dataclass's time (the session builds one per parameter every step)."""
-    name: str                  # full dotted name, e.g. 'layers.0.weight'
-    shape: tuple
-    grad_norm: float           # ‖∂(data loss)/∂θ‖
-    penalty_grad_norm: float   # ‖∂(penalty)/∂θ‖ (0 without a regulariser)
-    total_grad_norm: float     # ‖the gradient the optimiser used‖
-    weight_norm: float
-    update_norm: float
-    update_ratio: float        # ‖Δθ‖ / ‖θ‖
-    sparsity: float            # fraction of |θ| < threshold
-    effective_lr: float | None = None   # adaptive optimisers: median per-entry step η/(√v̂+ε)
-    hessian_diag: float | None = None   # mean of the Hessian's diagonal Hᵢᵢ over the entries (estimate)
-
-    def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "grad_norm": _num(self.grad_norm),
-                "penalty_grad_norm": _num(self.penalty_grad_norm),
-                "total_grad_norm": _num(self.total_grad_norm), "weight_norm": _num(self.weight_norm),
-                "update_norm": _num(self.update_norm), "update_ratio": _num(self.update_ratio),
-                "sparsity": _num(self.sparsity), "effective_lr": _num(self.effective_lr),
-                "hessian_diag": _num(self.hessian_diag)}
-
-
-class LayerStats(NamedTuple):
-    """One layer's numbers at one step (immutable, like ParamStats)."""
-    name: str
-    type: str
-    params: Mapping = EMPTY                      # short name ('weight') -> ParamStats
-    output_shape: tuple | None = None
-    grad_in_norm: float | None = None            # ‖∂L/∂input‖: what this layer passes back
-    grad_out_norm: float | None = None           # ‖∂L/∂output‖: what reaches it from the loss side
-    activation: str | None = None
-    mean_local_derivative: float | None = None
-    dead_fraction: float | None = None
-    saturated_fraction: float | None = None
-
-    @property
-    def grad_ratio(self) -> float | None:
-        """‖∂L/∂input‖ / ‖∂L/∂output‖: this layer's factor in the chain-rule product."""
-        if self.grad_in_norm is None or not self.grad_out_norm:
-            return None
-        return self.grad_in_norm / self.grad_out_norm
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "type": self.type,
-                "params": {k: v.to_dict() for k, v in self.params.items()},
-                "output_shape": list(self.output_shape) if self.output_shape else None,
-                "grad_in_norm": _num(self.grad_in_norm), "grad_out_norm": _num(self.grad_out_norm),
-                "grad_ratio": _num(self.grad_ratio), "activation": self.activation,
-                "mean_local_derivative": _num(self.mean_local_derivative),
-                "dead_fraction": _num(self.dead_fraction), "saturated_fraction": _num(self.saturated_fraction)}
-
-
-UNMEASURED = (float("nan"),) * 4 + (None,)   # weight norm, update, ratio, sparsity, effective lr
-class StepLayout(NamedTuple):
-    """What stays the same from step to step: (name, shape, layer name, short name) per parameter
-    and (name, type name, activation kind) per layer, in the order StepLayers' numbers come in."""
-    params: tuple
-    layers: tuple
-
-
-class StepLayers(Sequence):
-    """One step's LayerStats (each with its ParamStats), built the first time they are read.
-
-    The session measures a step's numbers every step, but its statistics objects are read only
-    now and then (a published snapshot, a breakpoint condition, a warning that fires), so it
-    keeps the numbers and builds the objects on demand. Everything it holds is immutable or never
-    changed after the step (the session replaces its detail measurements rather than updating
-    them), so the objects come out the same whenever they are built."""
-    __slots__ = ("_layout", "_params", "_layers", "_detail", "_hessian", "_built")
-
-    def __init__(self, layout: StepLayout, params: list, layers: list, detail: Mapping, hessian: Mapping):
-        self._layout, self._params, self._layers = layout, params, layers   # numbers, layout order:
-        self._detail, self._hessian = detail, hessian   # (grad, penalty grad, total grad norm) per param;
-        self._built = None                              # (shape, in, out, mean d, dead, saturated) per layer
-
-    def _build(self) -> tuple:
-        built = self._built
-        if built is None:
-            detail, hessian = self._detail, self._hessian
-            by_layer: dict = {}
-            for (name, shape, layer, short), numbers in zip(self._layout.params, self._params):
-                by_layer.setdefault(layer, {})[short] = ParamStats(
-                    name, shape, *numbers, *detail.get(name, UNMEASURED), hessian.get(name))
-            built = self._built = tuple(
-                LayerStats(name, type_name, by_layer.get(name, EMPTY), shape, grad_in, grad_out, act, *act_stats)
-                for (name, type_name, act), (shape, grad_in, grad_out, *act_stats)
-                in zip(self._layout.layers, self._layers))
-        return built
-
-    def __getitem__(self, index):
-        return self._build()[index]
-
-    def __len__(self) -> int:
-        return len(self._layers)
-
-    def __iter__(self):
-        return iter(self._build())
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and tuple(self) == tuple(other)
-
-    __hash__ = None
-
-    def __repr__(self) -> str:
-        return f"StepLayers{self._build()!r}"
-
-
-def _num(value):
-    if value is None:
-        return None
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
-def layer_modules(model: nn.Module) -> list:
-    """(name, module) for each layer: modules owning parameters directly, and leaf modules."""
-    layers = []
-    for name, module in model.named_modules():
-        if module._parameters or not module._modules:
-            if module is model and model._modules and not module._parameters:
-                continue
-            layers.append((name or "model", module))
-    return layers
-
-
-class LayerRecorder:
-    """Installed as `calcml.scope.recorder` during the forward pass: keeps each layer's input and
-    output tensors (references) and asks the engine to keep their gradients."""
-
-    def __init__(self, layers: list):
-        self.names = {id(module): name for name, module in layers}
-        self.calls: dict = {}
-
-    def __call__(self, module, args, output) -> None:
-        name = self.names.get(id(module))
-        if name is None or not hasattr(output, "retain_grad"):
-            return
-        x = args[0] if args and hasattr(args[0], "retain_grad") else None
-        output.retain_grad()
-        if x is not None and x.requires_grad:
-            x.retain_grad()
-        self.calls[name] = (x, output)
-
-    def clear(self) -> None:
-        self.calls = {}
-
-
-def activation_stats(kind: str, module, output: np.ndarray, saturation_level: float) -> tuple:
-    """(mean local derivative, dead fraction, saturated fraction) of one activation layer."""
+def activation_stats(kind: str, module, output: np.ndarray, saturation_level: float,
+                     x: np.ndarray | None = None) -> tuple:
+    """(mean local derivative, dead fraction, saturated fraction) of one activation layer, from
+    its op's local derivative (see `local_derivative`; `x` the layer's input) and what the op's
+    entry says applies: a unit (the last axis) is dead where its derivative is exactly 0 for the
+    whole batch, saturated where it stays below saturation_level × the derivative's maximum. A
+    fraction that does not apply to the op is None. A few whole-array reductions, no loops: the
+    derivative's sums per unit give both its mean and (derivatives that can die are never
+    negative, so a unit's sum is 0 exactly where it is 0 for the whole batch) the dead units."""
     if output.size == 0:
         return float("nan"), None, None
-    units = output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1)
-    if kind == "relu":  # the derivative is 1 where the output is above 0 (it is never below)
-        on = np.count_nonzero(units)
-        alive = np.count_nonzero(units.max(axis=0))   # units above 0 for some example
-        return on / units.size, 1.0 - alive / units.shape[1], None
+    units = output if output.ndim == 2 else (
+        output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1))
+    facts = _OPS[kind].activation
     with np.errstate(all="ignore"):   # one context for it all (each costs a microsecond, every step):
-        d = _derivative(kind, module, units)   # a NaN output gives a NaN mean, no warning
-        mean = float(np.add.reduce(d, axis=None)) / d.size
+        d = _derivative(kind, module, units, None if x is None else np.reshape(x, units.shape))
+        per_unit = np.add.reduce(d, axis=0)
+        mean = float(np.add.reduce(per_unit)) / d.size   # a NaN derivative gives a NaN mean, no warning
         if not math.isfinite(mean) and np.isfinite(d).all():   # finite derivatives whose sum overflowed
             mean = float(np.add.reduce(d / d.size, axis=None))
-        saturated = None
-        if kind in ("sigmoid", "tanh"):
-            limit = saturation_level * MAX_DERIVATIVE[kind]
-            saturated = float(np.mean(np.logical_and.reduce(d < limit, axis=0)))
-    return mean, None, saturated
+        dead = saturated = None
+        if facts.dead:
+            dead = np.count_nonzero(per_unit == 0) / d.shape[1]
+        if facts.saturates:
+            limit = saturation_level * facts.max_derivative
+            saturated = np.count_nonzero(np.logical_and.reduce(d < limit, axis=0)) / d.shape[1]
+    return mean, dead, saturated

@@ -1,195 +1,52 @@
-"""A steppable training session: the debugger's core, shared by the headless CLI and the TUI.
+"""A steppable training session: the debugger's state machine and command queue.
 
-The session trains one step at a time under control. Commands (run, pause, step, step-into,
-learning rate, regulariser, breakpoints, stop) may come from any thread; they are queued and
-applied, each exactly once, between steps by whoever drives the session with `tick()`.
-Each step publishes an immutable `Snapshot` (scalars and per-layer statistics, small).
+Commands (commands.py: run, pause, step, step-into, learning rate, regulariser, stop) may come
+from any thread; they are queued and applied, each exactly once, at a step boundary. A step
+happens in one of two ways (backend.py): *driven*, by whoever calls `tick()`, or *observed*,
+from the user's own training loop through `observe_step` and `observed_update_done` (a pause is
+then a wait inside the latter, on the loop's own thread). Either way the step's record goes
+through the same quantities (quantities/), and publishes an immutable `Snapshot`.
 """
 from __future__ import annotations
 
-import ast
 import math
 import os
 import queue
-import time
 from collections import deque
-from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
 from .. import reg as _reg
-from .. import scope
-from ..data import DataLoader
-from ..tensor import Tensor, no_grad
-from ..tracing import trace
-from . import bayesprobe, curvatureprobe, probes
-from .breakpoints import Breakpoints, Hit, evaluate
-from .diagnostics import (Thresholds, WarningEvent, WarningMonitor, activation_conditions,
-                          curvature_conditions, gradient_conditions, loss_conditions)
+from . import commands, probes
+from . import snapshot as records
+from .backend import MODEL_ERRORS, ModelError
+from .batches import BatchSource
+from .breakpoint_env import Env as _Env
+from .breakpoints import Breakpoints, Hit
+from .calcml_backend import CalcmlBackend, as_batch
+from .config import SessionConfig, session_config
+from .context import StepContext
+from .diagnostics import WarningEvent, WarningMonitor
 from .history import History
 from .loader import ModelSpec, user_traceback
-from .tracesummary import locate_non_finite, summarise_trace
+from .quantities import (ActivationHealth, Bayes, ChainRule, Curvature, GradientNorms, Histograms, Loss,
+                         OptimizerState, make_all)
+from .quantities.base import Quantity
+from .rate import Rate
+from .schedule import TrainingClock
+from .snapshot import FINISHED, PAUSED, RUNNING, STOPPED, Snapshot, StopInfo
 
-RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
-
-# What the model's own code can raise that is the model's mistake, not calcml's: every
-# exception, and a sys.exit() or GeneratorExit from inside forward or loss. (KeyboardInterrupt
-# is the person at the keyboard, and propagates.)
-MODEL_ERRORS = (Exception, SystemExit, GeneratorExit)
-
-# The per-parameter and per-layer series in the history, "<name>.<stat>" (in _series' order).
-PARAM_SERIES = ("grad_norm", "penalty_grad_norm", "hessian_diag", "weight_norm", "update_ratio",
-                "sparsity", "effective_lr")
-LAYER_SERIES = ("grad_out_norm", "mean_local_derivative")
-
-
-@dataclass
-class SessionConfig:
-    history_capacity: int = 10_000       # steps of history kept per series
-    warnings_capacity: int = 1_000       # warning events kept
-    histogram_every: int = 100           # steps between weight/gradient histograms
-    detail_every: int = 10               # steps between update-ratio and sparsity measurements
-    detail_budget: float | None = None   # if set, skip a scheduled one until training has taken
-                                         # 1/budget times as long as the last (calcml-debug: 0.02)
-    histogram_bins: int = 30
-    val_every: int = 10                  # steps between validation losses
-    curvature_every: int = 100           # steps between curvature measurements (0: never)
-    curvature_budget: float | None = None  # if set, also wait until training has taken 1/budget
-                                           # times as long as the last measurement (calcml-debug: 0.1)
-    curvature_max_params: int | None = 5000  # no curvature above this many parameters (None: no limit)
-    curvature_iters: int = 20            # Lanczos steps (Hessian-vector products) for λ_max
-    curvature_samples: int = 10          # Hutchinson samples for the trace and the diagonal
-    noise_every: int = 50                # Bayesian layers: steps between gradient-noise measurements (0: never)
-    noise_samples: int = 8               # weight draws per gradient-noise measurement
-    thresholds: Thresholds = field(default_factory=Thresholds)
-
-
-def session_config(curvature_every: int | None = None) -> SessionConfig:
-    """The configuration `calcml-debug` runs with: the defaults, with curvature held to a tenth
-    of the training time and the update-ratio and sparsity passes to a fiftieth, and what the
-    command line asks for."""
-    config = SessionConfig(curvature_budget=0.1, detail_budget=0.02)
-    if curvature_every is not None:
-        config.curvature_every = curvature_every
-    return config
-
-
-@dataclass(frozen=True)
-class StopInfo:
-    step: int
-    reason: str     # 'breakpoint', 'non_finite', 'error', 'user', 'data_exhausted'
-    detail: str
-
-    def to_dict(self) -> dict:
-        return {"step": self.step, "reason": self.reason, "detail": self.detail}
-
-
-class Snapshot(NamedTuple):
-    """Everything a front end shows about the latest step; small and immutable (a NamedTuple:
-    built from its values in one call every step; `_replace` gives a changed copy)."""
-    step: int
-    epoch: int
-    state: str
-    loss: float
-    val_loss: float | None
-    penalty: float
-    lr: float
-    steps_per_sec: float
-    regularizer: tuple            # (kind, λ): ('none', 0.0), ('L1', 0.01) ...
-    layers: Sequence              # probes.LayerStats, forward order (a tuple, or StepLayers: built when read)
-    warnings: tuple               # WarningEvents of this step
-    holding: tuple                # diagnostics.Condition currently holding
-    stop: StopInfo | None = None
-    hit: Hit | None = None
-    histograms: dict | None = None   # name -> (counts, edges), on the steps that compute them
-    trace: object | None = None      # tracesummary.TraceSummary after a step-into
-    curvature: object | None = None  # curvatureprobe.CurvatureStats, the latest measured
-    optimizer_state: dict | None = None  # what the optimiser reports about its last step (Newton)
-    bayes: object | None = None      # bayesprobe.BayesStats for models with Bayesian layers
-
-
-class BatchSource:
-    """One batch per call from any of the model file's data forms; counts finished epochs."""
-
-    def __init__(self, data, batch_size, seed):
-        self.epoch = 0
-        self._full = self._function = self._iterable = self._iterator = None
-        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
-            if batch_size is None or batch_size >= len(data[0]):
-                self._full = data            # the whole set every step: no copy, no shuffle
-                return
-            data = DataLoader(data, batch_size=batch_size, shuffle=True, seed=seed)
-        if callable(data) and not hasattr(data, "__iter__"):
-            self._function = data            # a function returning one batch per call
-        else:
-            self._iterable = data
-            self._one_shot = iter(data) is data   # a generator cannot start a second epoch
-
-    def next(self):
-        if self._full is not None:
-            self.epoch += 1
-            return self._full
-        if self._function is not None:
-            return _as_batch(self._function())
-        if self._iterator is None:
-            self._iterator = iter(self._iterable)
-        try:
-            return _as_batch(next(self._iterator))
-        except StopIteration:
-            self.epoch += 1
-            if self._one_shot:
-                raise
-            self._iterator = iter(self._iterable)
-            return _as_batch(next(self._iterator))
-
-
-def _as_batch(batch):
-    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        raise TypeError(f"each batch must be a pair (X, y), got {type(batch).__name__}")
-    return tuple(b.data if isinstance(b, Tensor) else b for b in batch)
-
-
-class _Env:
-    """What breakpoint conditions can ask about a step."""
-
-    def __init__(self, snapshot_values: dict, params: dict, layers: dict):
-        self.values, self.params, self.layers = snapshot_values, params, layers
-
-    def variable(self, name):
-        value = self.values.get(name)
-        return math.nan if value is None else value
-
-    def function(self, name, arg):
-        if arg in self.params:
-            value = getattr(self.params[arg], name, None)
-        else:
-            layer = self.layers.get(arg)
-            value = getattr(layer, name, None) if layer is not None else None
-        return math.nan if value is None else value
-
-    def explain(self, node) -> str:
-        parts = []
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and sub.id in self.values:
-                parts.append(f"{sub.id} = {_short(self.variable(sub.id))}")
-            elif isinstance(sub, ast.Call) and sub.args and isinstance(sub.args[0], ast.Constant):
-                parts.append(f"{ast.unparse(sub)} = {_short(evaluate(sub, self))}")
-        return ", ".join(parts)
-
-
-def _short(x) -> str:
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
+__all__ = ["Session", "SessionConfig", "session_config", "Snapshot", "StopInfo", "MODEL_ERRORS",
+           "RUNNING", "PAUSED", "FINISHED", "STOPPED"]
 
 
 class Session:
-    def __init__(self, spec: ModelSpec, config: SessionConfig | None = None, max_steps: int | None = None):
+    def __init__(self, spec: ModelSpec, config: SessionConfig | None = None, max_steps: int | None = None,
+                 backend=None):
         self.spec = spec
         self.config = config or SessionConfig()
-        self.model = spec.model
-        self.optimizer = spec.optimizer
+        self.backend = backend if backend is not None else CalcmlBackend(spec.model, spec.loss, spec.optimizer)
+        self.model, self.optimizer = spec.model, spec.optimizer
         self.regularizer = spec.regularizer
         self.max_steps = max_steps if max_steps is not None else spec.steps
         self.state = PAUSED
@@ -204,104 +61,99 @@ class Session:
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._pending_steps = 0
         self._pending_traced = False
-        self._batches = BatchSource(spec.data, spec.batch_size, spec.seed)
-        self.layers = probes.layer_modules(self.model)
-        self._params = list(self.model.named_parameters())
-        self._before = {name: np.empty_like(p.data) for name, p in self._params}
-        self._mask = np.empty(max((p.size for _, p in self._params), default=0), dtype=bool)
-        # What _measure needs of each parameter and layer every step, worked out once:
-        # (name, tensor, history series names) and (name, module, activation kind, whether it has
-        # parameters, history series names); and the layout StepLayers builds statistics from.
-        layer_of = {id(p): (layer_name, short) for layer_name, module in self.layers
-                    for short, p in module._parameters.items() if p is not None}
-        owner = [layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)) for name, p in self._params]
-        with_params = {layer for layer, _ in owner}
-        self._param_plan = [(name, p, tuple(f"{name}.{stat}" for stat in PARAM_SERIES)) for name, p in self._params]
-        self._layer_plan = [(name, module, probes.ACTIVATIONS.get(type(module)), name in with_params,
-                             tuple(f"{name}.{stat}" for stat in LAYER_SERIES)) for name, module in self.layers]
-        self._layout = probes.StepLayout(
-            params=tuple((name, p.shape, *where) for (name, p), where in zip(self._params, owner)),
-            layers=tuple((name, type(module).__name__, probes.ACTIVATIONS.get(type(module)))
-                         for name, module in self.layers))
-        self._recorder = probes.LayerRecorder(self.layers)   # one, cleared every step
-        self._detail: dict = {}      # name -> (weight norm, update norm, update ratio, sparsity, effective lr),
-                                     # a new dict at each measurement (snapshots' StepLayers keep theirs)
-        self._detail_seconds = 0.0   # the last detail measurement's copy of θ took this long
-        self._detail_wait = 0.0      # training seconds before the next scheduled one (detail_budget)
-        n_params = sum(p.size for _, p in self._params)
-        limit = self.config.curvature_max_params
-        self.curvature_every = self.config.curvature_every if limit is None or n_params <= limit else 0
-        self.curvature_note = None if self.curvature_every or not self.config.curvature_every else (
-            f"curvature is off: {n_params:,} parameters is more than the limit of {limit:,} "
-            "(each measurement takes about 30 Hessian-vector products)")
-        self.curvature: curvatureprobe.CurvatureStats | None = None   # the latest measured
-        self.curvature_history: deque = deque(maxlen=self.config.history_capacity)
-        self._curvature_last = (None, 0.0)   # (step measured, training seconds before the next)
-        self._training_seconds = 0.0     # time spent in training steps, measurements excluded
-        self._untimed = 0.0
-        self._needs_closure = bool(getattr(self.optimizer, "requires_closure", False))
-        self._bayes_layers = bayesprobe.layers_of(self.model)
-        self._sampler = hasattr(self.optimizer, "posterior_std")   # MCMC (cm.bayes.HMC): a chain, not a fit
-        self.bayes: bayesprobe.BayesStats | None = None   # the latest, for models with Bayesian layers
-        self.bayes_note = None
-        self._elbo = None      # this step's ELBO terms
-        self._first_loss = None
-        self._best_loss = math.inf
-        self._last_val = None
-        self._rate = _Rate()
+        self._observed: StepContext | None = None
+        self._batches = BatchSource(spec.data, spec.batch_size, spec.seed, getattr(self.backend, "as_batch", as_batch))
+        self.params = self.backend.parameters()
+        self.layer_info = self.backend.layers()
+        self.layers = [(layer.name, layer.module) for layer in self.layer_info]
+        self._layout = records.StepLayout(
+            params=tuple((p.name, p.shape, p.layer, p.short) for p in self.params),
+            layers=tuple((layer.name, layer.type, layer.activation) for layer in self.layer_info))
+        self.quantities = make_all()
+        for quantity in self.quantities:
+            quantity.start(self)
+        by_type = {type(q): q for q in self.quantities}
+        self._loss, self._curvature, self._bayes = by_type[Loss], by_type[Curvature], by_type[Bayes]
+        self._optimizer_state, self._histograms = by_type[OptimizerState], by_type[Histograms]
+        self._before = [q for q in self.quantities if type(q).before_update is not Quantity.before_update]
+        self._checks = [by_type[kind] for kind in (GradientNorms, ChainRule, ActivationHealth, Loss, Curvature)]
+        self.clock = TrainingClock()
+        self._rate = Rate()
         self._owner = os.getpid()   # a model that forks: only this process goes on training
 
+    # -- what the quantities know, for front ends and reports --------------------------------
+    @property
+    def curvature_every(self) -> int:
+        """Steps between curvature measurements (0: off); setting it reschedules them."""
+        return self._curvature.every
+
+    @curvature_every.setter
+    def curvature_every(self, every: int) -> None:
+        self._curvature.schedule.every = int(every)
+
+    @property
+    def curvature_note(self) -> str | None:
+        return self._curvature.note
+
+    @property
+    def curvature(self):
+        return self._curvature.latest
+
+    @property
+    def curvature_history(self) -> deque:
+        return self._curvature.history
+
+    @property
+    def bayes(self):
+        return self._bayes.latest
+
+    @property
+    def bayes_note(self) -> str | None:
+        return self._bayes.note
+
     # -- commands: safe from any thread; applied between steps ---------------------------
+    def submit(self, command: commands.Command, detail: str | None = None) -> None:
+        """Queue a command (ValueError, with the reason, if an argument is out of range)."""
+        command.check()
+        self._commands.put((command, detail))
+
     def run(self) -> None:
-        self._commands.put(("run",))
+        self.submit(commands.Run())
 
     def pause(self) -> None:
-        self._commands.put(("pause",))
+        self.submit(commands.Pause())
 
     def step(self, n: int = 1) -> None:
-        if n < 1:
-            raise ValueError(f"step(n) needs n >= 1, got {n}")
-        self._commands.put(("step", int(n)))
+        self.submit(commands.Step(int(n)))
 
     def step_into(self) -> None:
         """One training iteration recorded op by op (the trace is in the next snapshot)."""
-        self._commands.put(("step_into",))
+        self.submit(commands.StepInto())
 
     def set_lr(self, lr: float) -> None:
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"the learning rate must be a positive number, got {lr}")
-        self._commands.put(("lr", float(lr)))
+        self.submit(commands.SetLr(float(lr)))
 
     def scale_lr(self, factor: float) -> None:
-        """Multiply the learning rate by `factor` when the command is applied (so two quick
-        presses of a key halve it twice, whatever the last snapshot said)."""
-        if not (factor > 0 and math.isfinite(factor)):
-            raise ValueError(f"the learning-rate factor must be a positive number, got {factor}")
-        self._commands.put(("lr_scale", float(factor)))
+        self.submit(commands.ScaleLr(float(factor)))
 
     def set_regularizer(self, kind: str, lam: float | None = None) -> None:
-        kind = str(kind).upper() if str(kind).lower() != "none" else "none"
-        if kind not in ("none", "L1", "L2"):
-            raise ValueError(f"the regulariser must be none, L1 or L2, not {kind!r}")
-        if lam is not None and not (lam >= 0 and math.isfinite(lam)):
-            raise ValueError(f"λ must be a number >= 0, got {lam}")
-        self._commands.put(("reg", kind, lam))
+        self.submit(commands.SetRegularizer(str(kind), lam))
 
     def add_breakpoint(self, text: str):
         """Add a breakpoint now (a bad one raises BreakpointError with the reason)."""
-        return self.breakpoints.add(text, params=[n for n, _ in self._params],
-                                    layers=[n for n, _ in self.layers])
+        return self.breakpoints.add(text, params=[p.name for p in self.params],
+                                    layers=[layer.name for layer in self.layer_info])
 
     def remove_breakpoint(self, bp_id: int) -> bool:
         return self.breakpoints.remove(bp_id)
 
     def stop(self, detail: str = "stopped by the user") -> None:
-        self._commands.put(("stop", detail))
+        self.submit(commands.Stop(), detail)
 
     # -- driving -----------------------------------------------------------------------
     @property
     def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        return self.backend.lr
 
     @property
     def epoch(self) -> int:
@@ -321,7 +173,7 @@ class Session:
             self._pending_traced = False
             if self._pending_steps > 0:
                 self._pending_steps -= 1
-            started, self._untimed = time.perf_counter(), 0.0
+            self.clock.start_step()
             try:
                 return self._train_step(traced)
             finally:
@@ -329,7 +181,7 @@ class Session:
                     # The model forked inside this step and this is the copy: it must not train
                     # on, publish or write a report beside the process that started the run.
                     os._exit(0)
-                self._training_seconds += time.perf_counter() - started - self._untimed
+                self.clock.end_step()
         return None
 
     def run_to_end(self, on_step=None) -> Snapshot | None:
@@ -343,32 +195,34 @@ class Session:
                 return self.snapshot
 
     def _apply_commands(self) -> None:
-        commands = self._commands
-        while not commands.empty():   # only this thread takes commands out, so get_nowait has one
-            command = commands.get_nowait()
-            name = command[0]
-            if name == "run" and not self.done:
-                self.state = RUNNING
-            elif name == "pause" and not self.done:
-                self.state = PAUSED
-                self._pending_steps = 0
-            elif name == "step" and not self.done:
-                self.state = PAUSED
-                self._pending_steps += command[1]
-            elif name == "step_into" and not self.done:
-                self.state = PAUSED
-                self._pending_steps += 1
-                self._pending_traced = True
-            elif name == "lr":
-                for group in self.optimizer.param_groups:
-                    group["lr"] = command[1]
-            elif name == "lr_scale":
-                for group in self.optimizer.param_groups:
-                    group["lr"] = group["lr"] * command[1]
-            elif name == "reg":
-                self._switch_regularizer(command[1], command[2])
-            elif name == "stop" and not self.done:
-                self._stop("user", command[1])
+        commands_ = self._commands
+        while not commands_.empty():   # only this thread takes commands out, so get_nowait has one
+            self._apply(*commands_.get_nowait())
+
+    def _apply(self, command, detail) -> None:
+        kind = type(command)
+        if kind is commands.SetLr:
+            self.backend.set_lr(command.value)
+        elif kind is commands.ScaleLr:
+            self.backend.set_lr(self.backend.lr * command.factor)
+        elif kind is commands.SetRegularizer:
+            self._switch_regularizer(command.kind_name(), command.lam)
+        elif self.done:
+            return
+        elif kind is commands.Run:
+            self.state = RUNNING
+        elif kind is commands.Pause:
+            self.state = PAUSED
+            self._pending_steps = 0
+        elif kind is commands.Step:
+            self.state = PAUSED
+            self._pending_steps += command.n
+        elif kind is commands.StepInto:
+            self.state = PAUSED
+            self._pending_steps += 1
+            self._pending_traced = True
+        elif kind is commands.Stop:
+            self._stop("user", detail or "stopped by the user")
 
     def _switch_regularizer(self, kind: str, lam) -> None:
         current = self.regularizer
@@ -401,170 +255,140 @@ class Session:
         self.stop_info = StopInfo(self.step_count, reason, detail)
         self._pending_steps = 0
 
-    # -- one training step -----------------------------------------------------------------
+    # -- observed steps: the user's loop trains, the backend reports --------------------------
+    @property
+    def wants_trace(self) -> bool:
+        """Whether the next observed step should be recorded op by op (a step-into)."""
+        return self._pending_traced
+
+    def observe_step(self, record) -> bool:
+        """A step the user's loop is taking, reported before its update. It first waits at the
+        step boundary while the run is paused (on the loop's own thread; commands are applied as
+        they come), then checks and measures the step. True: let the update happen, then call
+        `observed_update_done()`. False: the run has ended, or this step failed (a NaN, or the
+        model's code raised) and the run stopped: the update must not happen."""
+        self.wait_at_boundary()
+        if self.done:
+            return False
+        traced, self._pending_traced = self._pending_traced, False
+        self.clock.start_step()
+        begun = self._begin(record, traced)
+        if isinstance(begun, Snapshot):
+            self.clock.end_step()
+            return False
+        self._observed = begun
+        return True
+
+    def observed_update_done(self) -> Snapshot | None:
+        """After the observed step's update: its numbers, warnings and snapshot."""
+        ctx, self._observed = self._observed, None
+        if ctx is None:
+            return None
+        snapshot = self._finish(ctx)
+        self.clock.end_step()
+        return snapshot
+
+    def wait_at_boundary(self, timeout: float | None = None) -> None:
+        """Block until the run may take another step (running, or a step pending, which this
+        takes) or has ended; or until `timeout` seconds pass."""
+        while True:
+            self._apply_commands()
+            if self.done or self.state == RUNNING:
+                return
+            if self._pending_steps > 0:
+                self._pending_steps -= 1
+                return
+            try:
+                self._apply(*self._commands.get(timeout=timeout))
+            except queue.Empty:
+                return
+
+    # -- one driven step ------------------------------------------------------------------
     def _train_step(self, traced: bool) -> Snapshot:
         spec = self.spec
         try:
-            X, y = self._batches.next()
+            batch = self._batches.next()
         except StopIteration:
             self._stop("data_exhausted", "the model file's data iterator has no more batches")
             return self._publish_stopped()
         except MODEL_ERRORS as error:
             self._stop("error", "the model file's data raised an error:\n" + _describe_error(error, spec.path))
             return self._publish_stopped()
-
-        recorder = self._recorder
-        recorder.clear()
-        context = trace() if traced else nullcontext()
-        scope.recorder = recorder
         try:
-            # NaN and Inf are found and explained below; numpy's own warnings would only be noise.
-            with context as recorded, np.errstate(all="ignore"):
-                if self._bayes_layers:
-                    bayesprobe.clear_elbo(self.model)
-                loss = spec.loss(self.model(X), y)
-                _check_loss(loss)
-                self._elbo = bayesprobe.read_elbo(self.model) if self._bayes_layers else None
-                self.optimizer.zero_grad()
-                loss.backward()
-        except MODEL_ERRORS as error:
-            self._stop("error", f"step {self.step_count + 1}: " + _describe_error(error, spec.path))
+            record = self.backend.step(batch, traced)
+        except ModelError as failure:
+            self._stop("error", f"step {self.step_count + 1}: " + _describe_error(failure.error, spec.path))
             return self._publish_stopped()
-        finally:
-            scope.recorder = None
-        if traced:
-            self.last_trace = recorded
+        begun = self._begin(record, traced)
+        if isinstance(begun, Snapshot):
+            return begun
+        try:
+            self.backend.apply_update(record, self.regularizer)
+        except ModelError as failure:
+            self._stop("error", f"step {self.step_count + 1}: {self.backend.optimizer_name}.step: "
+                       + _describe_error(failure.error, spec.path))
+            return self._publish_stopped()
+        return self._finish(begun)
 
-        loss_value = float(loss.data)
-        data_grads = {name: p.grad for name, p in self._params}
+    # -- what every step goes through, driven or observed ----------------------------------
+    def _begin(self, record, traced: bool):
+        """Before the update: the finite check, the penalty, and the two-step quantities' first
+        half. A StepContext, or the Snapshot of a step that could not go on."""
+        if traced:
+            self.last_trace = record.recorded
         # ‖g‖ per gradient and whether every entry is finite, in one pass in the usual case (a
         # finite gradient of 1e200s is an exploding gradient, not a NaN: its norm is rescaled).
-        checked = {name: probes.checked_norm(g) for name, g in data_grads.items() if g is not None}
-        bad = not math.isfinite(loss_value) or not all(finite for _, finite in checked.values())
-        grad_norms = {name: n for name, (n, _) in checked.items()}
-        if bad:
-            return self._non_finite(X, y, loss_value, recorded if traced else None)
-
-        penalty_grads, penalty = {}, 0.0
+        checked = {name: probes.checked_norm(g) for name, g in record.data_grads.items() if g is not None}
+        if not math.isfinite(record.loss) or not all(finite for _, finite in checked.values()):
+            return self._non_finite(record)
+        ctx = StepContext(self.step_count + 1, record, self.backend, self.regularizer, self.config.thresholds,
+                          self.clock, traced, self._rests_after_this_step())
+        ctx.grad_norms = {name: n for name, (n, _) in checked.items()}
         if self.regularizer is not None:
-            try:   # a regulariser's `select` is the model file's code
-                with np.errstate(all="ignore"):
-                    penalty_grads = self.regularizer.grads(self.model)
-                    penalty = self.regularizer.value(self.model)
-            except MODEL_ERRORS as error:
-                self._stop("error", f"step {self.step_count + 1}: the regulariser failed: "
-                           + _describe_error(error, spec.path))
-                return self._publish_stopped()
-            for name, p in self._params:
-                if name in penalty_grads and p.grad is not None:
-                    p.grad = p.grad + penalty_grads[name]
-        # Summarise the trace before the update: its arrays are references, and some (W^T, the
-        # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
-        trace_summary = summarise_trace(recorded) if traced else None
-        if self.curvature_every and self._curvature_is_due():
-            self._measure_curvature(X, y)
-        noise = None
-        if self._bayes_layers and self.config.noise_every and self.step_count % self.config.noise_every == 0:
-            noise = self._measure_noise(X, y)
-        detail = (traced or self.step_count == 0 or self._rests_after_this_step()
-                  or ((self.step_count + 1) % self.config.detail_every == 0
-                      and self._training_seconds >= self._detail_wait))
-        if detail:
-            started = time.perf_counter()
-            for name, p in self._params:
-                np.copyto(self._before[name], p.data)
-            self._detail_seconds = time.perf_counter() - started
-        if self._needs_closure:
             try:
-                with np.errstate(all="ignore"):
-                    self.optimizer.step(lambda: self._closure(X, y))
-            except MODEL_ERRORS as error:
-                self._stop("error", f"step {self.step_count + 1}: {type(self.optimizer).__name__}.step: "
-                           + _describe_error(error, spec.path))
+                ctx.penalty_grads, ctx.penalty = self.backend.add_penalty(self.regularizer)
+            except ModelError as failure:
+                self._stop("error", f"step {ctx.step}: the regulariser failed: "
+                           + _describe_error(failure.error, self.spec.path))
                 return self._publish_stopped()
-        else:
-            self.optimizer.step()
-        self.step_count += 1
+        for quantity in self._before:
+            quantity.before_update(ctx)
+        return ctx
 
-        layers, layer_series, may_warn = self._measure(recorder, data_grads, grad_norms, penalty_grads, detail)
-        if self._bayes_layers or self._sampler:
-            self._update_bayes(detail, noise)
-        snapshot = self._publish(loss_value, penalty, layers, layer_series, may_warn, recorder, trace_summary,
-                                 detail)
-        recorder.clear()  # let go of this step's tensors
+    def _finish(self, ctx: StepContext) -> Snapshot:
+        """After the update: every quantity's numbers, the warnings, the history, breakpoints."""
+        self.step_count = step = ctx.step
+        for quantity in self.quantities:
+            quantity.measure(ctx)
+        for what, error in ctx.failures:
+            self._stop("error", what + _describe_error(error, self.spec.path))
+        layers = records.StepLayers(self._layout, ctx.param_numbers, ctx.layer_grads, ctx.detail, ctx.hessian,
+                                   ctx.layer_acts)
+        # A quantity's quick look at its numbers (ctx.warn) decides whether its full check runs
+        # (and the layers' statistics are built for it); the loss and curvature checks are cheap.
+        conditions, built = [], None
+        for quantity in self._checks:
+            if quantity.always_check:
+                conditions += quantity.conditions(built, ctx)
+            elif quantity in ctx.warn:
+                if built is None:
+                    built = tuple(layers)
+                conditions += quantity.conditions(built, ctx)
+        events = self.monitor.update(step, conditions)
+        self.warnings.extend(events)
+        self.history.record(step, ctx.series)
+        hit = self._check_breakpoints(step, ctx.record.loss, layers, events)
+        if self.max_steps is not None and step >= self.max_steps and not self.done:
+            self.state = FINISHED
+        resting = self.done or (self.state != RUNNING and self._pending_steps == 0)
+        snapshot = Snapshot(
+            step=step, epoch=self.epoch, state=self.state, loss=ctx.record.loss, val_loss=self._loss.last_val,
+            penalty=ctx.penalty, lr=self.lr, steps_per_sec=self._rate.tick(), regularizer=self._regularizer_pair(),
+            layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()), stop=self.stop_info,
+            hit=hit, histograms=self._histograms.take(ctx, resting), trace=ctx.record.trace,
+            curvature=self.curvature, optimizer_state=self._optimizer_state.latest, bayes=self.bayes)
+        self.snapshot = snapshot
         return snapshot
-
-    def _objective(self, X, y) -> Tensor:
-        """What training minimises on this batch, as one Tensor: data loss + penalty."""
-        loss = self.spec.loss(self.model(X), y)
-        if self.regularizer is not None:
-            loss = loss + self.regularizer.penalty(self.model)
-        return loss
-
-    def _closure(self, X, y) -> Tensor:
-        """For optimisers that re-evaluate the loss themselves (Newton): PyTorch's convention."""
-        self.optimizer.zero_grad()
-        loss = self._objective(X, y)
-        loss.backward()
-        return loss
-
-    def _curvature_is_due(self) -> bool:
-        last, seconds = self._curvature_last
-        return (last is None or self.step_count >= last + self.curvature_every) and self._training_seconds >= seconds
-
-    def _measure_curvature(self, X, y) -> None:
-        """λ_max, tr H and diag H at the weights this step starts from; a failure turns the
-        measurement off with a note (it never stops training). The next one is due
-        `curvature_every` steps later and, with a budget, not before training has taken
-        1/budget times as long as this one did (so small models, whose Hessian-vector products
-        cost many steps each, spend at most that fraction of their time on curvature)."""
-        c = self.config
-        started = time.perf_counter()
-        try:
-            with np.errstate(all="ignore"):
-                stats = curvatureprobe.measure(lambda: self._objective(X, y), self._params, self.optimizer,
-                                               self.step_count + 1, iters=c.curvature_iters,
-                                               samples=c.curvature_samples, seed=self.step_count)
-        except MODEL_ERRORS as error:
-            self.curvature_every = 0
-            self.curvature_note = f"curvature is off: measuring it failed: {type(error).__name__}: {error}"
-            return
-        self.curvature = stats
-        self.curvature_history.append(stats)
-        cost = time.perf_counter() - started
-        self._untimed += cost  # not training time
-        wait = cost / c.curvature_budget if c.curvature_budget else 0.0
-        self._curvature_last = (self.step_count, self._training_seconds + wait)
-
-    def _measure_noise(self, X, y):
-        """Gradients from a few fresh weight draws at this step's weights (see bayesprobe)."""
-        try:
-            with np.errstate(all="ignore"):
-                return bayesprobe.gradient_noise(lambda: self._objective(X, y), self._params,
-                                                 max(2, self.config.noise_samples))
-        except MODEL_ERRORS as error:
-            self.bayes_note = f"gradient noise is off: measuring it failed: {type(error).__name__}: {error}"
-            self.config.noise_every = 0
-            return None
-
-    def _update_bayes(self, detail: bool, noise) -> None:
-        previous = self.bayes
-        if detail or previous is None:
-            sigma = (bayesprobe.posterior_sigma(self._bayes_layers) if self._bayes_layers
-                     else bayesprobe.chain_sigma(self.optimizer, self.layers))
-        else:
-            sigma = previous.posterior_sigma
-        terms = self._elbo or {}
-        kept = dict(gradient_noise=previous.gradient_noise, mc_loss=previous.mc_loss,
-                    mc_loss_se=previous.mc_loss_se, mc_samples=previous.mc_samples,
-                    noise_step=previous.noise_step) if previous is not None else {}
-        if noise is not None:
-            by_param, mean, se = noise
-            kept = dict(gradient_noise=by_param, mc_loss=mean, mc_loss_se=se,
-                        mc_samples=max(2, self.config.noise_samples), noise_step=self.step_count)
-        self.bayes = bayesprobe.BayesStats(step=self.step_count, elbo=terms.get("elbo"),
-                                           expected_log_likelihood=terms.get("expected_log_likelihood"),
-                                           kl=terms.get("kl"), posterior_sigma=sigma, **kept)
 
     def _rests_after_this_step(self) -> bool:
         """Whether the run will stand still after the step about to be taken (paused with no
@@ -572,199 +396,15 @@ class Session:
         last = self.max_steps is not None and self.step_count + 1 >= self.max_steps
         return last or (self.state != RUNNING and self._pending_steps == 0)
 
-    def _measure(self, recorder, data_grads, grad_norms, penalty_grads, detail: bool) -> tuple:
-        """This step's numbers: (StepLayers, their values for the history {series name: value},
-        whether any warning could hold). The weight norm, update and sparsity need passes over
-        every weight, so they are measured on `detail` steps (every `detail_every` steps and
-        whenever the run rests); in between, the snapshot carries the latest measurement. The
-        warning check here is a quick look at the numbers; only when it finds something over a
-        threshold do the statistics get built and the full checks (with their messages) run."""
-        t = self.config.thresholds
-        if detail:
-            self._measure_detail(t.sparsity_threshold)
-        curvature = self.curvature
-        hessian_diag = curvature.hessian_diag if curvature is not None else probes.EMPTY
-        new_curvature = curvature is not None and curvature.step == self.step_count
-        detail_of = self._detail
-        series: dict = {}
-        param_numbers = []
-        may_warn = False
-        exploding_norm = t.exploding_norm
-        for name, p, keys in self._param_plan:
-            g = data_grads[name]
-            grad_norm = grad_norms[name] if g is not None else 0.0
-            total = p.grad
-            if total is g and not penalty_grads:   # the usual case: the gradient used is the data loss's
-                penalty_norm, total_norm = 0.0, grad_norm
-            else:
-                pg = penalty_grads.get(name)
-                penalty_norm = probes.norm(pg) if pg is not None else 0.0
-                total_norm = grad_norm if total is g else (probes.norm(total) if total is not None else 0.0)
-            param_numbers.append((grad_norm, penalty_norm, total_norm))
-            if grad_norm > exploding_norm:
-                may_warn = True
-            series[keys[0]] = grad_norm
-            series[keys[1]] = penalty_norm
-            if new_curvature and hessian_diag.get(name) is not None:
-                series[keys[2]] = hessian_diag[name]
-            if detail:
-                w_norm, _, ratio, sparsity, effective = detail_of[name]
-                series[keys[3]] = w_norm
-                series[keys[4]] = ratio
-                series[keys[5]] = sparsity
-                if effective is not None:
-                    series[keys[6]] = effective
-        layer_numbers = []
-        weighted = []     # ‖∂L/∂output‖ of the layers with parameters, for the chain-rule products
-        norms: dict = {}  # id(gradient) -> its norm: a layer's input gradient is often the previous layer's output gradient
-        calls, none = recorder.calls, (None, None)
-        for name, module, act, has_params, keys in self._layer_plan:
-            x, out = calls.get(name, none)
-            grad_in = grad_out = mean_d = dead = saturated = None
-            if x is not None and x.grad is not None:
-                grad_in = norms.get(id(x.grad))
-                if grad_in is None:
-                    grad_in = norms[id(x.grad)] = probes.norm(x.grad)
-            if out is not None:
-                if out.grad is not None:
-                    grad_out = norms.get(id(out.grad))
-                    if grad_out is None:
-                        grad_out = norms[id(out.grad)] = probes.norm(out.grad)
-                    series[keys[0]] = grad_out
-                    if has_params:
-                        weighted.append(grad_out)
-                if act is not None:
-                    mean_d, dead, saturated = probes.activation_stats(act, module, out.data, t.saturation_level)
-                    series[keys[1]] = mean_d
-                    if ((dead is not None and dead >= t.dead_fraction)
-                            or (saturated is not None and saturated >= t.saturated_fraction)):
-                        may_warn = True
-            layer_numbers.append((out.shape if out is not None else None, grad_in, grad_out, mean_d, dead, saturated))
-        if not may_warn and len(weighted) > 1 and weighted[-1]:
-            top = weighted[-1]   # diagnostics.chain_products, as numbers
-            may_warn = any(not t.vanishing_ratio <= v / top <= t.exploding_ratio for v in weighted[:-1])
-        layers = probes.StepLayers(self._layout, param_numbers, layer_numbers, detail_of, hessian_diag)
-        return layers, series, may_warn
-
-    def _measure_detail(self, sparsity_threshold: float) -> None:
-        """Weight norm, update (θ now minus θ before this step, saved in `_before`), update ratio,
-        sparsity and the optimiser's effective step, per parameter (each a pass over every weight)."""
-        started = time.perf_counter()
-        mask, measured = self._mask, {}
-        for name, p in self._params:
-            data = p.data
-            w_norm = probes.norm(data)
-            before = self._before[name]
-            np.subtract(data, before, out=before)  # Δθ, in the buffer refilled before each detail step
-            update = probes.norm(before)
-            small = probes.count_small(data, sparsity_threshold, mask)
-            measured[name] = (w_norm, update, update / w_norm if w_norm > 0 else math.nan,
-                              small / max(p.size, 1), curvatureprobe.effective_lr(self.optimizer, p))
-        self._detail = measured   # replaced, not updated: earlier steps' StepLayers hold the old one
-        budget = self.config.detail_budget
-        if budget:   # the next scheduled measurement waits until training has paid for this one
-            cost = self._detail_seconds + time.perf_counter() - started
-            self._detail_wait = self._training_seconds + cost / budget
-
-    def _validation_loss(self) -> float | None:
-        if self.spec.val_data is None or self.step_count % self.config.val_every:
-            return None
-        Xv, yv = self.spec.val_data
-        self.model.eval()
-        try:
-            with no_grad():
-                value = float(self.spec.loss(self.model(Xv), yv).data)
-        except MODEL_ERRORS as error:
-            self._stop("error", "computing the validation loss: " + _describe_error(error, self.spec.path))
-            value = None
-        finally:
-            self.model.train()
-        return value
-
-    def _publish(self, loss: float, penalty: float, layers, layer_series: dict, may_warn: bool, recorder,
-                 trace_summary=None, detail: bool = True) -> Snapshot:
-        step = self.step_count
-        if self._first_loss is None:
-            self._first_loss = loss
-        self._best_loss = min(self._best_loss, loss)
-        val = self._validation_loss()
-        if val is not None:
-            self._last_val = val
-
-        t = self.config.thresholds
-        conditions = []
-        if may_warn:
-            built = tuple(layers)
-            conditions = gradient_conditions(built, t) + activation_conditions(built, t)
-        conditions += loss_conditions(loss, self._first_loss, self._best_loss, t)
-        conditions += curvature_conditions(self.curvature, self.lr, t)
-        events = self.monitor.update(step, conditions)
-        self.warnings.extend(events)
-
-        self.history.record(step, self._series(loss, val, penalty, layer_series, detail))
-        hit = self._check_breakpoints(step, loss, layers, events)
-        if self.max_steps is not None and step >= self.max_steps and not self.done:
-            self.state = FINISHED
-        # Histograms cost more than the rest: every few steps, and whenever the run stands still.
-        histograms = None
-        resting = self.done or (self.state != RUNNING and self._pending_steps == 0)
-        if trace_summary is not None or resting or step % self.config.histogram_every == 0:
-            histograms = self._histograms(recorder)
-        snapshot = Snapshot(
-            step, self.epoch, self.state, loss, self._last_val, penalty, self.lr, self._rate.tick(),
-            (self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
-            layers, tuple(events), tuple(self.monitor.holding()), self.stop_info, hit, histograms,
-            trace_summary, self.curvature, self._optimizer_state(), self.bayes)
-        self.snapshot = snapshot
-        return snapshot
-
-    def _optimizer_state(self) -> dict | None:
-        state = getattr(self.optimizer, "state_info", None)
-        return dict(state) if state else None
-
-    def _series(self, loss, val, penalty, layer_series: dict, detail: bool) -> dict:
-        """This step's values for the history: the step's own, then `layer_series` from _measure
-        (update ratio and sparsity on the steps that measured them, curvature on the steps that
-        measured it)."""
-        values = {"loss": loss, "lr": self.lr}
-        if val is not None:
-            values["val_loss"] = val
-        if self.regularizer is not None:
-            values["penalty"] = penalty
-        curvature = self.curvature if self.curvature is not None and self.curvature.step == self.step_count else None
-        if curvature is not None:
-            values["curvature.lambda_max"] = curvature.lambda_max
-            values["curvature.trace"] = curvature.trace
-            if curvature.lr_edge is not None:
-                values["curvature.lr_edge"] = curvature.lr_edge
-        b = self.bayes
-        if b is not None:
-            for key in ("elbo", "expected_log_likelihood", "kl"):
-                if getattr(b, key) is not None:
-                    values[key] = getattr(b, key)
-            if detail:
-                for layer, sigma in b.posterior_sigma.items():
-                    values[f"{layer}.posterior_sigma"] = sigma
-            if b.noise_step == self.step_count:
-                values["mc_loss"], values["mc_loss_se"] = b.mc_loss, b.mc_loss_se
-                for name, ratio in b.gradient_noise.items():
-                    values[f"{name}.gradient_noise"] = ratio
-        state = getattr(self.optimizer, "state_info", None)
-        if state:
-            family = "hmc" if self._sampler else "newton"
-            for key in ("grad_norm", "newton_decrement", "damping_used", "min_eigenvalue",
-                        "acceptance_rate", "potential", "hamiltonian_error"):
-                if key in state:
-                    values[f"{family}.{key}"] = state[key]
-        values.update(layer_series)
-        return values
+    def _regularizer_pair(self) -> tuple:
+        return (self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0)
 
     def _check_breakpoints(self, step, loss, layers, events) -> Hit | None:
         if not len(self.breakpoints):
             return None
         params = {p.name: p for layer in layers for p in layer.params.values()}
         c = self.curvature
-        env = _Env({"loss": loss, "val_loss": self._last_val, "step": step, "epoch": self.epoch,
+        env = _Env({"loss": loss, "val_loss": self._loss.last_val, "step": step, "epoch": self.epoch,
                     "lr": self.lr, "lambda_max": c.lambda_max if c else None, "lr_edge": c.lr_edge if c else None},
                    params, {layer.name: layer for layer in layers})
         started = {e.kind for e in events if e.event == "start"}
@@ -776,54 +416,26 @@ class Session:
 
     def initial_snapshot(self) -> Snapshot:
         """Step 0, before any training: the weights as initialised (and their histograms)."""
-        layers = []
-        params = {}
-        for name, p in self._params:
-            w = probes.norm(p.data)
-            params[name] = probes.ParamStats(name, p.shape, 0.0, 0.0, 0.0, w, 0.0, 0.0, float(
-                np.count_nonzero(np.abs(p.data) < self.config.thresholds.sparsity_threshold)) / max(p.size, 1))
-        for layer_name, module in self.layers:
-            own = {short: params[f"{layer_name}.{short}" if layer_name != "model" else short]
-                   for short, p in module._parameters.items() if p is not None}
-            layers.append(probes.LayerStats(layer_name, type(module).__name__, own,
-                                            activation=probes.ACTIVATIONS.get(type(module))))
+        threshold = self.config.thresholds.sparsity_threshold
+        weights = self.backend.weights()
+        by_layer: dict = {}
+        for p in self.params:
+            data = weights[p.name]
+            sparsity = float(np.count_nonzero(np.abs(data) < threshold)) / max(p.size, 1)
+            by_layer.setdefault(p.layer, {})[p.short] = records.ParamStats(
+                p.name, p.shape, 0.0, 0.0, 0.0, probes.norm(data), 0.0, 0.0, sparsity)
+        layers = tuple(records.LayerStats(layer.name, layer.type, by_layer.get(layer.name, records.EMPTY),
+                                         activation=layer.activation) for layer in self.layer_info)
         snapshot = Snapshot(step=0, epoch=0, state=self.state, loss=math.nan, val_loss=None, penalty=0.0,
-                            lr=self.lr, steps_per_sec=0.0,
-                            regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer
-                            else ("none", 0.0), layers=tuple(layers), warnings=(), holding=(),
-                            histograms=self._histograms())
+                            lr=self.lr, steps_per_sec=0.0, regularizer=self._regularizer_pair(), layers=layers,
+                            warnings=(), holding=(), histograms=self._histograms.take())
         self.snapshot = snapshot
         return snapshot
 
-    def _histograms(self, recorder=None) -> dict:
-        """Histograms of every weight and gradient ('<param>.weight_hist', '<param>.grad_hist')
-        and of each activation's local derivative at this step ('<layer>.deriv_hist')."""
-        bins = self.config.histogram_bins
-        out = {}
-        for name, p in self._params:
-            out[f"{name}.weight_hist"] = probes.histogram(p.data, bins)
-            if p.grad is not None:
-                out[f"{name}.grad_hist"] = probes.histogram(p.grad, bins)
-        if recorder is not None:
-            for name, module in self.layers:
-                kind = probes.ACTIVATIONS.get(type(module))
-                _, output = recorder.calls.get(name, (None, None))
-                if kind is not None and output is not None:
-                    out[f"{name}.deriv_hist"] = probes.histogram(probes.local_derivative(kind, module, output.data), bins)
-        return out
-
-    def _non_finite(self, X, y, loss_value, recorded) -> Snapshot:
+    def _non_finite(self, record) -> Snapshot:
         """Find the first op that produced a NaN or Inf, warn, and stop without updating the weights."""
-        if recorded is None:  # run the same step again, recorded, to find where it happened
-            self.model.zero_grad()
-            try:
-                with trace() as recorded, np.errstate(all="ignore"):
-                    loss = self.spec.loss(self.model(X), y)
-                    loss.backward()
-            except MODEL_ERRORS:
-                pass
-        self.last_trace = recorded
-        where = locate_non_finite(recorded)
+        where, summary, self.last_trace = self.backend.locate_non_finite(record)
+        loss_value = record.loss
         step = self.step_count + 1
         message = (f"loss = {loss_value}: {where.describe()}. The update was not applied, so the "
                    f"weights are as they were before this step" if where else
@@ -835,8 +447,8 @@ class Session:
         self._stop("non_finite", message)
         self.history.record(step, {"loss": loss_value, "lr": self.lr})
         hit = self.breakpoints.check(step, _Env({}, {}, {}), {"non_finite"})
-        return self._publish_stopped(events=(event,), trace_summary=summarise_trace(recorded),
-                                     loss=loss_value, hit=hit if hit and hit.breakpoint.kind == "warning" else None)
+        return self._publish_stopped(events=(event,), trace_summary=summary, loss=loss_value,
+                                     hit=hit if hit and hit.breakpoint.kind == "warning" else None)
 
     def _publish_stopped(self, events=(), trace_summary=None, loss=None, hit=None) -> Snapshot:
         """The snapshot of a step that could not finish: the last good layers, and what went wrong."""
@@ -845,25 +457,13 @@ class Session:
             step=self.step_count, epoch=self.epoch, state=self.state, hit=hit,
             loss=loss if loss is not None else (previous.loss if previous else math.nan),
             val_loss=previous.val_loss if previous else None, penalty=previous.penalty if previous else 0.0,
-            lr=self.lr, steps_per_sec=0.0,
-            regularizer=(self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0),
+            lr=self.lr, steps_per_sec=0.0, regularizer=self._regularizer_pair(),
             layers=previous.layers if previous else (), warnings=tuple(events),
             holding=tuple(self.monitor.holding()), stop=self.stop_info, trace=trace_summary,
-            histograms=self._histograms(), curvature=self.curvature, optimizer_state=self._optimizer_state(),
-            bayes=self.bayes)
+            histograms=self._histograms.take(), curvature=self.curvature,
+            optimizer_state=self.backend.optimizer_state(), bayes=self.bayes)
         self.snapshot = snapshot
         return snapshot
-
-
-def _check_loss(loss) -> None:
-    if not isinstance(loss, Tensor):
-        raise TypeError(f"loss(pred, target) must return a calcml Tensor, got {type(loss).__name__}")
-    if loss.data.size != 1:
-        raise ValueError(f"loss(pred, target) must return a scalar, got shape {loss.shape}; "
-                         "reduce it with .mean() or .sum()")
-    if not loss.requires_grad:
-        raise ValueError("the loss does not depend on any parameter: was it computed under cm.no_grad(), "
-                         "or from .data arrays instead of tensors?")
 
 
 def _describe_error(error: BaseException, path: str) -> str:
@@ -872,19 +472,3 @@ def _describe_error(error: BaseException, path: str) -> str:
         said = f"the model called exit({error.code!r}): training cannot go on after it"
         return f"{frames}\n{said}" if frames.startswith("Traceback") else said
     return user_traceback(error, path)
-
-
-class _Rate:
-    """Steps per second over the last second or so."""
-
-    def __init__(self):
-        self._times: deque = deque(maxlen=256)
-
-    def tick(self) -> float:
-        now = time.perf_counter()
-        self._times.append(now)
-        while len(self._times) > 2 and now - self._times[0] > 1.0:
-            self._times.popleft()
-        if len(self._times) < 2:
-            return 0.0
-        return (len(self._times) - 1) / (self._times[-1] - self._times[0])

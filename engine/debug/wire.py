@@ -23,11 +23,11 @@ import msgspec
 import numpy as np
 from msgspec import Meta, Struct
 
+from . import commands
 from .breakpoints import Breakpoint, Hit
-from .bayesprobe import BayesStats
-from .curvatureprobe import CurvatureStats
+from .snapshot import BayesStats, CurvatureStats
 from .diagnostics import Condition, WarningEvent
-from .probes import LayerStats, ParamStats
+from .snapshot import LayerStats, ParamStats
 from .session import Snapshot, StopInfo
 from .tracesummary import ArrayStats, OpSummary, TraceSummary
 
@@ -71,7 +71,7 @@ MAX_COMMAND_BYTES = 64 * 1024
 # raised), and the standard json module raises RecursionError.
 MAX_DEPTH = 64
 # The most steps one command may ask for (more than any run, and inside every integer type).
-MAX_STEPS = 10**9
+MAX_STEPS = commands.MAX_STEPS
 
 
 class FrameError(ValueError):
@@ -322,59 +322,8 @@ Message = Union[HelloFrame, LoadingFrame, SnapshotFrame, HistoryFrame, LogFrame,
                 RefusedFrame, StateFrame, ErrorFrame, ReportFrame, QuittingFrame, ByeFrame]
 
 
-# What the interface sends, told apart by "cmd".
-
-class _Command(Struct, tag_field="cmd"):
-    pass
-
-
-class RunCommand(_Command, tag="run"):
-    pass
-
-
-class PauseCommand(_Command, tag="pause"):
-    pass
-
-
-class StepCommand(_Command, tag="step"):
-    n: Annotated[int, Meta(ge=1, le=MAX_STEPS)] = 1
-
-
-class StepIntoCommand(_Command, tag="step_into"):
-    pass
-
-
-class LrCommand(_Command, tag="lr"):
-    value: float
-
-
-class LrScaleCommand(_Command, tag="lr_scale"):
-    factor: float
-
-
-class RegCommand(_Command, tag="reg"):
-    kind: str
-    lam: Union[float, None] = None
-
-
-class BreakAddCommand(_Command, tag="break_add"):
-    text: str
-
-
-class BreakRemoveCommand(_Command, tag="break_remove"):
-    id: Int
-
-
-class StopCommand(_Command, tag="stop"):
-    pass
-
-
-class QuitCommand(_Command, tag="quit"):
-    pass
-
-
-Command = Union[RunCommand, PauseCommand, StepCommand, StepIntoCommand, LrCommand, LrScaleCommand,
-                RegCommand, BreakAddCommand, BreakRemoveCommand, StopCommand, QuitCommand]
+# What the interface sends, told apart by "cmd": the vocabulary declared in commands.py.
+Command = commands.Any
 
 
 # -- decoding ----------------------------------------------------------------------------------
@@ -441,10 +390,7 @@ def _decode_command(line) -> dict:
         command = _COMMANDS.decode(data)
     except _DECODE_ERRORS as error:
         raise _frame_error(error, data, "cmd", "command") from None
-    out = {"cmd": type(command).__struct_config__.tag}
-    for name in command.__struct_fields__:
-        out[name] = getattr(command, name)
-    return out
+    return commands.to_dict(command)
 
 
 def _bytes(line, limit: int, what: str) -> bytes:

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from . import wire
+from . import commands, wire
 from .allocator import keep_freed_memory
 from .breakpoints import BreakpointError
 from .loader import ModelFileError, load_model_file
@@ -68,13 +68,13 @@ class _Channel:
 
 
 def model_info(session: Session) -> dict:
-    spec = session.spec
+    spec, backend = session.spec, session.backend
     return {"path": spec.path, "name": spec.name, "description": spec.description, "seed": spec.seed,
-            "steps": session.max_steps, "optimizer": type(session.optimizer).__name__,
-            "layers": [{"name": n, "type": type(m).__name__} for n, m in session.layers],
-            "params": [{"name": n, "shape": list(p.shape)} for n, p in session._params],
+            "steps": session.max_steps, "optimizer": backend.optimizer_name,
+            "layers": [{"name": layer.name, "type": layer.type} for layer in session.layer_info],
+            "params": [{"name": p.name, "shape": list(p.shape)} for p in session.params],
             "curvature_every": session.curvature_every, "curvature_note": session.curvature_note,
-            "bayes_layers": [n for n, _ in session._bayes_layers], "sampler": session._sampler,
+            "bayes_layers": list(backend.bayes_layers), "sampler": backend.sampler,
             "noise_every": session.config.noise_every, "noise_samples": session.config.noise_samples,
             "bayes_note": session.bayes_note}
 
@@ -109,30 +109,17 @@ class Worker:
         # (the step already running when the command came still used the old settings).
         self._urgent = 2
         try:
-            if name == "run":
-                s.run()
-            elif name == "pause":
-                s.pause()
-            elif name == "step":
-                s.step(int(command.get("n", 1)))
-            elif name == "step_into":
-                s.step_into()
-            elif name == "lr":
-                s.set_lr(float(command["value"]))
-            elif name == "lr_scale":
-                s.scale_lr(float(command["factor"]))
-            elif name == "reg":
-                s.set_regularizer(command["kind"], command.get("lam"))
-            elif name == "break_add":
-                s.add_breakpoint(command["text"])
+            command = commands.from_dict(command)
+            if isinstance(command, commands.AddBreakpoint):
+                s.add_breakpoint(command.text)
                 self.send_breakpoints()
-            elif name == "break_remove":
-                s.remove_breakpoint(int(command["id"]))
+            elif isinstance(command, commands.RemoveBreakpoint):
+                s.remove_breakpoint(command.id)
                 self.send_breakpoints()
-            elif name == "stop":
-                s.stop()
-            elif name == "quit":   # (from the pipe, the command reader ends the run itself)
+            elif isinstance(command, commands.Quit):   # (from the pipe, the command reader ends the run itself)
                 self.quit.set()
+            else:
+                s.submit(command)
         except (BreakpointError, ValueError, KeyError, TypeError) as error:
             self.send_breakpoints(error=str(error)) if name == "break_add" else \
                 self.channel.send({"type": "refused", "cmd": name, "message": str(error)})

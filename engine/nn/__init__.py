@@ -1,10 +1,15 @@
 """Neural-network building blocks: `cm.nn.Linear`, `cm.nn.Sequential`, activations, init, functional."""
 from . import functional, init
 from .bayes import BayesLinear
-from .layers import ACTIVATIONS, Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
+from .layers import ACTIVATIONS, Activation, Identity, Linear, Sequential, Softmax
 from .module import Module, Parameter
 
+# The activation modules (cm.nn.ReLU, cm.nn.LeakyReLU, cm.nn.Sigmoid, cm.nn.Tanh, ...), by name:
+# each is defined in layers.py as the op of the derivative table it applies.
+_ACTIVATION_MODULES = {cls.__name__: cls for cls in ACTIVATIONS if issubclass(cls, Activation)}
+globals().update(_ACTIVATION_MODULES)
+
 __all__ = [
-    "Module", "Parameter", "Linear", "Sequential", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
+    "Module", "Parameter", "Linear", "Sequential", "Identity", *_ACTIVATION_MODULES, "Activation",
     "Softmax", "ACTIVATIONS", "functional", "init", "BayesLinear",
 ]

@@ -5,10 +5,12 @@ binary cross-entropy = -(1/n)Σ[y log ŷ + (1 - y) log(1 - ŷ)].
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .. import composites
-from ..ops import LINEAR
+from ..ops import ACTIVATION_OPS, LINEAR
 from ..tensor import Tensor, _apply, _lift
 
 
@@ -129,20 +131,33 @@ def logsumexp(input, dim: int = -1, keepdim: bool = False) -> Tensor:
     return composites.logsumexp(_tensor(input), axis=dim, keepdims=keepdim)
 
 
-def relu(input) -> Tensor:
-    return _tensor(input).relu()
+def _activation(op):
+    """The activation op `op` of the derivative table as a function: relu(input),
+    leaky_relu(input, negative_slope=0.01), ...: its parameters, with their defaults, follow the input."""
+    params = op.activation.params
+    signature = inspect.Signature(
+        [inspect.Parameter("input", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+           for name, default in params])
+    if params:
+        def function(input, *args, **kwargs) -> Tensor:
+            try:
+                bound = signature.bind(input, *args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{op.name}(): {error}") from None
+            bound.apply_defaults()
+            return _apply(op, _tensor(input), attrs=tuple(bound.arguments[name] for name, _ in params))
+    else:
+        def function(input) -> Tensor:
+            return _apply(op, _tensor(input))
+    function.__name__ = function.__qualname__ = op.name
+    function.__signature__ = signature
+    function.__doc__ = f"{op.name} entry by entry; {op.formulas[0]}."
+    return function
 
 
-def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:
-    return composites.leaky_relu(_tensor(input), negative_slope)
-
-
-def sigmoid(input) -> Tensor:
-    return _tensor(input).sigmoid()
-
-
-def tanh(input) -> Tensor:
-    return _tensor(input).tanh()
+# relu, leaky_relu, sigmoid, tanh, ...: one function per activation of the derivative table.
+globals().update({op.name: _activation(op) for op in ACTIVATION_OPS})
 
 
 def softplus(input) -> Tensor:

@@ -1,11 +1,18 @@
-"""Layers: Linear, Sequential and the activations, as in PyTorch."""
+"""Layers: Linear, Sequential and the activations, as in PyTorch.
+
+A layer that computes one op of the derivative table (calcml.ops) names it as its class's `op`;
+the debugger reads what the layer does to the gradient from that entry. An activation module is
+nothing but its op (`class ReLU(Activation): op = ops.RELU`): its forward, its arguments and what the
+debugger measures of it all come from the entry.
+"""
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 
-from .. import composites
+from .. import composites, ops
 from ..scope import describe_module
 from ..ops import LINEAR
 from ..tensor import _apply, _lift
@@ -15,6 +22,8 @@ from .module import Module, Parameter
 
 class Linear(Module):
     """y = x W^T + b, with W of shape (out_features, in_features), initialised as PyTorch does."""
+
+    op = LINEAR   # what it computes (without a bias, the matmul alone): its factor is the op's Wᵀ
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float64):
         super().__init__()
@@ -82,31 +91,63 @@ class Identity(Module):
         return x
 
 
-class ReLU(Module):
-    def forward(self, x):
-        return _lift(x, None).relu()
+class Activation(Module):
+    """An activation: the elementwise op `op` of the derivative table, entry by entry.
 
+    Its arguments are the op's parameters (`op.activation.params`, with their defaults), kept as
+    attributes of the same names and passed to the op: `LeakyReLU(0.2).negative_slope == 0.2`."""
 
-class LeakyReLU(Module):
-    def __init__(self, negative_slope: float = 0.01):
+    op = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.op is not None:   # what help() and inspect.signature show: the op's parameters
+            if getattr(cls.op, "activation", None) is None:
+                raise TypeError(f"{cls.__name__}.op must be an activation of the derivative table "
+                                f"(an op of calcml.ops with .activation), not {cls.op!r}")
+            cls.__signature__ = inspect.Signature(
+                [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+                 for name, default in cls.op.activation.params])
+
+    def __init__(self, *args, **kwargs):
+        if self.op is None:
+            raise TypeError("Activation is a base class: subclass it and set op to an activation op")
         super().__init__()
-        self.negative_slope = negative_slope
+        try:
+            bound = type(self).__signature__.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{type(self).__name__}(): {error}") from None
+        bound.apply_defaults()
+        for name, value in bound.arguments.items():
+            setattr(self, name, value)
 
     def forward(self, x):
-        return composites.leaky_relu(_lift(x, None), self.negative_slope)
+        op = self.op
+        params = op.activation.params
+        return _apply(op, _lift(x, None), attrs=tuple(getattr(self, name) for name, _ in params) if params else ())
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return ", ".join(f"{name}={getattr(self, name)}" for name, _ in self.op.activation.params)
 
 
-class Sigmoid(Module):
-    def forward(self, x):
-        return _lift(x, None).sigmoid()
+class ReLU(Activation):
+    op = ops.RELU
 
 
-class Tanh(Module):
-    def forward(self, x):
-        return _lift(x, None).tanh()
+class LeakyReLU(Activation):
+    op = ops.LEAKY_RELU
+
+
+class Sigmoid(Activation):
+    op = ops.SIGMOID
+
+
+class Tanh(Activation):
+    op = ops.TANH
+
+
+class Softsign(Activation):
+    op = ops.SOFTSIGN
 
 
 class Softmax(Module):
@@ -121,4 +162,8 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
-ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, Softmax)
+# The activation modules, in the order defined (each is its op), and Softmax.
+ACTIVATIONS = (*Activation.__subclasses__(), Softmax)
+
+# Each layer type here that computes one op of the table, by type name (a LayerStats' `type`).
+LAYER_OPS = {cls.__name__: cls.op for cls in (Linear, *ACTIVATIONS) if getattr(cls, "op", None) is not None}

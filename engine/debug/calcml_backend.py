@@ -1,0 +1,243 @@
+"""The calcml engine as a debugger backend (see backend.py for the interface).
+
+Layers are the modules that own parameters directly, and leaf modules. During a step the
+engine's module-call hook (`calcml.scope.recorder`) keeps each layer's input and output tensors
+and asks the engine to keep their gradients; a step-into records every op with `tracing.trace`.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+
+from .. import scope
+from .. import nn
+from ..tensor import Tensor, no_grad
+from ..tracing import trace
+from . import bayesprobe, curvatureprobe, probes
+from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamInfo, StepRecord
+from .tracesummary import locate_non_finite, summarise_trace
+
+
+class CalcmlBackend(Backend):
+    def __init__(self, model, loss, optimizer):
+        self.model, self.loss_fn, self.optimizer = model, loss, optimizer
+        self.modules = layer_modules(model)     # [(name, module)], forward order
+        self._params = list(model.named_parameters())
+        layer_of = {id(p): (layer_name, short) for layer_name, module in self.modules
+                    for short, p in module._parameters.items() if p is not None}
+        owner = [layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)) for name, p in self._params]
+        with_params = {layer for layer, _ in owner}
+        self._param_info = [ParamInfo(name, p.shape, layer, short, p.size)
+                            for (name, p), (layer, short) in zip(self._params, owner)]
+        self._layer_info = [LayerInfo(name, type(module).__name__, probes.ACTIVATIONS.get(type(module)),
+                                      name in with_params, module) for name, module in self.modules]
+        self._recorder = LayerRecorder(self.modules)   # one, cleared every step
+        self._bayes = bayesprobe.layers_of(model)
+        self.bayes_layers = tuple(name for name, _ in self._bayes)
+        self.sampler = hasattr(optimizer, "posterior_std")   # MCMC (cm.bayes.HMC): a chain, not a fit
+        self.optimizer_name = type(optimizer).__name__
+        self._needs_closure = bool(getattr(optimizer, "requires_closure", False))
+
+    # -- what the model is ------------------------------------------------------------------
+    def parameters(self) -> list:
+        return self._param_info
+
+    def layers(self) -> list:
+        return self._layer_info
+
+    def layer_module(self, name: str):
+        return dict(self.modules)[name]
+
+    # -- one step ---------------------------------------------------------------------------
+    def step(self, batch, traced: bool = False) -> StepRecord:
+        X, y = batch
+        recorder = self._recorder
+        recorder.clear()
+        context = trace() if traced else nullcontext()
+        scope.recorder = recorder
+        try:
+            # NaN and Inf are found and explained by the session; numpy's own warnings would only be noise.
+            with context as recorded, np.errstate(all="ignore"):
+                if self._bayes:
+                    bayesprobe.clear_elbo(self.model)
+                loss = self.loss_fn(self.model(X), y)
+                _check_loss(loss)
+                terms = bayesprobe.read_elbo(self.model) if self._bayes else None
+                self.optimizer.zero_grad()
+                loss.backward()
+        except MODEL_ERRORS as error:
+            raise ModelError("loss", error) from None
+        finally:
+            scope.recorder = None
+        captures = {}
+        for name, (x, out) in recorder.calls.items():
+            captures[name] = Capture(x.data if x is not None else None, out.data,
+                                     x.grad if x is not None else None, out.grad)
+        recorder.clear()   # let go of this step's tensors
+        # Summarised now, before the update: a trace's arrays are references, and some (W^T, the
+        # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
+        summary = summarise_trace(recorded) if traced else None
+        return StepRecord(float(loss.data), {name: p.grad for name, p in self._params}, captures, batch,
+                          summary, recorded if traced else None, terms)
+
+    def add_penalty(self, regularizer) -> tuple:
+        try:   # a regulariser's `select` is the model file's code
+            with np.errstate(all="ignore"):
+                penalty_grads = regularizer.grads(self.model)
+                penalty = regularizer.value(self.model)
+        except MODEL_ERRORS as error:
+            raise ModelError("regularizer", error) from None
+        for name, p in self._params:
+            if name in penalty_grads and p.grad is not None:
+                p.grad = p.grad + penalty_grads[name]
+        return penalty_grads, penalty
+
+    def grads(self) -> dict:
+        return {name: p.grad for name, p in self._params}
+
+    def weights(self) -> dict:
+        return {name: p.data for name, p in self._params}
+
+    def apply_update(self, record: StepRecord, regularizer) -> None:
+        if not self._needs_closure:
+            self.optimizer.step()
+            return
+        try:
+            with np.errstate(all="ignore"):
+                self.optimizer.step(lambda: self._closure(record.batch, regularizer))
+        except MODEL_ERRORS as error:
+            raise ModelError("optimizer", error) from None
+
+    def _objective(self, batch, regularizer) -> Tensor:
+        """What training minimises on this batch, as one Tensor: data loss + penalty."""
+        X, y = batch
+        loss = self.loss_fn(self.model(X), y)
+        if regularizer is not None:
+            loss = loss + regularizer.penalty(self.model)
+        return loss
+
+    def _closure(self, batch, regularizer) -> Tensor:
+        """For optimisers that re-evaluate the loss themselves (Newton): PyTorch's convention."""
+        self.optimizer.zero_grad()
+        loss = self._objective(batch, regularizer)
+        loss.backward()
+        return loss
+
+    # -- the learning rate and the optimiser ---------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def effective_lr(self, name: str) -> float | None:
+        return curvatureprobe.effective_lr(self.optimizer, self._param(name))
+
+    def optimizer_state(self) -> dict | None:
+        state = getattr(self.optimizer, "state_info", None)
+        return dict(state) if state else None
+
+    def _param(self, name: str):
+        return dict(self._params)[name]
+
+    # -- measurements that re-evaluate the model -------------------------------------------------
+    def curvature(self, record: StepRecord, regularizer, step: int, iters: int, samples: int, seed: int):
+        try:
+            with np.errstate(all="ignore"):
+                return curvatureprobe.measure(lambda: self._objective(record.batch, regularizer), self._params,
+                                              self.optimizer, step, iters=iters, samples=samples, seed=seed)
+        except MODEL_ERRORS as error:
+            raise ModelError("curvature", error) from None
+
+    def gradient_noise(self, record: StepRecord, regularizer, samples: int) -> tuple:
+        try:
+            with np.errstate(all="ignore"):
+                return bayesprobe.gradient_noise(lambda: self._objective(record.batch, regularizer),
+                                                 self._params, samples)
+        except MODEL_ERRORS as error:
+            raise ModelError("gradient noise", error) from None
+
+    def posterior_sigma(self) -> dict:
+        if self._bayes:
+            return bayesprobe.posterior_sigma(self._bayes)
+        if self.sampler:
+            return bayesprobe.chain_sigma(self.optimizer, self.modules)
+        return {}
+
+    def validation_loss(self, val_data) -> float:
+        Xv, yv = val_data
+        self.model.eval()
+        try:
+            with no_grad():
+                return float(self.loss_fn(self.model(Xv), yv).data)
+        except MODEL_ERRORS as error:
+            raise ModelError("validation", error) from None
+        finally:
+            self.model.train()
+
+    def locate_non_finite(self, record: StepRecord):
+        recorded = record.recorded
+        if recorded is None:  # run the same step again, recorded, to find where it happened
+            X, y = record.batch
+            self.model.zero_grad()
+            try:
+                with trace() as recorded, np.errstate(all="ignore"):
+                    loss = self.loss_fn(self.model(X), y)
+                    loss.backward()
+            except MODEL_ERRORS:
+                pass
+        return locate_non_finite(recorded), summarise_trace(recorded), recorded
+
+
+def layer_modules(model: nn.Module) -> list:
+    """(name, module) for each layer: modules owning parameters directly, and leaf modules."""
+    layers = []
+    for name, module in model.named_modules():
+        if module._parameters or not module._modules:
+            if module is model and model._modules and not module._parameters:
+                continue
+            layers.append((name or "model", module))
+    return layers
+
+
+class LayerRecorder:
+    """Installed as `calcml.scope.recorder` during the forward pass: keeps each layer's input and
+    output tensors (references) and asks the engine to keep their gradients."""
+
+    def __init__(self, layers: list):
+        self.names = {id(module): name for name, module in layers}
+        self.calls: dict = {}
+
+    def __call__(self, module, args, output) -> None:
+        name = self.names.get(id(module))
+        if name is None or not hasattr(output, "retain_grad"):
+            return
+        x = args[0] if args and hasattr(args[0], "retain_grad") else None
+        output.retain_grad()
+        if x is not None and x.requires_grad:
+            x.retain_grad()
+        self.calls[name] = (x, output)
+
+    def clear(self) -> None:
+        self.calls = {}
+
+
+def as_batch(batch) -> tuple:
+    """A model file's batch as (X, y) arrays (tensors are unwrapped)."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise TypeError(f"each batch must be a pair (X, y), got {type(batch).__name__}")
+    return tuple(b.data if isinstance(b, Tensor) else b for b in batch)
+
+
+def _check_loss(loss) -> None:
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"loss(pred, target) must return a calcml Tensor, got {type(loss).__name__}")
+    if loss.data.size != 1:
+        raise ValueError(f"loss(pred, target) must return a scalar, got shape {loss.shape}; "
+                         "reduce it with .mean() or .sum()")
+    if not loss.requires_grad:
+        raise ValueError("the loss does not depend on any parameter: was it computed under cm.no_grad(), "
+                         "or from .data arrays instead of tensors?")

@@ -1,0 +1,17 @@
+"""What the engine-side tests share: a ModelSpec for a model, loss and data built in the test."""
+from __future__ import annotations
+
+import calcml as cm
+from calcml.debug import ModelSpec
+
+
+def make_spec(model, loss, data, *, optimizer=None, lr=0.1, regularizer=None, steps=None, batch_size=None,
+              val_data=None, seed=0, path="<test>", name="test", description="") -> ModelSpec:
+    """The spec a model file would give, without the file: plain SGD(lr) over the model's
+    parameters unless `optimizer` is given, no regularizer, full batch, no validation data, seed 0,
+    no step limit."""
+    if optimizer is None:
+        optimizer = cm.optim.SGD(model.parameters(), lr=lr)
+    return ModelSpec(path=path, name=name, description=description, model=model, loss=loss, data=data,
+                     optimizer=optimizer, regularizer=regularizer, batch_size=batch_size,
+                     val_data=val_data, seed=seed, steps=steps)
