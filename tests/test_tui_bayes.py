@@ -19,9 +19,13 @@ from calcml.tui.backend import LocalBackend
 from calcml.tui.format import num
 from calcml.tui.screens.bayes import BayesScreen
 from calcml.tui.screens.inspector import InspectorScreen
-from calcml.tui.widgets.bayes import (AcceptancePlot, ElboPlot, SigmaPlot, _n_data, change_text, fit_title,
-                                      layer_bayes_lines, robust_range, sigma_range)
-from calcml.tui.widgets.histogram import first_last
+from calcml.tui.messages import StateChanged
+from calcml.tui.text_bayes import _n_data, change_text, layer_bayes_lines, sigma_range
+from calcml.tui.widgets.acceptance_plot import AcceptancePlot
+from calcml.tui.widgets.common import first_last, fit_title
+from calcml.tui.widgets.elbo_plot import ElboPlot
+from calcml.tui.widgets.sigma_plot import SigmaPlot
+from calcml.tui.widgets.two_axis_plot import robust_range
 from tui_helpers import SAMPLES, backend_with, local, plain
 
 App = DebuggerApp
@@ -317,13 +321,13 @@ def test_plots_redraw_only_when_history_changes_and_at_most_every_0_3_s():
             real = screen._draw_plots
             screen._draw_plots = lambda state: (draws.append(now[0]), real(state))
             state = backend.state
-            screen.refresh_state(state, {"snapshot"})
+            screen.on_state_changed(StateChanged(state, {"snapshot"}))
             assert draws == []
-            screen.refresh_state(state, {"history"})
+            screen.on_state_changed(StateChanged(state, {"history"}))
             assert draws == [10.0]
             for t in (10.1, 10.2):
                 now[0] = t
-                screen.refresh_state(state, {"history", "snapshot"})
+                screen.on_state_changed(StateChanged(state, {"history", "snapshot"}))
             assert draws == [10.0] and screen.plot_throttle._timer is not None
             now[0] = 10.35
             screen.plot_throttle._fired()

@@ -1,11 +1,8 @@
 """The breakpoints dialog, driven with Pilot: list, add, refuse with the reason, remove, and pause."""
-import time
-
-
 from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import ProcessBackend
 from calcml.tui.screens.breakpoints import BreakpointsScreen, short_reason
-from tui_helpers import SAMPLES, local, plain, run
+from tui_helpers import SAMPLES, local, plain, run, settle
 
 
 def make_app(backend) -> DebuggerApp:
@@ -200,27 +197,21 @@ def test_d_and_delete_remove_the_selected_breakpoint():
 def test_with_a_training_process_the_answer_arrives_later():
     backend = ProcessBackend(str(SAMPLES / "xor_mlp.py"), run=False)
 
-    async def wait_for(pilot, condition):
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not condition():
-            await pilot.pause(0.05)
-        assert condition()
-
     async def body():
         app = make_app(backend)
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_for(pilot, lambda: backend.state.state == "paused")
+            await settle(pilot, lambda: backend.state.state == "paused", 20)
             screen = await open_dialog(app, pilot)
             await pilot.press(*"loss >", "enter")
-            await wait_for(pilot, lambda: screen.error is not None)
+            await settle(pilot, lambda: screen.error is not None, 20)
             assert "does not parse" in plain(screen.query_one("#bp-error"))
             assert screen.query_one("#bp-input").value == "loss >"
             await pilot.press("backspace", "backspace", "backspace", "backspace", "backspace", "backspace")
             await pilot.press(*"step 2", "enter")
-            await wait_for(pilot, lambda: rows(screen) == [("1", "at step 2")])
+            await settle(pilot, lambda: rows(screen) == [("1", "at step 2")], 20)
             assert screen.error is None and screen.query_one("#bp-input").value == ""
             await pilot.press("escape", "space")
-            await wait_for(pilot, lambda: backend.state.state == "paused" and backend.state.snapshot.step == 2)
+            await settle(pilot, lambda: backend.state.state == "paused" and backend.state.snapshot.step == 2, 20)
             await pilot.press("q")
     run(body())
     assert backend.process.wait(5) == 0

@@ -11,14 +11,17 @@ import numpy as np
 import pytest
 
 from calcml.debug import curvatureprobe, wire
-from calcml.debug.curvatureprobe import CurvatureStats
+from calcml.debug.snapshot import CurvatureStats
 from calcml.debug.history import History
-from calcml.debug.probes import ParamStats
+from calcml.debug.snapshot import ParamStats
 from calcml.tui.app import DebuggerApp
 from calcml.tui.format import num
 from calcml.tui.screens.curvature import CurvatureScreen
-from calcml.tui.widgets.curvature import (EdgePlot, NewtonPlot, carried_forward, curvature_lines, edge_verdict,
-                                          log_ticks, newton_lines, param_rows)
+from calcml.tui.messages import StateChanged
+from calcml.tui.text_curvature import curvature_lines, edge_verdict, newton_lines, param_rows
+from calcml.tui.widgets.common import carried_forward, log_ticks
+from calcml.tui.widgets.edge_plot import EdgePlot
+from calcml.tui.widgets.newton_plot import NewtonPlot
 from tui_helpers import SAMPLES, backend_with, local, plain
 
 App = DebuggerApp
@@ -237,13 +240,13 @@ def test_plots_redraw_only_when_history_changes_and_at_most_every_0_3_s():
             real = screen._draw_plots
             screen._draw_plots = lambda state: (draws.append(now[0]), real(state))
             state = backend.state
-            screen.refresh_state(state, {"snapshot"})
+            screen.on_state_changed(StateChanged(state, {"snapshot"}))
             assert draws == []
-            screen.refresh_state(state, {"history"})
+            screen.on_state_changed(StateChanged(state, {"history"}))
             assert draws == [10.0]
             for t in (10.1, 10.2):
                 now[0] = t
-                screen.refresh_state(state, {"history", "snapshot"})
+                screen.on_state_changed(StateChanged(state, {"history", "snapshot"}))
             assert draws == [10.0] and screen.plot_throttle._timer is not None
             now[0] = 10.35
             screen.plot_throttle._fired()

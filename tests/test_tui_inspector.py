@@ -14,14 +14,16 @@ from rich.console import Console
 
 from calcml.debug import Session
 from calcml.debug.loader import load_model_file
-from calcml.debug.probes import LayerStats, ParamStats
+from calcml.debug.snapshot import LayerStats, ParamStats
 from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import LocalBackend
 from calcml.tui.format import num
-from calcml.tui.screens.inspector import (InspectorScreen, LayerHistoryPlot, chain_links, chain_summary,
-                                          factor_style)
-from calcml.tui.widgets.histogram import (HistogramKeeper, axis_line, bar_rows, histogram_lines, rebin,
-                                          sparkline)
+from calcml.tui.messages import StateChanged
+from calcml.tui.screens.inspector import InspectorScreen
+from calcml.tui.text_histogram import axis_line, bar_rows, histogram_lines, rebin
+from calcml.tui.text_inspector import chain_links, chain_summary, factor_style
+from calcml.tui.widgets.common import HistogramKeeper, sparkline
+from calcml.tui.widgets.layer_history_plot import LayerHistoryPlot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -190,13 +192,13 @@ def test_plots_redraw_only_when_history_changes_and_at_most_every_0_3_s():
             real = screen._draw_plot
             screen._draw_plot = lambda state: (draws.append(now[0]), real(state))
             state = backend.state
-            screen.refresh_state(state, {"snapshot"})            # no history change: no plot
+            screen.on_state_changed(StateChanged(state, {"snapshot"}))   # no history change: no plot
             assert draws == []
-            screen.refresh_state(state, {"history"})
+            screen.on_state_changed(StateChanged(state, {"history"}))
             assert draws == [100.0]
             for t in (100.05, 100.1, 100.2):                       # 10 Hz: throttled
                 now[0] = t
-                screen.refresh_state(state, {"history", "snapshot"})
+                screen.on_state_changed(StateChanged(state, {"history", "snapshot"}))
             assert draws == [100.0]
             assert screen.plot_throttle._timer is not None                  # ... but the last change is drawn later
             now[0] = 100.31
@@ -384,5 +386,36 @@ def test_inspector_opened_while_running_shows_step_0_histograms_until_new_ones_c
             await pilot.pause(0.4)
             assert screen.histograms.step == backend.state.snapshot.step == 6
             assert "latest taken" not in screen.query_one("#hist-weight")._title.plain
+
+    asyncio.run(scenario())
+
+
+def test_a_covered_inspector_is_told_what_it_missed_when_the_view_above_it_closes():
+    """The app tells the screen on top what changed (a StateChanged message); the inspector,
+    under the curvature view while training steps, is told all it missed once it is on top again."""
+    from calcml.tui.screens.curvature import CurvatureScreen
+    backend = backend_for("deep_sigmoid", steps=5)
+
+    async def scenario():
+        app = App(backend)
+        async with app.run_test(size=(120, 40)) as pilot:
+            inspector = await open_inspector(app, pilot, row=0)
+            await pilot.press("h")
+            await pilot.pause()
+            assert isinstance(app.screen, CurvatureScreen)
+            told = []
+            follow = inspector._follow
+            inspector._follow = lambda state, changed: (told.append(changed), follow(state, changed))
+            backend.step(3)
+            backend.pump(3)
+            app.poll()
+            await pilot.pause()
+            assert "step 8" in str(app.screen.query_one("#curv-title").content)
+            assert told == [] and "step 5" in str(inspector.query_one("#insp-title").content)   # covered
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is inspector
+            assert told and {"snapshot", "history"} <= told[0]
+            assert "step 8" in str(inspector.query_one("#insp-title").content)
 
     asyncio.run(scenario())

@@ -1,6 +1,4 @@
 """The main screen, driven with Pilot: every key, the warnings pane, the model's output, errors."""
-import time
-
 import pytest
 
 from calcml.debug import Session, load_model_file
@@ -186,9 +184,7 @@ def test_the_model_files_prints_go_to_the_log_pane(tmp_path):
     async def body():
         app = DebuggerApp(backend)
         async with app.run_test(size=(120, 36)) as pilot:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and backend.state.state != "finished":
-                await pilot.pause(0.1)
+            await settle(pilot, lambda: backend.state.state == "finished", 20)
             app.query_one("#panes").active = "log-tab"
             await pilot.pause(0.3)
             log = app.query_one("#log")
@@ -207,19 +203,14 @@ def test_a_killed_training_process_leaves_the_interface_usable(tmp_path):
     async def body():
         app = DebuggerApp(backend)
         async with app.run_test(size=(120, 36)) as pilot:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and (backend.state.snapshot is None
-                                                   or backend.state.snapshot.step < 2):
-                await pilot.pause(0.1)
+            await settle(pilot, lambda: backend.state.snapshot is not None and backend.state.snapshot.step >= 2, 20)
             backend.process.kill()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and backend.state.state != "stopped":
-                await pilot.pause(0.1)
+            await settle(pilot, lambda: backend.state.state == "stopped", 10)
             assert backend.state.stop["reason"] == "exited"
             assert "the training process was killed by SIGKILL at step" in backend.state.stop["detail"]
-            assert await settle(pilot, lambda: "STOPPED" in screen_text(app))
+            await settle(pilot, lambda: "STOPPED" in screen_text(app))
             await pilot.press("enter")
-            assert await settle(pilot, lambda: type(app.screen).__name__ == "InspectorScreen")
+            await settle(pilot, lambda: type(app.screen).__name__ == "InspectorScreen")
     run(body())
 
 

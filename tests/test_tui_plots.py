@@ -4,17 +4,14 @@ import asyncio
 import threading
 
 from calcml.tui.app import DebuggerApp
-from calcml.tui.widgets.plots import GradientFlowPlot, LossPlot
-from tui_helpers import local, run
+from calcml.tui.widgets.gradient_flow_plot import GradientFlowPlot
+from calcml.tui.widgets.loss_plot import LossPlot
+from tui_helpers import local, run, settle
 
 
-async def settled(app, pilot, plot, timeout=10.0):
-    """Wait until the plot's thread has delivered a figure for the current data."""
-    for _ in range(int(timeout / 0.05)):
-        await pilot.pause(0.05)
-        if plot._built is not None and plot._built[2] is plot._draw and not plot._building:
-            return
-    raise AssertionError("the plot was never built in the background")
+def built(plot) -> bool:
+    """The plot's thread has delivered a figure for the current data."""
+    return plot._built is not None and plot._built[2] is plot._draw and not plot._building
 
 
 def test_background_build_shows_what_a_foreground_build_shows():
@@ -30,7 +27,7 @@ def test_background_build_shows_what_a_foreground_build_shows():
                     plot = app.query_one(cls)
                     assert plot.background is background
                     if background:
-                        await settled(app, pilot, plot)
+                        await settle(pilot, lambda: built(plot), what=f"{cls.__name__} built in the background")
                     texts[(background, cls.__name__)] = plot.render().plain
         run(body())
     for name in ("GradientFlowPlot", "LossPlot"):
@@ -56,10 +53,8 @@ def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch
         app = DebuggerApp(backend, clock=lambda: 1e9, live=True)
         async with app.run_test(size=(140, 40)) as pilot:
             plot = app.query_one(GradientFlowPlot)
-            for _ in range(200):                 # the app's first draw starts a build
-                if plot._building and builds:    # (its thread has entered _build, not just been started)
-                    break
-                await pilot.pause(0.05)
+            # the app's first draw starts a build (its thread has entered _build, not just been started)
+            await settle(pilot, lambda: plot._building and builds, what="the first build to start")
             history = backend.state.history
             first = len(builds)
             assert plot._building
@@ -68,7 +63,7 @@ def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch
             latest = plot._draw
             assert len(builds) == first      # nothing started alongside the running build
             gate.set()
-            await settled(app, pilot, plot)
+            await settle(pilot, lambda: built(plot), what="the latest figure built in the background")
             assert builds[-1] is latest      # the waiting build was the latest figure
             assert len(builds) == first + 1  # and only one more was built
     run(body())

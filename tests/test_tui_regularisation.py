@@ -13,6 +13,7 @@ from calcml.debug import Session
 from calcml.debug.loader import load_model_file
 from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import LocalBackend
+from calcml.tui.messages import StateChanged
 from calcml.tui.screens.regularisation import DEFAULT_LAM, ParamPanel, RegularisationScreen, weight_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,10 +194,10 @@ def test_panels_redraw_at_most_every_0_3_s_but_always_catch_up():
             real = screen._draw_panels
             screen._draw_panels = lambda state: (draws.append(now[0]), real(state))
             state = backend.state
-            screen.refresh_state(state, {"history"})
+            screen.on_state_changed(StateChanged(state, {"history"}))
             for t in (50.1, 50.2):
                 now[0] = t
-                screen.refresh_state(state, {"snapshot", "history"})
+                screen.on_state_changed(StateChanged(state, {"snapshot", "history"}))
             assert draws == [50.0] and screen.panel_throttle._timer is not None
             now[0] = 50.4
             screen.panel_throttle._fired()

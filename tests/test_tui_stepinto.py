@@ -1,6 +1,5 @@
 """The step-into view, driven with Pilot: one iteration op by op, forward then backward."""
 import re
-import time
 
 
 from calcml.debug import Session, load_model_file
@@ -8,8 +7,9 @@ from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import LocalBackend, ProcessBackend
 from calcml.tui.format import num
 from calcml.debug.tracesummary import ArrayStats, OpSummary
-from calcml.tui.screens.stepinto import StepIntoScreen, chain_rule, expression, shape_text
-from tui_helpers import SAMPLES, local, plain, run, screen_text
+from calcml.tui.screens.stepinto import StepIntoScreen
+from calcml.tui.text_stepinto import chain_rule, expression, shape_text
+from tui_helpers import SAMPLES, local, plain, run, screen_text, settle
 
 
 def view_text(screen) -> str:
@@ -23,18 +23,14 @@ def make_app(backend) -> DebuggerApp:
     return DebuggerApp(backend, clock=lambda: 0.0)
 
 
-async def settle(app, pilot) -> None:
-    app.poll()
-    await pilot.pause()
-
-
 async def open_step_into(app, pilot, backend) -> StepIntoScreen:
     """Press s, let the training side record the iteration, and wait for the view to show it."""
     await pilot.press("s")
     screen = app.screen
     assert isinstance(screen, StepIntoScreen)
     backend.pump(1)
-    await settle(app, pilot)
+    app.poll()
+    await settle(pilot, lambda: not screen.waiting, what="the view to show the recorded iteration")
     return screen
 
 
@@ -53,12 +49,14 @@ def test_s_opens_the_view_which_waits_for_the_trace_then_lists_every_op():
             await pilot.press("s")
             screen = app.screen
             assert isinstance(screen, StepIntoScreen)
-            await settle(app, pilot)
+            app.poll()
+            await settle(pilot, lambda: screen.waiting)
             assert screen.waiting and screen.trace is None
             assert "recording one iteration" in screen_text(app)
 
             backend.pump(1)
-            await settle(app, pilot)
+            app.poll()
+            await settle(pilot, lambda: not screen.waiting)
             trace = backend.state.trace
             assert trace is not None and not screen.waiting
             assert screen.trace is trace
@@ -321,11 +319,13 @@ def test_once_stopped_the_view_shows_the_last_recorded_iteration():
         async with app.run_test(size=(80, 24)) as pilot:
             backend.run()
             backend.pump(10)
-            await settle(app, pilot)
+            app.poll()
+            await settle(pilot, lambda: backend.state.state == "stopped")
             state = backend.state
             assert state.state == "stopped" and state.stop["step"] == 2 and state.trace is not None
             app.push_screen(StepIntoScreen())             # the app's s is disabled once stopped
-            await settle(app, pilot)
+            app.poll()
+            await settle(pilot, lambda: isinstance(app.screen, StepIntoScreen))
             screen = app.screen
             assert not screen.waiting and screen.trace is state.trace and screen.trace_step == 2
             await pilot.press("f")
@@ -388,7 +388,8 @@ def test_s_in_the_view_records_the_next_iteration():
             await pilot.press("s")
             assert app.screen is screen and screen.waiting
             backend.pump(1)
-            await settle(app, pilot)
+            app.poll()
+            await settle(pilot, lambda: not screen.waiting)
             assert not screen.waiting and screen.trace is not first and screen.trace_step == 3
             assert backend.session.step_count == 3
     run(body())
@@ -400,15 +401,11 @@ def test_with_a_training_process_the_trace_arrives_later_and_is_shown():
     async def body():
         app = make_app(backend)
         async with app.run_test(size=(100, 32)) as pilot:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and backend.state.state != "paused":
-                await pilot.pause(0.05)
+            await settle(pilot, lambda: backend.state.state == "paused", 20)
             await pilot.press("s")
             screen = app.screen
             assert isinstance(screen, StepIntoScreen)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and screen.waiting:
-                await pilot.pause(0.05)                  # the app's timer polls the state
+            await settle(pilot, lambda: not screen.waiting, 20)   # the app's timer polls the state
             assert not screen.waiting and screen.trace is backend.state.trace
             assert screen.op_count == len(backend.state.trace.ops) > 0 and screen.trace_step == 1
             await pilot.press("end")
@@ -426,7 +423,7 @@ def _step_into_at(op_phase: str, scope: str):
         await pilot.press("s")
         app.backend.pump(1)
         app.poll()
-        await pilot.pause()
+        await settle(pilot, lambda: not app.screen.waiting)
         screen = app.screen
         screen.select(next(o.index for o in screen.trace.ops if o.phase == op_phase and o.scope == scope))
         await pilot.pause()
@@ -449,7 +446,7 @@ def test_snapshot_first_non_finite_80x24(snap_compare):
         await pilot.press("s")
         app.backend.pump(1)
         app.poll()
-        await pilot.pause()
+        await settle(pilot, lambda: not app.screen.waiting)
         await pilot.press("f")
 
     app = make_app(local("nan_demo.py", steps=1))

@@ -1,6 +1,7 @@
-"""What the interface tests share: a recorded session to drive, and the screen as text."""
+"""What the interface tests share: a recorded session to drive, waiting for the app, the screen as text."""
 import asyncio
 import html
+import inspect
 import io
 import re
 import time
@@ -37,12 +38,26 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def settle(pilot, condition, seconds: float = 10.0) -> bool:
-    """Let the app run until condition() holds (or `seconds` pass, on a busy machine); its value."""
+async def settle(pilot, condition, seconds: float = 10.0, what: str = "") -> None:
+    """Let the app take in what it has, then run until condition() holds: the one way tests wait.
+
+    One pause first (the app handles its messages and redraws), then pauses of 0.05 s until
+    `condition()` is true. If `seconds` pass first (a busy machine gets that long, no longer) it
+    fails with AssertionError naming what it waited for: `what`, or the condition's source.
+    """
     deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
+    await pilot.pause()
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"still not true after {seconds:g} s: {what or _source(condition)}")
         await pilot.pause(0.05)
-    return bool(condition())
+
+
+def _source(condition) -> str:
+    try:
+        return " ".join(inspect.getsource(condition).split())
+    except (OSError, TypeError):
+        return repr(condition)
 
 
 def screen_text(app) -> str:

@@ -3,9 +3,13 @@
 The app only renders the `DebugState` a backend keeps up to date, and sends commands. A timer
 looks at the state four times a second and redraws what changed (tables); what a person is
 waiting to see (a state change, a command taking effect, a warning) wakes it at once; plots
-redraw at most twice a second. Rendering the screen is most of the interface's CPU, and that
-CPU is taken from training on a small machine. Training runs elsewhere (a child process), so a key press is handled at
-once even while a step is running, and q quits even if a step hangs.
+redraw at most twice a second. The timer is the one place that reads the backend: it draws the
+main screen's widgets itself and tells the screen on top what changed with a `StateChanged`
+message (messages.py), which that screen handles in `on_state_changed`; a screen that was
+covered is told everything that changed meanwhile when it is on top again. Rendering the screen
+is most of the interface's CPU, and that CPU is taken from training on a small machine. Training
+runs elsewhere (a child process), so a key press is handled at once even while a step is running,
+and q quits even if a step hangs.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import gc
 import signal
 import sys
 import time
+from weakref import WeakKeyDictionary
 
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
@@ -23,27 +28,17 @@ from textual.message import Message
 from textual.widgets import Footer, RichLog, TabbedContent, TabPane
 
 from .backend import Backend
-from .widgets.layers import WARNING_MARKS, LayerTable
-from .widgets.plots import GradientFlowPlot, LossPlot
+from .messages import StateChanged
+from .text_layers import warning_line
+from .widgets.gradient_flow_plot import GradientFlowPlot
+from .widgets.layers import LayerTable
+from .widgets.loss_plot import LossPlot
 from .widgets.status import StatusBar
 
 TABLE_HZ = 4
 PLOT_HZ = 2
 NARROW = 110   # below this many columns, plots share the screen with the table (key g)
 LR_FACTOR = 2.0
-
-
-def warning_line(w) -> Text:
-    symbol, style = WARNING_MARKS.get(w.kind, ("?", "red"))
-    text = Text()
-    text.append(f"{w.step:>7} ", style="dim")
-    if w.event == "clear":
-        text.append(f"✓ {w.kind} ", style="green")
-        text.append(w.message.removeprefix("cleared: "), style="dim")
-    else:
-        text.append(f"{symbol} {w.kind} ", style=style)
-        text.append(w.message)
-    return text
 
 
 class DebuggerApp(App):
@@ -76,6 +71,7 @@ class DebuggerApp(App):
         self.backend = backend
         self._live = live
         self._seen: dict = {}
+        self._told: WeakKeyDictionary = WeakKeyDictionary()   # screen -> the versions it was last told of
         self._seen_plot = -1
         self._last_plot = 0.0
         self._clock = clock
@@ -105,6 +101,7 @@ class DebuggerApp(App):
 
     def on_mount(self) -> None:
         self.backend.state.wake = lambda: self.post_message(self.Wake())
+        self.screen_change_signal.subscribe(self, self._on_screen_change, immediate=True)
         if self._live:
             # SIGTERM, SIGHUP (the terminal closing) and SIGINT end the interface the way q does:
             # the terminal restored, the worker asked to write the report and end.
@@ -165,7 +162,7 @@ class DebuggerApp(App):
         with state.lock:
             versions = dict(state.versions)
         changed = {k for k, v in versions.items() if self._seen.get(k) != v}
-        self._seen = versions
+        previous, self._seen = self._seen, versions
         if changed & {"snapshot", "state", "model"}:
             self.query_one(StatusBar).show(state)
             self.query_one(LayerTable).show(state.snapshot, state.history)
@@ -181,9 +178,29 @@ class DebuggerApp(App):
             if self._draw_plots(state):
                 self._seen_plot = versions["history"]
                 self._last_plot = now
-        screen = self.screen
-        if changed and hasattr(screen, "refresh_state"):
-            screen.refresh_state(state, changed)
+        self._tell(self.screen, previous)
+
+    def _tell(self, screen, since: dict) -> None:
+        """Post `StateChanged` to `screen`, naming what changed since it was last told (since
+        `since`, for a screen not told yet). The main screen is left out: its widgets are drawn
+        by `poll` itself."""
+        if screen is self.default_screen:
+            return
+        told = self._told.get(screen, since)
+        self._told[screen] = self._seen
+        changed = {k for k, v in self._seen.items() if told.get(k) != v}
+        if changed:
+            screen.post_message(StateChanged(self.backend.state, changed))
+
+    def _on_screen_change(self, screen) -> None:
+        """A screen is on top: a new one draws the state itself when mounted and is told from
+        now on; one that was covered (a view opened from it is closed) catches up at once."""
+        if self.quitting or screen is self.default_screen:
+            return
+        if screen in self._told:
+            self._tell(screen, self._seen)
+        else:
+            self._told[screen] = self._seen
 
     def _draw_plots(self, state) -> bool:
         """Redraw the plots if they are on screen; False if they could not be drawn now."""

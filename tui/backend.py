@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 
-from calcml.debug import wire
+from calcml.debug import commands, wire
 from calcml.debug.safetext import clean, clean_obj
 
 OUTPUT_FLUSH = 0.25   # seconds a partial line of the model's output waits for the rest of it
@@ -224,41 +224,44 @@ class Backend:
 
     def request_quit(self) -> None:
         """Ask the training side to end (without waiting: close() waits)."""
-        self.send({"cmd": "quit"})
+        self.command(commands.Quit())
 
     def poll(self) -> None:
         """Called by the app's timer; a backend that needs driving does a little work here."""
 
+    def command(self, command: commands.Command) -> None:
+        self.send(commands.to_dict(command))
+
     # conveniences
     def run(self):
-        self.send({"cmd": "run"})
+        self.command(commands.Run())
 
     def pause(self):
-        self.send({"cmd": "pause"})
+        self.command(commands.Pause())
 
     def step(self, n: int = 1):
-        self.send({"cmd": "step", "n": n})
+        self.command(commands.Step(n))
 
     def step_into(self):
-        self.send({"cmd": "step_into"})
+        self.command(commands.StepInto())
 
     def set_lr(self, lr: float):
-        self.send({"cmd": "lr", "value": lr})
+        self.command(commands.SetLr(lr))
 
     def scale_lr(self, factor: float):
-        self.send({"cmd": "lr_scale", "factor": factor})
+        self.command(commands.ScaleLr(factor))
 
     def set_regularizer(self, kind: str, lam: float | None = None):
-        self.send({"cmd": "reg", "kind": kind, "lam": lam})
+        self.command(commands.SetRegularizer(kind, lam))
 
     def add_breakpoint(self, text: str):
-        self.send({"cmd": "break_add", "text": text})
+        self.command(commands.AddBreakpoint(text))
 
     def remove_breakpoint(self, bp_id: int):
-        self.send({"cmd": "break_remove", "id": bp_id})
+        self.command(commands.RemoveBreakpoint(bp_id))
 
     def stop(self):
-        self.send({"cmd": "stop"})
+        self.command(commands.Stop())
 
 
 class ProcessBackend(Backend):
@@ -393,7 +396,7 @@ class ProcessBackend(Backend):
         if process is None:
             return
         if process.poll() is None:
-            self.send({"cmd": "quit"})
+            self.command(commands.Quit())
             answered = self.state.quitting.wait(self.QUIT_GRACE)
             try:
                 process.wait(self.REPORT_TIMEOUT if answered else 0.5)

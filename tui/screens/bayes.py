@@ -20,10 +20,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
-from ..format import num
-from ..widgets.bayes import (AcceptancePlot, ElboPlot, SigmaPlot, bayes_info, elbo_caption, elbo_lines, has_bayes,
-                             hmc_lines, noise_caption, noise_table, not_sampled_text, nothing_bayesian_text,
-                             sigma_caption, sigma_missing_text, sigma_table)
+from ..text_bayes import (bayes_info, bayes_title, elbo_caption, elbo_lines, has_bayes, hmc_lines, noise_caption,
+                          noise_table, not_sampled_text, nothing_bayesian_text, sigma_caption, sigma_missing_text,
+                          sigma_table)
+from ..widgets.acceptance_plot import AcceptancePlot
+from ..widgets.elbo_plot import ElboPlot
+from ..widgets.sigma_plot import SigmaPlot
 from .liveview import LiveViewScreen
 
 CSS = """
@@ -142,16 +144,7 @@ class BayesScreen(LiveViewScreen):
         super()._draw_title(state, lr_name, keys)
 
     def title_head(self, state) -> Text:
-        snap, model = state.snapshot, state.model or {}
-        _, sampler = bayes_info(model, snap)
-        text = Text()
-        text.append("Bayesian  ", style="bold magenta")
-        text.append(model.get("optimizer", ""), style="bold")
-        if snap is not None:
-            text.append("  step size ε " if sampler else "  lr ")
-            text.append(num(snap.lr))
-            text.append(f"   step {snap.step}   {state.state}", style="dim")
-        return text
+        return bayes_title(state)
 
     def _draw_plots(self, state) -> None:
         snap, model = state.snapshot, state.model or {}

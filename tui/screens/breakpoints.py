@@ -14,47 +14,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from calcml.debug.breakpoints import HELP, LAYER_FUNCTIONS, PARAM_FUNCTIONS, VARIABLES
-from calcml.debug.diagnostics import KINDS
+from ..messages import StateChanged
+from ..text_breakpoints import HINT, names_text, placeholder, short_reason
 
-
-def example_param(state) -> str:
-    """A real parameter name for the hint (a weight if there is one)."""
-    names = [p["name"] for p in (state.model or {}).get("params", [])]
-    weights = [n for n in names if n.endswith("weight")]
-    return (weights or names or ["layers.0.weight"])[0]
-
-
-HINT = "accepted: step N · every N · a warning kind · a condition, e.g. loss > 2"
 TALL = 30   # from this many lines the dialog also lists the names a breakpoint can use
-
-
-def placeholder(state) -> str:
-    return f'e.g. grad_norm("{example_param(state)}") < 1e-6 · step 100 · every 50 · exploding_gradient'
-
-
-def names_text(state) -> Text:
-    """What can be named: warning kinds, variables, functions, and this model's parameters and layers."""
-    model = state.model or {}
-    params = [p["name"] for p in model.get("params", [])]
-    layers = [layer["name"] for layer in model.get("layers", [])]
-    text = Text(style="dim")
-    text.append("warning kinds: " + ", ".join(KINDS))
-    text.append("\nconditions use " + ", ".join(VARIABLES) + "; of a parameter: " + ", ".join(PARAM_FUNCTIONS)
-                + "; of a layer: " + ", ".join(LAYER_FUNCTIONS) + "; abs, min, max")
-    if params:
-        text.append("\nparameters: " + ", ".join(params))
-    if layers:
-        text.append("   layers: " + ", ".join(layers))
-    return text
-
-
-def short_reason(error: str) -> str:
-    """The refusal without the list of accepted forms that ends it (the dialog shows those already)."""
-    for sep in ("; give ", ": give "):
-        if error.endswith(sep + HELP):
-            return error[: -len(sep + HELP)] + " (the names you can use are listed below)"
-    return error
 
 
 class BreakpointsScreen(ModalScreen):
@@ -113,9 +76,10 @@ class BreakpointsScreen(ModalScreen):
             self._show_error(self.error)
 
     # -- following the state ---------------------------------------------------------------------
-    def refresh_state(self, state, changed) -> None:
+    def on_state_changed(self, message: StateChanged) -> None:
         if not self._ready:
             return  # on_mount shows the state itself
+        state, changed = message.state, message.changed
         if "breakpoints" in changed or "snapshot" in changed:
             self._show_items(state)
         self._check_answer(state)

@@ -17,9 +17,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
-from ..format import num
-from ..widgets.curvature import (EdgePlot, NewtonPlot, curvature_lines, newton_lines, param_caption,
-                                 param_table)
+from ..text_curvature import curvature_lines, curvature_title, newton_lines, param_caption, param_table
+from ..widgets.edge_plot import EdgePlot
+from ..widgets.newton_plot import NewtonPlot
 from .liveview import LiveViewScreen
 
 CSS = """
@@ -99,14 +99,7 @@ class CurvatureScreen(LiveViewScreen):
                       param_caption(params, optimizer, curvature)))
 
     def title_head(self, state) -> Text:
-        snap, model = state.snapshot, state.model or {}
-        text = Text()
-        text.append("Curvature  ", style="bold magenta")
-        text.append(model.get("optimizer", ""), style="bold")
-        if snap is not None:
-            text.append(f"  lr {num(snap.lr)}")
-            text.append(f"   step {snap.step}   {state.state}", style="dim")
-        return text
+        return curvature_title(state)
 
     def _draw_plots(self, state) -> None:
         snap = state.snapshot

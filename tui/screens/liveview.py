@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..format import num
+from ..messages import StateChanged
 from ..throttle import Throttle
 
 WIDE = 120                       # from this many columns the plots and the tables sit side by side
@@ -120,7 +121,8 @@ class LiveViewScreen(Screen):
         self.query_one(f"#{self.TITLE_ID}", Static).update(text)
 
     # -- live updates ------------------------------------------------------------------------
-    def refresh_state(self, state, changed: set) -> None:
+    def on_state_changed(self, message: StateChanged) -> None:
+        state, changed = message.state, message.changed
         try:
             if changed & self.REDRAW_TEXT_ON:
                 self._draw_text(state)

@@ -12,33 +12,22 @@ from __future__ import annotations
 import math
 import time
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widget import Widget
 from textual.widgets import Footer, Static
 
+from ..messages import StateChanged
+from ..text_regularisation import title_text
 from ..throttle import Throttle
-from ..format import num, pct
-from ..widgets.histogram import HistogramKeeper, first_last, histogram_lines, sparkline
+from ..widgets.common import HistogramKeeper
+from ..widgets.param_panel import ParamPanel
 from .footer import fit_footer, quiet_app_keys
 
 DEFAULT_LAM = 1e-3
-SPARSE_BELOW = 1e-3            # the session's sparsity threshold (Thresholds.sparsity_threshold)
 REDRAW_EVERY = 0.3             # seconds between redraws of the layer panels at most
-
-EXPLAIN = {
-    "none": ("no regulariser", "the loss is the data loss alone: nothing pulls the weights towards zero."),
-    "L2": ("L2: penalty λΣθ², gradient 2λθ",
-           "weight decay: each weight is pulled towards 0 in proportion to its size, so weights shrink "
-           "but stay non-zero."),
-    "L1": ("L1: penalty λΣ|θ|, gradient λ·sign θ",
-           "the same push for every weight whatever its size, so it drives small weights to exactly zero "
-           "(a sparse model)."),
-}
 
 
 def weight_params(snapshot) -> list:
@@ -51,93 +40,6 @@ def weight_params(snapshot) -> list:
             if short != "bias":
                 out.append((layer.name, p))
     return out
-
-
-class ParamPanel(Widget):
-    """One weight: histogram now vs step 0, sparsity, ‖θ‖ over the steps, data vs penalty gradient."""
-
-    DEFAULT_CSS = """
-    ParamPanel { height: auto; width: 1fr; margin-bottom: 1; text-wrap: nowrap; text-overflow: clip; }
-    """
-
-    def __init__(self, layer: str, param: str, **kwargs):
-        super().__init__(**kwargs)
-        self.layer_name, self.param_name = layer, param
-        self._stats = None
-        self._history: dict = {}
-        self._now = None          # (counts, edges, step)
-        self._first = None        # (counts, edges)
-
-    def show(self, stats, history: dict, now, first) -> None:
-        self._stats, self._history, self._now, self._first = stats, history, now, first
-        self.refresh(layout=True)
-
-    def lines(self, width: int) -> list:
-        p = self._stats
-        if p is None:
-            return [Text(self.param_name)]
-        out = []
-        head = Text()
-        head.append(p.name, style="bold")
-        head.append(f"  {'×'.join(str(n) for n in p.shape)}", style="dim")
-        if self.layer_name != p.name.rpartition(".")[0] and self.layer_name != "model":
-            head.append(f"  layer {self.layer_name}", style="dim")
-        head.append("   ‖θ‖ ")
-        head.append(num(p.weight_norm), style="bold")
-        head.append("   sparsity ")
-        head.append(pct(p.sparsity), style="bold")
-        head.append(f" (|θ| < {SPARSE_BELOW:g})", style="dim")
-        out.append(head)
-
-        series = []
-        if self._first is not None:
-            series.append(("step 0", *self._first, "blue"))
-        if self._now is not None:
-            counts, edges, step = self._now
-            series.append((f"step {step}", counts, edges, "cyan"))
-        out += [Text("  ") + line for line in histogram_lines(series, width - 2, rows=2)]
-
-        label_width = 11
-        spark_width = max(min(width - label_width - 40, 40), 8)
-        for name, label, fmt in ((f"{p.name}.weight_norm", "‖θ‖", num), (f"{p.name}.sparsity", "sparsity", pct)):
-            values = self._history.get(name)
-            line = Text(f"  {label:<{label_width - 2}}", style="dim")
-            ends = first_last(self._history, name)
-            if values is None or ends is None:
-                line.append("no history yet", style="dim")
-            else:
-                line.append(sparkline(values, spark_width), style="green")
-                first_step, first, last = ends
-                line.append(f"  {fmt(first)} at step {first_step} → {fmt(last)}", style="dim")
-                if fmt is num and first:
-                    line.append(f" ({(last - first) / abs(first):+.1%})", style="dim")
-            out.append(line)
-
-        data, pen = p.grad_norm, p.penalty_grad_norm
-        line = Text(f"  {'gradient':<{label_width - 2}}", style="dim")
-        line.append("data ", style="dim")
-        line.append(num(data), style="bold cyan")
-        line.append("  penalty ", style="dim")
-        line.append(num(pen), style="bold magenta")
-        total = (data or 0.0) + (pen or 0.0)
-        bar = 20
-        if total > 0 and math.isfinite(total):
-            share = (pen or 0.0) / total
-            n_pen = int(round(share * bar))
-            line.append("  ")
-            line.append("█" * (bar - n_pen), style="cyan")
-            line.append("█" * n_pen, style="magenta")
-            line.append(f" {share:.0%} penalty", style="dim")
-        out.append(line)
-        return out
-
-    def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self.lines(max(width, 20)))
-
-    def render(self) -> Text:
-        text = Text("\n").join(self.lines(max(self.size.width, 20)))
-        text.no_wrap = True
-        return text
 
 
 CSS = """
@@ -222,13 +124,13 @@ class RegularisationScreen(Screen):
         self._draw_title(self.app.backend.state)
 
     # -- live updates ----------------------------------------------------------------------
-    def refresh_state(self, state, changed: set) -> None:
+    def on_state_changed(self, message: StateChanged) -> None:
         try:
-            self._refresh_state(state, changed)
+            self._follow(message.state, message.changed)
         except NoMatches:   # the app is closing and the widgets are already gone
             pass
 
-    def _refresh_state(self, state, changed: set) -> None:
+    def _follow(self, state, changed: frozenset) -> None:
         if changed & {"snapshot", "state", "model"}:
             self.histograms.update(state.snapshot)
             self._draw_title(state)
@@ -241,35 +143,7 @@ class RegularisationScreen(Screen):
         in_use = tuple(snap.regularizer) if snap is not None else ("none", 0.0)
         if self.requested is not None and _same(self.requested, in_use):
             self.requested = None
-        kind, lam = in_use
-        name, effect = EXPLAIN.get(kind, (kind, ""))
-        text = Text()
-        text.append("Regularisation  ", style="bold magenta")
-        text.append(f" {kind if kind != 'none' else 'none'} ", style="bold reverse " +
-                    ("green" if kind != "none" else "yellow"))
-        if kind != "none":
-            text.append("  λ = ")
-            text.append(num(lam), style="bold")
-            if snap is not None:
-                text.append(f"   penalty {num(snap.penalty)}")
-        if snap is not None:
-            text.append(f"   data loss {num(snap.loss, 4)}   step {snap.step}", style="dim")
-        text.append("\n")
-        text.append(name, style="bold")
-        text.append(f": {effect}" if kind == "none" else f" — {effect}")
-        if self.requested is not None:
-            r_kind, r_lam = self.requested
-            text.append("\n→ ", style="bold yellow")
-            text.append(f"{r_kind}" + (f" λ = {num(r_lam)}" if r_kind != "none" else ""), style="bold yellow")
-            if state.state in ("finished", "stopped"):
-                text.append(" is set, but training has ended: no more steps will use it", style="yellow")
-            else:
-                text.append(" applies from the next step" +
-                            (" (paused: press n or space)" if state.state == "paused" else ""), style="yellow")
-        if self.message:
-            text.append("\n" + self.message, style="yellow")
-        text.append("\nkeys: 0 none · 1 L1 · 2 L2 · + double λ · - halve λ · escape back", style="dim")
-        self.query_one("#reg-title", Static).update(text)
+        self.query_one("#reg-title", Static).update(title_text(state, in_use, self.requested, self.message))
 
     def _draw_panels(self, state) -> None:
         snap = state.snapshot

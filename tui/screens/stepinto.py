@@ -12,11 +12,6 @@ step of a run that stopped on a non-finite value.
 """
 from __future__ import annotations
 
-import math
-import re
-
-from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,225 +19,13 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from ..format import num
+from ..messages import StateChanged
+from ..text_stepinto import (BACKWARD_STYLE, BAD_STYLE, DONE, FORWARD_STYLE, backward_detail, forward_detail,
+                             head_text, heading, layer_cell, nothing_recorded_text, out_label, pair_note, shape_text,
+                             waiting_text)
 
 WIDE = 120          # from this many columns the op list sits beside the detail, not above it
 TALL = 30           # from this many lines the op list above the detail gets more rows
-DONE = ("finished", "stopped")
-BAD_STYLE = "bold red"
-FORWARD_STYLE = "green"
-BACKWARD_STYLE = "magenta"
-
-
-def _primitives() -> dict:
-    """op name -> (elementwise?, infix symbol), from the engine's own derivative table."""
-    try:
-        from calcml.ops import PRIMITIVES
-    except ImportError:  # pragma: no cover - the engine is always there in practice
-        return {}
-    return {op.name: (op.elementwise, op.symbol) for op in PRIMITIVES}
-
-
-PRIMITIVES = _primitives()
-
-
-# -- text for one op --------------------------------------------------------------------------
-
-def shape_text(shape) -> str:
-    shape = tuple(shape)
-    return "scalar" if not shape else "×".join(str(n) for n in shape)
-
-
-def _size(shape) -> int:
-    return math.prod(shape) if shape else 1
-
-
-def where_text(op) -> str:
-    """Which part of the model ran the op, in words."""
-    if op.scope:
-        return f"layer {op.scope} ({op.module_type})" if op.module_type else f"layer {op.scope}"
-    if op.module_type:
-        return f"the model ({op.module_type})"
-    return "the loss function"
-
-
-def layer_cell(op) -> str:
-    if op.scope:
-        return f"{op.scope} {op.module_type or ''}".rstrip()
-    return op.module_type or "loss"
-
-
-def out_label(op) -> str:
-    return f"%{op.id}"
-
-
-def expression(op) -> str:
-    """What a forward op computed, e.g. '%4 = %3 + 0.bias' or '%6 = tanh(%5)'."""
-    _, symbol = PRIMITIVES.get(op.op, (False, ""))
-    if op.op == "linear" and len(op.inputs) in (2, 3):
-        rhs = f"{op.inputs[0]} @ {op.inputs[1]}ᵀ" + (f" + {op.inputs[2]}" if len(op.inputs) == 3 else "")
-    elif symbol and len(op.inputs) == 2:
-        rhs = f"{op.inputs[0]} {symbol} {op.inputs[1]}"
-    else:
-        rhs = f"{op.op}({', '.join(op.inputs)})"
-    return f"{out_label(op)} = {rhs}"
-
-
-def _rhs(formula: str) -> str:
-    return formula.split(" = ", 1)[1] if " = " in formula else formula
-
-
-def _substitute(text: str, inputs: tuple) -> str:
-    """Put the input labels in place of the formula's variable names (a, b or x, z)."""
-    names = ("a", "b") if len(inputs) == 2 else ("x", "z") if len(inputs) == 1 else ()
-    mapping = {}
-    for i, name in enumerate(names):
-        mapping[name] = inputs[min(i, len(inputs) - 1)]
-    if not mapping:
-        return text
-    return re.sub(r"\b(" + "|".join(mapping) + r")\b", lambda m: mapping[m.group(1)], text)
-
-
-def _paren(text: str) -> str:
-    return text if re.fullmatch(r"[\w%.]+", text) else f"({text})"
-
-
-def chain_rule(op) -> tuple:
-    """(the rule in words, one line per input: the gradient it receives, written out)."""
-    up = f"dL/d{out_label(op)}"
-    elementwise, _ = PRIMITIVES.get(op.op, (False, ""))
-    up_shape = op.upstream.shape if op.upstream is not None else None
-    lines = []
-    for i, label in enumerate(op.inputs):
-        grad = op.grads[i] if i < len(op.grads) else None
-        g = f"dL/d{label}"
-        if grad is None:
-            lines.append(f"{label}: no gradient needed (it does not depend on any weight)")
-            continue
-        if elementwise:
-            formula = op.formulas[i] if i < len(op.formulas) else ""
-            line = f"{g} = {up} × {_paren(_substitute(_rhs(formula), op.inputs))}"
-        elif op.op == "matmul":
-            other = op.inputs[1 - i] if len(op.inputs) == 2 else "W"
-            line = f"{g} = {up} @ {other}ᵀ" if i == 0 else f"{g} = {other}ᵀ @ {up}"
-        elif op.op == "linear":      # out = x Wᵀ + b
-            x, w = op.inputs[0], op.inputs[1] if len(op.inputs) > 1 else "W"
-            line = (f"{g} = {up} @ {w}" if i == 0 else f"{g} = ({up})ᵀ @ {x}" if i == 1
-                    else f"{g} = {up} summed over the batch")
-        elif op.op == "sum":
-            line = f"{g} = {up}, copied to every summed element"
-        elif op.op == "mean":
-            n = _size(grad.shape) // max(_size(up_shape), 1) if up_shape is not None else None
-            line = f"{g} = {up} ÷ {n if n else 'n'}, copied to every averaged element"
-        elif op.op == "max":
-            line = f"{g} = {up} × mask (1 at the maximum, split between ties; 0 elsewhere)"
-        elif op.op == "reshape":
-            line = f"{g} = {up} reshaped back to {shape_text(grad.shape)}"
-        elif op.op == "transpose":
-            line = f"{g} = {up} transposed back ({shape_text(up_shape or ())} → {shape_text(grad.shape)})"
-        elif op.op == "broadcast_to":
-            line = f"{g} = {up} summed over the copies"
-        elif op.op == "getitem":
-            line = f"{g} = {up} put back at the picked elements, 0 elsewhere"
-        elif op.op == "scatter_add":
-            line = f"{g} = {up} gathered from the same places"
-        else:
-            line = f"{g} = vector-Jacobian product of {up} (see the formula)"
-        if elementwise and up_shape is not None and tuple(grad.shape) != tuple(up_shape):
-            line += f", summed over the broadcast axes to shape {shape_text(grad.shape)}"
-        lines.append(line)
-    if elementwise:
-        rule = "gradient passed on = upstream × local factor (entry by entry)"
-    elif op.op == "matmul":
-        rule = "gradient passed on = upstream @ Wᵀ (to x), xᵀ @ upstream (to W)"
-    elif op.op == "linear":
-        rule = "gradient passed on = upstream @ W, upstreamᵀ @ x, Σ upstream"
-    else:
-        rule = "gradient passed on = the upstream gradient routed back through the op"
-    return rule, lines
-
-
-def stats_table(rows) -> Table:
-    """rows: (label, ArrayStats). One line of statistics per array."""
-    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, padding=(0, 1),
-                  collapse_padding=True, expand=False, show_edge=False)
-    table.add_column("", overflow="fold", min_width=8)
-    for name in ("shape", "mean", "std", "min", "max", "zeros", "NaN/Inf"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for label, stats in rows:
-        if stats is None:
-            continue
-        bad = Text(str(stats.non_finite), style=BAD_STYLE if stats.non_finite else "")
-        table.add_row(label, shape_text(stats.shape), num(stats.mean), num(stats.std), num(stats.min),
-                      num(stats.max), str(stats.zeros), bad)
-    return table
-
-
-def heading(op) -> Text:
-    """The detail panel's title: which op, which pass, where."""
-    arrow = "→ forward" if op.phase == "forward" else "← backward"
-    bad = " · ! NaN/Inf" if op.non_finite else ""
-    return Text(f"{arrow} op #{op.index}: {op.op} in {where_text(op)}{bad}")
-
-
-def pair_note(op, pair) -> str:
-    if pair is None:
-        return ""
-    if op.phase == "forward":
-        return f"m: its backward step is op #{pair.index}"
-    return f"m: forward op #{pair.index} computed {expression(pair)}"
-
-
-def _labelled(label: str, body, style: str = "") -> Text:
-    text = Text()
-    text.append(f"{label:<11}", style="bold")
-    text.append(body if isinstance(body, Text) else Text(str(body), style=style))
-    return text
-
-
-def input_note(label: str, by_id: dict) -> str:
-    source = by_id.get(label)
-    if source is not None:
-        return f"{label} (op #{source.index})"
-    if label.startswith("%"):
-        return f"{label} (data or a constant)"
-    return f"{label} (parameter)"
-
-
-def forward_detail(op, by_id: dict) -> Group:
-    parts = [_labelled("computes", expression(op)),
-             _labelled("inputs", ", ".join(input_note(label, by_id) for label in op.inputs))]
-    for k, formula in enumerate(op.formulas):
-        parts.append(_labelled("derivative" if k == 0 else "", formula, "cyan"))
-    rows = [(f"output {out_label(op)}", op.value)]
-    rows += [(f"input {label}", by_id[label].value) for label in op.inputs if label in by_id]
-    parts.append(stats_table(rows))
-    return Group(*parts)
-
-
-def _unit(stats) -> bool:
-    """A scalar factor of exactly 1 or -1 (add, sub, neg, a bias)."""
-    return tuple(stats.shape) == () and stats.min == stats.max and abs(stats.min) == 1
-
-
-def backward_detail(op) -> Group:
-    parts = []
-    for k, formula in enumerate(op.formulas):
-        parts.append(_labelled("formula" if k == 0 else "", formula, "cyan"))
-    rule, lines = chain_rule(op)
-    for k, line in enumerate(lines):
-        parts.append(_labelled("chain rule" if k == 0 else "", line))
-    parts.append(_labelled("", rule, "dim"))
-    rows = [(f"upstream dL/d{out_label(op)}", op.upstream)]
-    for i, label in enumerate(op.inputs):
-        factor = op.factors[i] if i < len(op.factors) else None
-        grad = op.grads[i] if i < len(op.grads) else None
-        if factor is not None and not _unit(factor):   # a constant ±1 is in the chain rule line already
-            rows.append((f"factor d{out_label(op)}/d{label}", factor))
-        if grad is not None:
-            rows.append((f"passed on dL/d{label}", grad))
-    parts.append(stats_table(rows))
-    return Group(*parts)
 
 
 # -- the screen ---------------------------------------------------------------------------------
@@ -344,9 +127,10 @@ class StepIntoScreen(Screen):
         self.query_one("#si-keys", Static).update(self.KEYS_WIDE if width >= WIDE else self.KEYS)
 
     # -- following the state ---------------------------------------------------------------------
-    def refresh_state(self, state, changed) -> None:
+    def on_state_changed(self, message: StateChanged) -> None:
         if not self._ready:
             return  # on_mount looks at the state itself
+        state, changed = message.state, message.changed
         if self.waiting and state.versions["trace"] != self.since and state.trace is not None:
             snap = state.snapshot
             self._show_trace(state.trace, snap.step if snap is not None else None, state)
@@ -360,13 +144,7 @@ class StepIntoScreen(Screen):
         snap = state.snapshot
         step = (snap.step + 1) if snap is not None else None
         self._set_rows(())
-        text = Text()
-        text.append("recording one iteration…", style="bold")
-        if step is not None:
-            text.append(f" (training step {step})")
-        text.append("\n\nThe forward pass computes the loss op by op; the backward pass then applies the "
-                    "chain rule op by op, from the loss back to every weight.", style="dim")
-        self.query_one("#si-text", Static).update(text)
+        self.query_one("#si-text", Static).update(waiting_text(step))
         detail = self.query_one("#si-detail")
         detail.border_title, detail.border_subtitle = "waiting", ""
         self._show_head(state)
@@ -377,15 +155,7 @@ class StepIntoScreen(Screen):
         if state.trace is None:
             self.mode = "stopped"
             self._set_rows(())
-            stop = state.stop or {}
-            text = Text()
-            text.append(f"No iteration was recorded: the run has {state.state}", style="bold")
-            if stop.get("reason"):
-                text.append(f" ({stop['reason']})")
-            text.append(".\n\n")
-            if stop.get("detail"):
-                text.append(stop["detail"], style="dim")
-            self.query_one("#si-text", Static).update(text)
+            self.query_one("#si-text", Static).update(nothing_recorded_text(state))
             detail = self.query_one("#si-detail")
             detail.border_title, detail.border_subtitle = "nothing recorded", ""
             self._show_head(state)
@@ -424,30 +194,7 @@ class StepIntoScreen(Screen):
                           shape_text(stats.shape) if stats is not None else "", bad, key=str(o.index))
 
     def _show_head(self, state) -> None:
-        text = Text()
-        text.append(" STEP INTO ", style="bold reverse")
-        if self.mode == "recording":
-            text.append("  recording one iteration…")
-        elif self.mode == "stopped":
-            text.append(f"  the run has {state.state}: nothing to show")
-        elif self.trace is not None:
-            ops = self.trace.ops
-            stop = state.stop or {}
-            if self.trace_step is not None:
-                text.append(f"  step {self.trace_step}")
-            if state.state in DONE:
-                here = self.trace_step is not None and stop.get("step") == self.trace_step
-                why = f": {stop['reason']}" if stop.get("reason") else ""
-                text.append(f"  (the run {state.state} here{why})" if here else
-                            f"  (last recorded; the run has {state.state}{why})", style="yellow")
-            first = self.trace.first_non_finite()
-            if first is None:
-                text.append("  no NaN/Inf", style="dim")
-            else:
-                text.append(f"  first NaN/Inf: op #{first}", style=BAD_STYLE)
-            n_fwd = sum(1 for o in ops if o.phase == "forward")
-            text.append(f"  {len(ops)} ops: {n_fwd} forward →, {len(ops) - n_fwd} backward ←")
-        self.query_one("#si-head", Static).update(text)
+        self.query_one("#si-head", Static).update(head_text(self.mode, self.trace, self.trace_step, state))
 
     # -- the selected op ----------------------------------------------------------------------------
     @property

@@ -1,21 +1,15 @@
-"""What the curvature view and the layer inspector show about second derivatives: the latest
-λ_max, tr H and lr edge, the per-parameter Hessian diagonal beside the optimiser's step, the state
-of Newton's method, and plots of lr against the edge and of Newton's gradient norm.
-
-Curvature is measured only every few steps, so its series are NaN in between; the plots carry
-each measurement forward to the next one (the edge in force is the last one measured).
+"""What the curvature view and the layer inspector say about second derivatives: the latest
+λ_max, tr H and lr edge, the per-parameter Hessian diagonal beside the optimiser's step, and the
+state of Newton's method (the plots are widgets/edge_plot.py and widgets/newton_plot.py).
 """
 from __future__ import annotations
 
 import math
-import sys
 
-import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from ..format import as_float, num
-from .plots import GuardedPlot, thin
+from .format import as_float, num
 
 NEAR_EDGE = 0.9          # lr/edge above this is shown as close to the edge
 
@@ -195,98 +189,13 @@ def newton_lines(state: dict) -> Text:
     return text
 
 
-# -- plots --------------------------------------------------------------------------------------
-
-def carried_forward(values: np.ndarray) -> np.ndarray:
-    """Each NaN replaced by the last finite value before it (NaN until the first one)."""
-    values = np.asarray(values, dtype=float)
-    finite = np.isfinite(values)
-    last = np.maximum.accumulate(np.where(finite, np.arange(len(values)), -1))
-    out = np.full(len(values), np.nan)
-    known = last >= 0
-    out[known] = values[last[known]]
-    return out
-
-
-def log10_positive(values: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        return np.log10(np.where(values > 0, values, np.nan))
-
-
-def log_ticks(lo: float, hi: float) -> tuple:
-    """(positions, labels) for a log10 axis from lo to hi: decades (1e-3, 1e-2 ...) when it spans
-    one or more, else a few values in between written out (0.131, 0.144)."""
-    span = hi - lo
-    if span >= 1:
-        every = max(1, math.ceil(span / 5))
-        positions = list(range(math.ceil(lo), math.floor(hi) + 1, every))
-        return positions, [f"1e{k}" for k in positions]
-    positions = [lo] if span == 0 else list(np.linspace(lo, hi, 4))
-    return positions, [num(exp10(t)) for t in positions]
-
-
-def exp10(t: float) -> float:
-    """10**t, the largest float where that overflows (log10 of the largest float, rounded, is a
-    hair past it) and 0 below the smallest."""
-    try:
-        return 10.0 ** float(t)   # a Python float raises where numpy's would warn
-    except OverflowError:
-        return sys.float_info.max
-
-
-class LogSeriesPlot(GuardedPlot):
-    """A few history series over the steps on a log scale (log10 plotted, ticks in real values)."""
-
-    def draw(self, history: dict, title: str, series: list) -> bool:
-        """`series`: (values, colour) with values on the history's step axis; the title names the
-        colours (a legend would hide the start of the lines). Returns whether anything was drawn."""
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(title)
-        steps = history.get("step")
-        lows, highs = [], []
-        if steps is not None and len(steps):
-            width = max((self.size.width or self.app.size.width) - 10, 10)   # 0 while hidden
-            for values, colour in series:
-                y = log10_positive(values)
-                ok = np.isfinite(y)
-                if ok.any():
-                    x, y = thin(steps[ok], y[ok], width)
-                    plt.plot(x.tolist(), y.tolist(), marker="braille", color=colour)
-                    lows.append(y.min())
-                    highs.append(y.max())
-        if lows:
-            lo, hi = float(min(lows)), float(max(highs))
-            pad = max((hi - lo) * 0.08, 0.02)    # keep the lines off the frame
-            plt.ylim(lo - pad, hi + pad)
-            plt.yticks(*log_ticks(lo, hi))
-        plt.xlabel("step")
-        self.refresh()
-        return bool(lows)
-
-
-class EdgePlot(LogSeriesPlot):
-    """lr against the stability edge on a log scale: the lr line crossing above the edge is where
-    gradient descent turns unstable. Without an edge (Adam, Newton): λ_max, once measured twice."""
-
-    def show(self, history: dict, edge_formula: str | None = None) -> bool:
-        edge = history.get("curvature.lr_edge")
-        if edge is not None and np.isfinite(edge).any():
-            name = f"edge {edge_formula}" if edge_formula and len(edge_formula) < 12 else "edge"
-            return self.draw(history, f"lr (cyan) vs the lr {name} (red), log scale",
-                             [(history.get("lr", np.array([])), "cyan"), (carried_forward(edge), "red")])
-        lam = history.get("curvature.lambda_max")
-        if lam is not None and np.isfinite(lam).sum() >= 2:
-            return self.draw(history, "λ_max, the Hessian's largest eigenvalue, log scale",
-                             [(carried_forward(lam), "magenta")])
-        return self.draw(history, "", [])
-
-
-class NewtonPlot(LogSeriesPlot):
-    """Newton's ‖g‖ over the steps on a log scale: quadratic convergence shows as the line
-    plunging, the number of correct digits doubling each step."""
-
-    def show(self, history: dict) -> bool:
-        return self.draw(history, "Newton: ‖g‖ per step, log scale",
-                         [(history.get("newton.grad_norm", np.array([])), "cyan")])
+def curvature_title(state) -> Text:
+    """The curvature view's head line: the optimiser, the lr, the step and where training stands."""
+    snap, model = state.snapshot, state.model or {}
+    text = Text()
+    text.append("Curvature  ", style="bold magenta")
+    text.append(model.get("optimizer", ""), style="bold")
+    if snap is not None:
+        text.append(f"  lr {num(snap.lr)}")
+        text.append(f"   step {snap.step}   {state.state}", style="dim")
+    return text

@@ -1,7 +1,8 @@
-"""What the Bayesian view and the layer inspector show about Bayesian layers and samplers: the
+"""What the Bayesian view and the layer inspector say about Bayesian layers and samplers: the
 ELBO's two terms, the posterior σ per layer and its trend, the gradient noise per parameter, the
-Monte Carlo estimate of the loss with its error bar, the state of Hamiltonian Monte Carlo, and
-plots of the ELBO's terms, of HMC's acceptance rate and of σ over the steps.
+Monte Carlo estimate of the loss with its error bar, and the state of Hamiltonian Monte Carlo (the
+plots of the ELBO's terms, of HMC's acceptance rate and of σ over the steps are widgets:
+widgets/elbo_plot.py, acceptance_plot.py, sigma_plot.py).
 
 The numbers come from the snapshot's `bayes` (calcml.debug.bayesprobe.BayesStats) and, for HMC,
 its `optimizer_state`; the trends from the history (`<layer>.posterior_sigma` on detail steps,
@@ -15,15 +16,12 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from ..format import as_float, num, pct
-from .curvature import LogSeriesPlot, carried_forward
-from .histogram import first_last, sparkline
-from .plots import OFF_SCALE, GuardedPlot, fit_exponent, real_value, scaled, thin
+from .format import as_float, num, pct
+from .widgets.common import carried_forward, first_last, sparkline
 
 NOISY = 1.0              # gradient noise above this: one draw's gradient is mostly noise
 STEADY = 0.02            # a σ that moved less than this (relative) since its first value is steady
 SPARK_WIDTH = 12
-LAYER_COLOURS = ("cyan", "orange", "green", "magenta", "blue", "red")   # plotext names (its "yellow" is blue)
 
 
 def bayes_info(model: dict | None, snapshot) -> tuple:
@@ -327,150 +325,16 @@ def hmc_lines(state: dict) -> Text:
     return text
 
 
-# -- plots ----------------------------------------------------------------------------------------
-
-def robust_range(values: np.ndarray) -> tuple | None:
-    """(low, high, clipped): the values' range, or, when a few first values lie far outside the
-    rest (the first steps of training), the range of the values not far outside the rest, so
-    that it is not squashed flat (clipped is then True: the far-off points run off the edge)."""
-    y = np.asarray(values, dtype=float)
-    y = y[np.isfinite(y)]
-    if y.size == 0:
-        return None
-    lo, hi = float(y.min()), float(y.max())
-    if y.size >= 10:
-        rest = y[max(1, y.size // 20):]
-        rlo, rhi = float(rest.min()), float(rest.max())
-        span = rhi - rlo
-        if span > 0 and hi - lo > 3 * span:
-            near = y[(y >= rlo - span) & (y <= rhi + span)]   # the first points not far off stay in
-            return float(near.min()), float(near.max()), True
-    return lo, hi, False
-
-
-def fit_title(titles, width: int) -> str:
-    """The first of `titles` that fits a plot `width` columns wide (plotext drops a longer one)."""
-    for title in titles:
-        if len(title) <= width - 2:
-            return title
-    return titles[-1][:max(width - 3, 0)] + "…" if width > 3 else ""
-
-
-def linear_ticks(lo: float, hi: float, count: int = 4, exponent: int = 0) -> tuple:
-    """(positions, labels) from lo to hi; on a plot drawn scaled by 2⁻ᵉ (plots.fit_exponent) the
-    labels are the real values."""
-    positions = [lo] if hi <= lo else list(np.linspace(lo, hi, count))
-    return positions, [num(real_value(t, exponent), 4) for t in positions]
-
-
-class FittedTitle:
-    """A plot whose title is chosen when it is drawn, the longest of a few that fits its width
-    (plotext leaves out a title wider than the plot)."""
-
-    titles: tuple = ()
-
-    def render(self):
-        self.plt.title(fit_title(self.titles, self.size.width) if self.titles else "")
-        return super().render()
-
-
-class TwoAxisPlot(FittedTitle, GuardedPlot):
-    """One or two history series over the steps on linear scales, the first on the left axis,
-    the second on the right one (each with its own scale); the title names the colours."""
-
-    def draw(self, history: dict, titles: tuple, left: tuple, right: tuple | None = None,
-             left_limits: tuple | None = None) -> bool:
-        """`titles`: the title, then shorter ones for narrow plots; `left`, `right`: (values,
-        colour); `left_limits` fixes the left axis (e.g. 0 to 1). Returns whether anything was drawn."""
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        steps = history.get("step")
-        drawn, clipped = False, False
-        if steps is not None and len(steps):
-            width = max((self.size.width or self.app.size.width) - 14, 10)
-            for side, series in (("left", left), ("right", right)):
-                if series is None:
-                    continue
-                values, colour = series
-                values = np.asarray(values, dtype=float)
-                ok = np.isfinite(values)
-                if not ok.any():
-                    continue
-                x, y = thin(steps[ok], values[ok], width)
-                fixed = side == "left" and left_limits is not None
-                exponent = 0 if fixed else fit_exponent(y)   # 1e308s are drawn scaled, ticks real
-                y = scaled(y, exponent)
-                limits = left_limits if fixed else robust_range(y)
-                lo, hi = limits[0], limits[1]
-                clipped = clipped or (len(limits) > 2 and limits[2])
-                pad = max((hi - lo) * 0.08, 1e-9 + abs(hi) * 0.01)
-                reach = OFF_SCALE * (hi - lo + 2 * pad)   # points off the scale: just off it
-                y = np.clip(y, lo - pad - reach, hi + pad + reach)
-                plt.plot(x.tolist(), y.tolist(), marker="braille", color=colour, yside=side)
-                plt.ylim(lo - pad, hi + pad, yside=side)
-                plt.yticks(*linear_ticks(lo, hi, 5 if limits == (0.0, 1.0) else 4, exponent), yside=side)
-                drawn = True
-        if clipped:   # the first, far-off points run off the plot's edge: say so where it fits
-            titles = [t + " (first steps off scale)" for t in titles] + list(titles)
-        self.titles = tuple(titles)
-        plt.xlabel("step")
-        self.refresh()
-        return drawn
-
-
-class ElboPlot(TwoAxisPlot):
-    """The ELBO's two terms over the steps, each on its own scale: E_q[log p] rises as the fit
-    improves, the KL shows what moving q away from the prior costs."""
-
-    def show(self, history: dict) -> bool:
-        ell, kl = history.get("expected_log_likelihood"), history.get("kl")
-        if ell is None or kl is None:
-            return self.draw(history, (), (np.array([]), "cyan"))
-        return self.draw(history, ("ELBO terms: E_q[log p] (cyan, left axis) · KL (red, right axis)",
-                                   "E_q[log p] cyan, left axis · KL red, right axis",
-                                   "E_q[log p] cyan, left · KL red, right"),
-                         (ell, "cyan"), (kl, "red"))
-
-
-class AcceptancePlot(TwoAxisPlot):
-    """HMC: the acceptance rate so far (0 to 1) and the potential U = −log p(θ|D) of the chain's
-    state, which wanders around its typical value rather than falling to a minimum."""
-
-    def show(self, history: dict) -> bool:
-        rate = history.get("hmc.acceptance_rate")
-        if rate is None:
-            return self.draw(history, (), (np.array([]), "cyan"))
-        potential = history.get("hmc.potential")
-        return self.draw(history, ("acceptance rate (cyan, left axis, 0–1) · U = −log p(θ|D) (red, right axis)",
-                                   "acceptance rate cyan, left · U = −log p(θ|D) red, right",
-                                   "acceptance cyan, left · U red, right"),
-                         (rate, "cyan"), (potential, "red") if potential is not None else None,
-                         left_limits=(0.0, 1.0))
-
-
-def sigma_series(history: dict, layers: list) -> list:
-    """(layer, colour, σ values carried forward) for the layers with a σ series."""
-    out = []
-    for layer in layers:
-        values = history.get(f"{layer}.posterior_sigma")
-        if values is not None and np.isfinite(values).any():
-            out.append((layer, LAYER_COLOURS[len(out) % len(LAYER_COLOURS)], carried_forward(values)))
-        if len(out) == len(LAYER_COLOURS):
-            break
-    return out
-
-
-class SigmaPlot(FittedTitle, LogSeriesPlot):
-    """The posterior σ of each layer over the steps on a log scale (from the chain, for HMC)."""
-
-    def show(self, history: dict, layers: list, sampler: bool = False) -> bool:
-        series = sigma_series(history, layers)
-        measured = sum(int(np.isfinite(history.get(f"{layer}.posterior_sigma")).sum()) for layer, _, _ in series)
-        if not series or measured < 2 * len(series):
-            self.titles = ()
-            return self.draw(history, "", [])
-        names = " · ".join(f"{layer} {colour}" for layer, colour, _ in series)
-        what = "the chain's σ" if sampler else "posterior σ"
-        self.titles = (f"{what} per layer, log scale: {names}", f"σ per layer, log: {names}")
-        return self.draw(history, self.titles[0], [(values, colour) for _, colour, values in series])
+def bayes_title(state) -> Text:
+    """The Bayesian view's head line: the optimiser, the lr (a sampler's step size ε), the step and
+    where training stands."""
+    snap, model = state.snapshot, state.model or {}
+    _, sampler = bayes_info(model, snap)
+    text = Text()
+    text.append("Bayesian  ", style="bold magenta")
+    text.append(model.get("optimizer", ""), style="bold")
+    if snap is not None:
+        text.append("  step size ε " if sampler else "  lr ")
+        text.append(num(snap.lr))
+        text.append(f"   step {snap.step}   {state.state}", style="dim")
+    return text

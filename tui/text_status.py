@@ -1,0 +1,83 @@
+"""The main screen's two-line header, in words: which model, and where training stands."""
+from __future__ import annotations
+
+import math
+import os
+import re
+
+from rich.text import Text
+
+from .format import as_float, num
+
+STATE_STYLE = {"running": "bold green", "paused": "bold yellow", "finished": "bold cyan",
+               "stopped": "bold red", "starting": "bold"}
+
+
+def status_text(state) -> Text:
+    """Line 1: model name and description; line 2: state, step, epoch, loss, lr, regulariser, speed."""
+    model = state.model or {}
+    snap = state.snapshot
+    title = Text()
+    title.append("calcml ", style="bold magenta")
+    loading = getattr(state, "loading", None)
+    if loading and not model:
+        title.append(f"loading {os.path.basename(loading)} …", style="bold")
+    title.append(model.get("name", "" if loading else "…"), style="bold")
+    description = (model.get("description") or "").split("\n")[0]
+    if description:
+        title.append(" — " + description, style="dim")
+
+    line = Text()
+    label = state.state.upper()
+    stop = state.stop
+    if stop and state.state == "stopped":
+        label += f" ({stop['reason']})"
+    why = stop_summary(stop) if stop and state.state == "stopped" else ""
+    if snap is not None and snap.hit is not None and state.state == "paused":
+        label += " at breakpoint"
+    line.append(f" {label} ", style=STATE_STYLE.get(state.state, "bold") + " reverse")
+    if why:   # what stopped it comes first: it is what a person needs to read
+        line.append(f"  {why}", style="bold red")
+    if snap is not None:
+        line.append(f"  step {snap.step}")
+        line.append(f"  epoch {snap.epoch}")
+        line.append("  loss ")
+        line.append(num(snap.loss, 4), style="bold")
+        if snap.val_loss is not None:
+            line.append(f"  val {num(snap.val_loss, 4)}")
+        line.append(f"  lr {num(snap.lr)}")
+        kind, lam = snap.regularizer
+        if kind != "none":
+            line.append(f"  {kind} λ={num(lam)}")
+        if state.state == "running":
+            line.append(f"  {rate_text(snap.steps_per_sec)} steps/s", style="dim")
+    bad = getattr(state, "bad_frames", 0)
+    if bad:   # the details are in Model output and a crash file
+        line.append(f"  ⚠ {bad} malformed message{'s' if bad > 1 else ''} ignored", style="yellow")
+    return Text("\n").join([title, line])
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def stop_summary(stop: dict) -> str:
+    """One line for what stopped the run: for an error, the exception and the innermost of the
+    user's frames (file:line, in function); otherwise the detail's first line."""
+    detail = (stop.get("detail") or "").strip()
+    if not detail:
+        return ""
+    lines = detail.splitlines()
+    if stop.get("reason") in ("error", "internal error"):
+        frames = _FRAME.findall(detail)
+        where = f" ({os.path.basename(frames[-1][0])}:{frames[-1][1]}, in {frames[-1][2]})" if frames else ""
+        return lines[-1].strip() + where
+    return lines[0] if stop.get("reason") == "exited" else ""
+
+
+def rate_text(rate) -> str:
+    """Steps per second as a whole number; through `num` when that would not be short (or is not
+    a number: nan, inf)."""
+    if rate is None:
+        return "-"
+    rate = as_float(rate)
+    return f"{rate:.0f}" if math.isfinite(rate) and abs(rate) < 1e6 else num(rate)
