@@ -2,22 +2,17 @@
 
 One step is: forward through Linear-ReLU-Linear-ReLU-Linear, mean cross-entropy loss on
 integer labels, backward, and a plain SGD update (p -= lr * grad). It is timed three ways,
-in float64, in one process:
+in float64:
 
   engine  calcml: cm.nn.Sequential, cm.nn.functional.cross_entropy, loss.backward(),
           zero grads, SGD by hand on p.data (not calcml.optim, so the number is the engine's);
   numpy   the same math written directly in numpy, with the backward derived by hand:
           the floor that an autograd engine built on numpy can approach;
-  torch   PyTorch on the CPU, same architecture and loss, when `import torch` works.
-          At the tiny size torch runs on one intra-op thread: no op there is big enough to
-          share out, and on a busy 2-vCPU machine its OpenMP thread barriers alone can make a
-          2-thread step ten times slower, which would flatter the engine. Elsewhere torch
-          keeps its default thread count (numpy's BLAS keeps its own default too);
-          --torch-threads overrides this.
+  torch   PyTorch on the CPU, same architecture and loss, when torch is installed.
 
-All three start from the engine's initial weights and see the same batch. Before timing,
-the script runs one step of each and checks that the losses, gradients and updated weights
-agree, so a fast but wrong implementation cannot pass.
+All three start from the engine's initial weights and see the same batch. Before timing, every
+measuring process runs one step of each and checks that the losses, gradients and updated
+weights agree, so a fast but wrong implementation cannot pass.
 
 Why only ratios are the targets: absolute microseconds depend on the CPU, the BLAS library,
 its thread count and on whatever else the (often shared, 2-core) machine is doing. Ratios
@@ -28,26 +23,44 @@ per-step times for orientation, but the PASS/MISS targets are ratios:
   engine/numpy <= 1.3  at the medium and large sizes (BLAS should dominate there)
   engine/torch <  1    at the tiny size
 
-Timing method: every implementation is warmed up, then a number of steps per round is chosen
-so that each round lasts about 0.1 s (up to 40 rounds or
-~30 s per size; --quick: 3 rounds of 0.02 s); rounds are interleaved (engine, numpy, torch, with the
-order rotated each round so no one always runs after the same neighbour). The reported cost is
-the minimum over rounds of the mean per-step time in a round: on a shared machine, other work
-only ever adds time, so the quietest round is the best estimate of what a step itself costs
-(with multi-threaded BLAS on 2 vCPUs a preempted thread can slow a matmul tenfold). The footer
-prints each implementation's median/min spread, so you can see how noisy the run was. The
-garbage collector is left on, as in a real training loop.
+One thread is the headline: the targets are judged on a measurement in a child process started
+with OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS set to 1 (and torch told
+set_num_threads(1)). With two BLAS threads on a shared 2-core machine, one competing process
+makes a step up to 3x slower (the threads spin and wait for each other at every call), so
+two-thread ratios swing from run to run; one-thread ratios do not. The same measurement with
+each library's default threads (the three variables removed; torch's default intra-op threads,
+or --torch-threads) is printed beside it, as what a user gets out of the box.
 
-    python benchmarks/engine_step.py                 # full run, about a minute
+One process per pair of contestants: for each size and thread setting, one child process times
+the engine against numpy (torch is never imported there) and another times torch against numpy.
+numpy is the yardstick in both, so engine/torch = (engine/numpy) / (torch/numpy), each ratio
+measured within one process. In the torch process, a pause of PAUSE_S comes between a numpy
+round and a torch round: after a call, multi-threaded OpenBLAS (and torch's OpenMP pool) keep
+their threads spinning for a while, and torch timed straight after numpy, while OpenBLAS's
+threads still spun, looked 1.8x slower than it is.
+
+Timing method: every implementation is warmed up, then a number of steps per round is chosen
+so that each round lasts about 0.1 s (up to 40 rounds or ~20 s per process; default-thread
+processes up to 15 rounds or ~8 s; --quick: 3 rounds of 0.02 s); rounds are interleaved, the
+order alternating each round so no one always runs after the other. The reported cost is the
+minimum over rounds of the mean per-step time in a round: on a shared machine, other work only
+ever adds time, so the quietest round is the best estimate of what a step itself costs. A ratio
+is the ratio of those minima; beside it, the spread is min/median/max of the per-round ratios
+(the two contestants' times in the same round; for engine/torch, every engine/numpy round ratio
+divided by every torch/numpy one). Each row also shows the 1-minute load average (os.getloadavg)
+when its processes finished. The garbage collector is left on, as in a real training loop.
+
+    python benchmarks/engine_step.py                 # full run, about 1 minute (2 with torch)
     python benchmarks/engine_step.py --quick         # smoke run, a few seconds
     python benchmarks/engine_step.py --sizes tiny    # some sizes only
-    python benchmarks/engine_step.py --profile tiny  # cProfile the engine step instead
+    python benchmarks/engine_step.py --threads 1     # only the one-thread measurement
+    python benchmarks/engine_step.py --profile tiny  # cProfile the engine step instead (one thread)
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
-import statistics
 import sys
 import time
 
@@ -55,11 +68,10 @@ import numpy as np
 
 import calcml as cm
 
-try:
-    import torch
-except ImportError:  # torch is optional
-    torch = None
-TORCH_DEFAULT_THREADS = torch.get_num_threads() if torch is not None else None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchutil sits beside this script
+import benchutil as bu  # noqa: E402
+
+torch = None  # imported only by the process that times torch (load_torch)
 
 SIZES = {  # name: (layer widths, batch size)
     "tiny": ((2, 16, 16, 2), 32),
@@ -68,6 +80,7 @@ SIZES = {  # name: (layer widths, batch size)
 }
 LR = 0.01
 SEED = 0
+PAUSE_S = 0.25   # between a numpy round and a torch round: spinning BLAS/OpenMP threads go to sleep
 
 # (size, implementation pair, bound): the ratio must be <= bound (< bound for "faster than").
 TARGETS = [
@@ -76,6 +89,17 @@ TARGETS = [
     ("large", ("engine", "numpy"), 1.3, "<="),
     ("tiny", ("engine", "torch"), 1.0, "<"),
 ]
+PAIRS = (("engine", "numpy"), ("torch", "numpy"), ("engine", "torch"))
+
+
+def load_torch() -> bool:
+    global torch
+    try:
+        import torch as module
+    except ImportError:
+        return False
+    torch = module
+    return True
 
 
 # -- the problem -------------------------------------------------------------------------------
@@ -105,6 +129,7 @@ def initial_weights(model):
 
 class EngineStep:
     name = "engine"
+    library = "numpy"   # whose threads it runs on (see benchmark(): a pause between libraries)
 
     def __init__(self, model, x, y, lr=LR):
         self.model, self.lr = model, lr
@@ -136,6 +161,7 @@ class NumpyStep:
     """The same step in plain numpy, written for speed: no graph, in-place where it is safe."""
 
     name = "numpy"
+    library = "numpy"
 
     def __init__(self, weights, x, y, lr=LR):
         (self.W1, self.b1), (self.W2, self.b2), (self.W3, self.b3) = [
@@ -206,6 +232,7 @@ class TorchStep:
     """PyTorch CPU float64; SGD by hand with the fused in-place p.sub_(grad, alpha=lr)."""
 
     name = "torch"
+    library = "torch"
 
     def __init__(self, weights, x, y, lr=LR):
         layers = []
@@ -241,18 +268,20 @@ class TorchStep:
         return ([p.grad.numpy() for p in self.params], [p.detach().numpy() for p in self.params])
 
 
-# -- checking and timing --------------------------------------------------------------------------
 
-def build(size: str):
+
+# -- checking and timing (in a child process) -----------------------------------------------------
+
+def build(size: str, with_torch: bool):
     model, x, y = make_problem(size)
     weights = initial_weights(model)
     impls = [EngineStep(model, x, y), NumpyStep(weights, x, y)]
-    if torch is not None:
+    if with_torch:
         impls.append(TorchStep(weights, x, y))
     return impls
 
 
-def check_agreement(impls, size: str) -> None:
+def check_agreement(impls, size: str) -> str:
     """One step of each; the loss, every gradient and every updated parameter must agree."""
     reference = impls[0]
     ref_loss = reference.loss_value(reference.step())
@@ -270,7 +299,7 @@ def check_agreement(impls, size: str) -> None:
             np.testing.assert_allclose(p, ref, rtol=1e-10, atol=1e-12,
                                        err_msg=f"{where}: parameter {k} after the update")
     names = ", ".join(impl.name for impl in impls)
-    print(f"  {size}: {names} agree (loss {ref_loss:.6f}, {len(ref_grads)} gradients, updated weights)")
+    return f"{names} agree (loss {ref_loss:.6f}, {len(ref_grads)} gradients, updated weights)"
 
 
 def time_steps(step, n: int) -> float:
@@ -291,12 +320,25 @@ def steps_for(step, round_seconds: float) -> int:
 
 
 def benchmark(impls, rounds: int, round_seconds: float, budget_seconds: float):
-    """{name: [seconds per step in each round]} from interleaved, order-rotated rounds.
+    """{name: [seconds per step in each round]} from interleaved, order-alternating rounds.
 
-    Stops early (after at least 5 rounds) once the size has used its time budget, so that a
-    very noisy machine cannot make the run take much longer than planned.
+    Waits PAUSE_S whenever the next implementation runs on another library's threads than the
+    last one timed. Stops early (after at least 5 rounds) once the process has used its time
+    budget, so that a very noisy machine cannot make the run take much longer than planned.
     """
-    counts = {impl.name: steps_for(impl.step, round_seconds) for impl in impls}
+    last = [None]
+
+    def settle(impl):
+        if last[0] is not None and impl.library != last[0]:
+            time.sleep(PAUSE_S)
+            for _ in range(3):   # untimed: caches warm again after the pause
+                impl.step()
+        last[0] = impl.library
+
+    counts = {}
+    for impl in impls:
+        settle(impl)
+        counts[impl.name] = steps_for(impl.step, round_seconds)
     times = {impl.name: [] for impl in impls}
     start = time.perf_counter()
     for r in range(rounds):
@@ -304,15 +346,47 @@ def benchmark(impls, rounds: int, round_seconds: float, budget_seconds: float):
             break
         shift = r % len(impls)
         for impl in impls[shift:] + impls[:shift]:
+            settle(impl)
             times[impl.name].append(time_steps(impl.step, counts[impl.name]))
     return times, counts
 
 
-def ratio(times, a: str, b: str):
-    """Ratio of the two implementations' best (minimum) per-step times; None if one is missing."""
-    if a not in times or b not in times:
+def child(args) -> int:
+    """Time one pair (engine and numpy, or numpy and torch) at one size; emit the times."""
+    size, threads = args.sizes, bu.current_threads()
+    torch_threads = None
+    if args.child == "torch":
+        if not load_torch():
+            raise SystemExit("torch is not importable in the child process")
+        torch_threads = 1 if threads == bu.ONE else (args.torch_threads or torch.get_num_threads())
+        torch.set_num_threads(torch_threads)
+    impls = build(size, with_torch=args.child == "torch")
+    agree = check_agreement(impls, size)
+    timed = impls[:2] if args.child == "engine" else impls[1:]
+    rounds, round_ms, budget = (float(v) for v in args.plan.split(","))
+    times, counts = benchmark(timed, int(rounds), round_ms / 1000, budget)
+    bu.emit({"times": times, "counts": counts, "agree": agree, "load": bu.load_now(),
+             "torch": torch.__version__ if torch is not None else None, "torch_threads": torch_threads,
+             "blas": blas_summary()})
+    return 0
+
+
+# -- ratios (in the parent) -------------------------------------------------------------------------
+
+def ratio(runs: dict, a: str, b: str):
+    """(ratio of the best per-step times, [per-round ratios]) of a pair; None if not measured.
+
+    runs: {"engine": the engine/numpy child's result, "torch": the torch/numpy child's or None}."""
+    if (a, b) == ("engine", "torch"):
+        en, tn = ratio(runs, "engine", "numpy"), ratio(runs, "torch", "numpy")
+        if en is None or tn is None:
+            return None
+        return en[0] / tn[0], [x / y for x in en[1] for y in tn[1]]
+    res = runs.get("engine" if a == "engine" else "torch")
+    if res is None:
         return None
-    return min(times[a]) / min(times[b])
+    times = res["times"]
+    return min(times[a]) / min(times[b]), [x / y for x, y in zip(times[a], times[b])]
 
 
 # -- reporting --------------------------------------------------------------------------------------
@@ -321,7 +395,11 @@ def blas_summary() -> str:
     try:
         import threadpoolctl
     except ImportError:
-        return "threadpoolctl not installed (BLAS details skipped)"
+        try:  # numpy's own build record: which BLAS, not how many threads
+            blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+            return f"{blas.get('name')} {blas.get('version')} (threadpoolctl not installed: thread count not shown)"
+        except Exception:  # noqa: BLE001 - only a description
+            return "unknown (threadpoolctl not installed)"
     parts = []
     for info in threadpoolctl.threadpool_info():
         if info.get("user_api") != "blas":
@@ -332,71 +410,72 @@ def blas_summary() -> str:
     return "; ".join(parts) or "no BLAS found by threadpoolctl"
 
 
-def torch_threads(size: str, option) -> int | None:
-    """Intra-op threads for torch at this size (see the module docstring)."""
-    if torch is None:
-        return None
-    if option is not None:
-        return option or TORCH_DEFAULT_THREADS
-    return 1 if size == "tiny" else TORCH_DEFAULT_THREADS
-
-
 def print_header(args) -> None:
     print("calcml engine step benchmark: forward + cross-entropy + backward + SGD, float64")
     print(f"  python {sys.version.split()[0]}, numpy {np.__version__}, calcml {cm.__version__}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, load average {bu.load_average()}")
     print(f"  BLAS: {blas_summary()}")
     coretype = os.environ.get("OPENBLAS_CORETYPE")
     if coretype:
         print(f"  OPENBLAS_CORETYPE={coretype} (left as set)")
-    if torch is not None:
-        threads = ", ".join(f"{size} {torch_threads(size, args.torch_threads)}" for size in args.size_list)
-        print(f"  torch {torch.__version__}, default {TORCH_DEFAULT_THREADS} intra-op threads; "
-              f"used here: {threads}")
+    if args.has_torch:
+        threads = args.torch_threads or "its default"
+        print(f"  torch: installed; timed in its own processes (1 thread; default run: {threads} intra-op threads)")
     else:
         print("  torch: not installed, skipped")
+    settings = " and ".join(bu.threads_label(t) for t in args.settings)
+    print(f"  measured with {settings}, {bu.THREAD_VARS[0]}/OMP/MKL_NUM_THREADS set per child process; "
+          f"targets judged on 1 thread")
     mode = "quick" if args.quick else "full"
-    print(f"  mode: {mode}, up to {args.rounds} interleaved rounds of ~{args.round_ms:g} ms per implementation "
-          f"(at most ~{args.budget_s:g} s per size)")
+    plans = "; ".join(f"{bu.threads_label(t)}: up to {int(p[0])} rounds of ~{p[1]:g} ms, ~{p[2]:g} s per process"
+                      for t, p in args.plans.items() if t in args.settings)
+    print(f"  mode: {mode}; {plans}")
 
 
 def fmt(value, width, spec) -> str:
     return f"{'-' if value is None else format(value, spec):>{width}}"
 
 
-def print_table(results) -> None:
+def fmt_ratio(r, width: int = 22) -> str:
+    return f"{'-':>{width}}" if r is None else f"{r[0]:>6.2f} {bu.fmt_spread(r[1]):<15}".rjust(width)
+
+
+def print_table(results, sizes, settings) -> None:
     print()
-    print(f"{'size':<28}{'engine µs':>11}{'numpy µs':>11}{'torch µs':>11}"
-          f"{'engine/numpy':>14}{'torch/numpy':>13}{'engine/torch':>14}")
-    for size, (times, counts) in results.items():
+    print(f"{'size':<28}{'threads':<9}{'engine µs':>10}{'numpy µs':>10}{'torch µs':>10}"
+          f"{'engine/numpy':>22}{'torch/numpy':>22}{'engine/torch':>22}{'load':>7}")
+    for size in sizes:
         widths, batch = SIZES[size]
         label = f"{size} {'-'.join(map(str, widths))} b{batch}"
-        best = {name: min(ts) * 1e6 for name, ts in times.items()}
-        print(f"{label:<28}"
-              + fmt(best.get("engine"), 11, ".1f") + fmt(best.get("numpy"), 11, ".1f")
-              + fmt(best.get("torch"), 11, ".1f")
-              + fmt(ratio(times, "engine", "numpy"), 14, ".2f")
-              + fmt(ratio(times, "torch", "numpy"), 13, ".2f")
-              + fmt(ratio(times, "engine", "torch"), 14, ".2f"))
-    print("(µs per step: minimum over rounds; ratios are ratios of those minima)")
-    for size, (times, counts) in results.items():
-        detail = ", ".join(f"{name} {counts[name]} steps/round, spread {statistics.median(ts) / min(ts):.2f}"
-                           for name, ts in times.items())
-        print(f"  {size}: {len(next(iter(times.values())))} rounds; {detail}")
+        for threads in settings:
+            runs = results[size][threads]
+            best = {name: min(ts) * 1e6 for res in runs.values() if res for name, ts in res["times"].items()}
+            best["numpy"] = min(runs["engine"]["times"]["numpy"]) * 1e6  # the engine process's numpy
+            load = max(res["load"] for res in runs.values() if res)
+            print(f"{label:<28}{threads:<9}" + fmt(best.get("engine"), 10, ".1f") + fmt(best.get("numpy"), 10, ".1f")
+                  + fmt(best.get("torch"), 10, ".1f")
+                  + "".join(fmt_ratio(ratio(runs, a, b)) for a, b in PAIRS) + f"{load:>7.2f}")
+            label = ""
+    print("(µs per step: minimum over rounds; a ratio is the ratio of those minima, followed by the "
+          "min/median/max of the per-round ratios;")
+    print(" threads 1: one BLAS/OpenMP thread; default: each library's own count; load: the highest "
+          "1-minute load average as its processes ended)")
 
 
 def print_targets(results) -> None:
-    print("\ntargets")
+    print(f"\ntargets  (judged on 1 thread; load average now {bu.load_average()})")
     for size, (a, b), bound, relation in TARGETS:
         if size not in results:
             continue
-        value = ratio(results[size][0], a, b)
+        value = ratio(results[size][bu.ONE], a, b)
         label = f"  {size:<7} {a}/{b} {relation} {bound:g}"
         if value is None:
             print(f"{label:<36} SKIP ({b} not available)")
             continue
-        ok = value <= bound if relation == "<=" else value < bound
-        print(f"{label:<36} {'PASS' if ok else 'MISS'}  ({value:.2f})")
+        ok = value[0] <= bound if relation == "<=" else value[0] < bound
+        default = ratio(results[size][bu.DEFAULT], a, b) if bu.DEFAULT in results[size] else None
+        beside = f"; default threads {default[0]:.2f}" if default is not None else ""
+        print(f"{label:<36} {'PASS' if ok else 'MISS'}  ({value[0]:.2f}; rounds {bu.fmt_spread(value[1])}{beside})")
 
 
 def profile_engine(size: str, seconds: float) -> None:
@@ -404,14 +483,14 @@ def profile_engine(size: str, seconds: float) -> None:
     import cProfile
     import pstats
 
-    impl = build(size)[0]
+    impl = build(size, with_torch=False)[0]
     n = steps_for(impl.step, seconds)
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(n):
         impl.step()
     profiler.disable()
-    print(f"cProfile of {n} engine steps at size {size} (times include profiler overhead)")
+    print(f"cProfile of {n} engine steps at size {size}, 1 BLAS thread (times include profiler overhead)")
     stats = pstats.Stats(profiler).strip_dirs().sort_stats("tottime")
     stats.print_stats(30)
 
@@ -421,39 +500,54 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="few short rounds: a smoke run")
     parser.add_argument("--sizes", default="tiny,medium,large",
                         help="comma-separated subset of: " + ", ".join(SIZES))
+    parser.add_argument("--threads", choices=("both", bu.ONE, bu.DEFAULT), default="both",
+                        help="measure with one BLAS thread (the targets), the default threads, or both (default)")
     parser.add_argument("--torch-threads", type=int, metavar="N",
-                        help="torch intra-op threads at every size (0: torch's default); "
-                             "default: 1 at the tiny size, torch's default elsewhere")
+                        help="torch intra-op threads in the default-thread run (0 or unset: torch's default)")
     parser.add_argument("--profile", metavar="SIZE", choices=list(SIZES),
-                        help="instead of the benchmark, cProfile the engine step at this size")
+                        help="instead of the benchmark, cProfile the engine step at this size (one thread)")
+    parser.add_argument("--child", choices=("engine", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--plan", help=argparse.SUPPRESS)   # rounds,round_ms,budget_s for a child
     args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
         parser.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
-    args.size_list = sizes
-    args.rounds, args.round_ms, args.budget_s = (3, 20, 5) if args.quick else (40, 100, 30)
 
     if args.profile:
+        bu.reexec_one_thread()
         profile_engine(args.profile, seconds=1.0 if args.quick else 5.0)
         return 0
 
+    args.plans = ({bu.ONE: (3, 20, 5), bu.DEFAULT: (3, 20, 5)} if args.quick
+                  else {bu.ONE: (40, 100, 20), bu.DEFAULT: (15, 100, 8)})
+    args.settings = bu.SETTINGS if args.threads == "both" else (args.threads,)
+    args.has_torch = importlib.util.find_spec("torch") is not None
     print_header(args)
-    print("\nagreement after one step")
-    problems = {}
-    for size in sizes:
-        if torch is not None:
-            torch.set_num_threads(torch_threads(size, args.torch_threads))
-        problems[size] = build(size)
-        check_agreement(problems[size], size)
 
+    print("\nmeasuring: one process per pair, size and thread setting; agreement after one step checked in each")
     results = {}
     for size in sizes:
-        if torch is not None:
-            torch.set_num_threads(torch_threads(size, args.torch_threads))
-        results[size] = benchmark(problems[size], args.rounds, args.round_ms / 1000, args.budget_s)
-    print_table(results)
-    print_targets(results)
+        results[size] = {}
+        for threads in args.settings:
+            runs = results[size][threads] = {"engine": None, "torch": None}
+            for kind in ("engine", "torch") if args.has_torch else ("engine",):
+                command = [__file__, "--child", kind, "--sizes", size,
+                           "--plan", ",".join(map(str, args.plans[threads]))]
+                if args.torch_threads:
+                    command += ["--torch-threads", args.torch_threads]
+                res = runs[kind] = bu.run_child(command, threads)
+                pair = "engine vs numpy" if kind == "engine" else "numpy vs torch"
+                extra = (f", torch {res['torch']} on {res['torch_threads']} thread(s)" if kind == "torch" else "")
+                print(f"  {size:<7}{threads:<8} {pair}: {len(res['times']['numpy'])} rounds{extra}; "
+                      f"{res['agree']}; load {res['load']:.2f}", flush=True)
+    print_table(results, sizes, args.settings)
+    if bu.ONE in args.settings:
+        print_targets(results)
+    else:
+        print("\ntargets: not judged (they are judged on the one-thread measurement: run without --threads default)")
     return 0
 
 

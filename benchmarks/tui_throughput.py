@@ -8,20 +8,20 @@ The model (default): a 784-256-256-10 ReLU MLP, float64, cross-entropy, SGD lr 0
 random samples in shuffled batches of 64, written to a temporary model file, so that a step is
 not trivially small (`--model PATH` uses another model file, e.g. sample_models/spirals_adam.py).
 
-Throughput, both ways the interface trains, i.e. in a child process
-`python -m calcml.debug.worker MODEL --run --steps N` that speaks JSON lines:
+Throughput, both ways the interface trains, i.e. in the training worker (calcml.debug.worker)
+that a ProcessBackend starts and speaks to over its protocol pipes:
 
-  headless   the worker alone, started exactly as ProcessBackend starts it (stdin a pipe kept
-             open, stdout and stderr pipes, PYTHONUNBUFFERED=1, its own session); this script
-             reads its messages until the 'state' message says finished;
+  headless   a ProcessBackend on the model with no app: the worker is started by the same code
+             the interface uses, and the backend's reader thread receives its messages into a
+             DebugState until the 'state' message says finished;
   interface  the real DebuggerApp over a ProcessBackend on the same model, run with Textual's
              App.run_test(size=(140, 40), notifications=True): the headless driver, which does
              everything a terminal session does (status bar, layer table, warnings, plotext
              plots, compositor updates) except encode and write the final escape sequences.
 
 In both, throughput = steps / (time the 'finished' state arrived - time the first snapshot
-arrived), stamped where the messages are received (for the interface: on DebugState.apply,
-in the app's reader thread). N is chosen from a short calibration run so that a headless run
+arrived), stamped where the messages are received (on DebugState.apply, in the backend's
+reader thread). N is chosen from a short calibration run so that a headless run
 lasts about --seconds. The modes alternate (headless, interface, headless, ...) and the
 result is the median over pairs of interface/headless. A run that the busy machine slows to
 more than 3x --seconds is cut short there, its rate taken to the last snapshot received.
@@ -43,22 +43,32 @@ press does not count (a person's key press is not slowed by it).
 
 To tell a busy event loop apart from a slow worker, the script also prints how long
 pilot.press() itself took to return (Textual handling the key and settling the screen), the
-time from the press until the app wrote the command to the worker's stdin (the app's event
-loop), and from that write until the DebugState showed the effect (the worker finishing its
-step, publishing, the pipe and the app's reader thread). Finally the same pause and lr
-commands are written straight to a headless worker's stdin (its messages read by a thread in
-this otherwise idle process): the worker's own share of the latency.
+time from the press until the app wrote the command to the worker's command pipe (the app's
+event loop), and from that write until the DebugState showed the effect (the worker finishing its
+step, publishing, the pipe and the backend's reader thread). Finally the same pause and lr
+commands are sent to a worker through a ProcessBackend with no app (its messages read by the
+backend's thread in this otherwise idle process): the worker's own share of the latency.
 Each key is measured --presses times (default 10) after a random 0.2-0.5 s of training; the
 report gives the median and the maximum against 100 ms.
 
 Why ratios and medians: the machine is a noisy, shared 2-core box, so absolute steps/s mean
-little; the ratio of two runs made alternately on the same box does. The script never asserts:
-it prints PASS or MISS for each target. BLAS threads are left as the environment sets them;
-run with OPENBLAS_NUM_THREADS=1 in the environment (inherited by the worker) to see what
-OpenBLAS's busy-waiting threads cost when the two processes share 2 cores.
+little; the ratio of two runs made alternately on the same box does. Each run starts PAUSE_S
+after the last one's processes have gone. The script prints the min/median/max over pairs and
+the load average with the result, and never asserts: it prints PASS or MISS for each target.
 
-    python benchmarks/tui_throughput.py                # full: ~3 minutes (up to ~6 on a busy box)
-    python benchmarks/tui_throughput.py --quick        # smoke run: one short pair, 3 presses
+One thread is the headline: the measurement that the targets are judged on runs in a child
+process started with OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS set to 1, which
+the interface and every worker it or the headless runs start inherit. With two BLAS threads on
+2 cores, the worker's OpenBLAS threads spin and wait for each other while the interface takes a
+core, so one busy process makes a step up to 3x slower and two-thread ratios swing from run to
+run. The same throughput measurement with the three variables removed (each library's own thread
+count; --default-pairs pairs) is printed beside it: that is calcml-debug as it runs out of the
+box (ProcessBackend then picks the worker's thread count itself, one fewer than the cores). The
+key latency is measured once, with one thread.
+
+    python benchmarks/tui_throughput.py                # full: ~5 minutes (more on a busy box)
+    python benchmarks/tui_throughput.py --quick        # smoke run: one short pair per setting, 3 presses
+    python benchmarks/tui_throughput.py --threads 1    # only the one-thread measurement
     python benchmarks/tui_throughput.py --model sample_models/spirals_adam.py
 """
 from __future__ import annotations
@@ -68,13 +78,13 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from calcml.debug import wire
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchutil sits beside this script
+import benchutil as bu  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THROUGHPUT_TARGET = 0.85
@@ -83,6 +93,7 @@ SIZE = (140, 40)
 POLL_S = 0.002
 TIMEOUT_S = 10.0
 CUT_AFTER = 3.0    # a throughput run is cut short after this many times --seconds
+PAUSE_S = 1.0      # between two throughput runs
 
 MODEL_SOURCE = '''"""A 784-256-256-10 ReLU MLP on random data: the interface-throughput benchmark's model."""
 import numpy as np
@@ -109,11 +120,6 @@ optimizer = cm.optim.SGD(model.parameters(), lr=0.01)
 '''
 
 
-def worker_args(model: str, steps: int) -> list:
-    # The same command line ProcessBackend(model, steps=steps, run=True) builds.
-    return [sys.executable, "-m", "calcml.debug.worker", model, "--steps", str(steps), "--run"]
-
-
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a live process, from /proc (None once it is gone)."""
     try:
@@ -133,15 +139,13 @@ class Timing:
         self.last_time = None
         self.snapshots = []   # (arrival time, step)
         self.messages = {}
-        self.bytes = {}
         self.worker_cpu = None
         self.done = threading.Event()
 
-    def see(self, message: dict, pid: int | None = None, size: int = 0) -> None:
+    def see(self, message: dict, pid: int | None = None) -> None:
         now = time.perf_counter()
         kind = message.get("type")
         self.messages[kind] = self.messages.get(kind, 0) + 1
-        self.bytes[kind] = self.bytes.get(kind, 0) + size
         if kind == "snapshot":
             step = message["snapshot"]["step"]
             if self.first is None:
@@ -163,48 +167,39 @@ class Timing:
             wall = self.last_time - self.first
             return {"rate": (self.last_step - self.first_step) / wall, "wall": wall, "cut": True,
                     "snapshots": self.snapshots,
-                    "messages": dict(self.messages), "bytes": dict(self.bytes), "worker_cpu": self.worker_cpu}
+                    "messages": dict(self.messages), "worker_cpu": self.worker_cpu}
         if self.first is None or self.finished is None:
             raise SystemExit(f"{label}: the worker never finished (messages seen: {self.messages})")
         wall = self.finished - self.first
         return {"rate": (steps - self.first_step) / wall, "wall": wall, "cut": False,
                 "snapshots": self.snapshots,
-                "messages": dict(self.messages), "bytes": dict(self.bytes), "worker_cpu": self.worker_cpu}
+                "messages": dict(self.messages), "worker_cpu": self.worker_cpu}
 
 
 def run_headless(model: str, steps: int, stop_after: float | None = None) -> dict:
-    """The worker alone, as the interface starts it; read its messages until it finishes
-    (or, with stop_after, until that many seconds after the first snapshot: a calibration)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(worker_args(model, steps), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env, start_new_session=True)
-    threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+    """The worker with no interface: a ProcessBackend (started as the app starts it) whose reader
+    thread receives the messages, until the run finishes (or, with stop_after, until that many
+    seconds after the first snapshot: a calibration)."""
+    from tui.backend import ProcessBackend
+
+    backend = ProcessBackend(model, steps=steps, run=True)
     timing = Timing()
-    cut = False
+    instrument(backend, timing)
     cpu0 = time.process_time()
+    backend.start()
+    cut = False
     try:
-        for line in process.stdout:
-            try:
-                message = wire.loads(line)
-            except ValueError:
-                continue
-            timing.see(message, process.pid, len(line))
-            if timing.done.is_set():
-                break
+        while not timing.done.wait(0.05):
             if stop_after is not None and timing.first is not None and \
                     time.perf_counter() - timing.first >= stop_after and timing.last_step > 0:
-                timing.worker_cpu = cpu_seconds(process.pid)
+                timing.worker_cpu = cpu_seconds(backend.process.pid)
                 cut = True
                 break
+            if not backend.running and not timing.done.is_set():
+                break   # the worker ended without finishing: reported by timing.result
     finally:
         reader_cpu = time.process_time() - cpu0
-        try:
-            process.stdin.write(b'{"cmd": "quit"}\n')
-            process.stdin.flush()
-            process.wait(5)
-        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait()
+        backend.close()
     result = timing.result(steps, "headless", cut)
     result["front_cpu"] = reader_cpu
     result["steps"] = steps
@@ -389,32 +384,28 @@ async def measure_keys(model: str, presses: int, seed: int = 0) -> dict:
 
 
 class HeadlessWorker:
-    """A worker started as ProcessBackend starts it, its messages read by a thread (as the app's
-    reader does, but with nothing else in this process competing for the GIL)."""
+    """A ProcessBackend with no app: its DebugState read by this otherwise idle process (as the
+    app reads it, but with nothing else here competing for the GIL)."""
 
     def __init__(self, model: str, steps: int):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(worker_args(model, steps), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
-        self.state, self.step, self.lr = "starting", 0, None
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: [None for _ in self.process.stderr], daemon=True).start()
+        from tui.backend import ProcessBackend
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            message = wire.loads(line)
-            kind = message.get("type")
-            if kind == "snapshot":
-                snapshot = wire.snapshot_from_wire(message["snapshot"])  # as DebugState.apply does
-                self.step, self.lr = snapshot.step, snapshot.lr
-            elif kind == "history":
-                wire.history_from_wire(message["series"])
-            elif kind == "state":
-                self.state = message["state"]
+        self.backend = ProcessBackend(model, steps=steps, run=True)
+        self.state = self.backend.state
+        self.backend.start()
+
+    @property
+    def step(self) -> int:
+        snapshot = self.state.snapshot
+        return snapshot.step if snapshot is not None else 0
+
+    @property
+    def lr(self) -> float | None:
+        snapshot = self.state.snapshot
+        return snapshot.lr if snapshot is not None else None
 
     def send(self, command: dict) -> None:
-        self.process.stdin.write((wire.dumps(command) + "\n").encode("utf-8"))
-        self.process.stdin.flush()
+        self.backend.send(command)
 
     def wait_until(self, condition, timeout: float = TIMEOUT_S) -> float | None:
         end = time.perf_counter() + timeout
@@ -425,12 +416,7 @@ class HeadlessWorker:
         return time.perf_counter()
 
     def close(self) -> None:
-        try:
-            self.send({"cmd": "quit"})
-            self.process.wait(5)
-        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
-            self.process.kill()
-            self.process.wait()
+        self.backend.close()
 
 
 def measure_headless_commands(model: str, presses: int, seed: int = 1) -> dict:
@@ -446,15 +432,15 @@ def measure_headless_commands(model: str, presses: int, seed: int = 1) -> dict:
         return (t - t0) * 1000
 
     try:
-        worker.wait_until(lambda: worker.state == "running" and worker.step > 2, 60)
+        worker.wait_until(lambda: worker.state.state == "running" and worker.step > 2, 60)
         for _ in range(presses):
             time.sleep(rng.uniform(0.2, 0.5))
             t0 = time.perf_counter()
             worker.send({"cmd": "pause"})
-            out["pause"].append(ms(t0, worker.wait_until(lambda: worker.state == "paused")))
+            out["pause"].append(ms(t0, worker.wait_until(lambda: worker.state.state == "paused")))
             worker.send({"cmd": "run"})
             s0 = worker.step
-            worker.wait_until(lambda: worker.state == "running" and worker.step > s0 + 1)
+            worker.wait_until(lambda: worker.state.state == "running" and worker.step > s0 + 1)
             time.sleep(rng.uniform(0.2, 0.5))
             lr0 = worker.lr
             t0 = time.perf_counter()
@@ -489,18 +475,88 @@ def fmt_latency(values) -> str:
     return text + ")"
 
 
+def measure(model: str, seconds: float, probe_seconds: float, pairs: int, presses: int, keys: bool) -> dict:
+    """Calibration, the alternating throughput runs and (with keys) the key latencies, in this
+    process: the child that run_child started with the thread setting being measured."""
+    steps, probe_rate = calibrate(model, seconds, probe_seconds)
+    print(f"calibration: {probe_rate:.0f} steps/s headless -> {steps:,} steps per run "
+          f"(~{seconds:g} s), {pairs} pair(s), alternating, {PAUSE_S:g} s apart")
+    print()
+    print(f"{'run':<12}{'steps/s':>9}{'wall s':>8}{'worker CPU':>12}{'front CPU':>11}"
+          f"{'snapshots':>11}{'histories':>11}{'load':>7}")
+    runs = {"headless": [], "interface": []}
+    for i in range(pairs):
+        order = ("headless", "interface") if i % 2 == 0 else ("interface", "headless")
+        for mode in order:
+            time.sleep(PAUSE_S)  # the last run's processes are gone; let the machine settle
+            limit = CUT_AFTER * seconds  # a run the busy machine slows down this much is cut short
+            if mode == "headless":
+                r = run_headless(model, steps, stop_after=limit)
+            else:
+                r = asyncio.run(run_interface(model, steps, stop_after=limit))
+            runs[mode].append(r)
+            worker_cpu = f"{r['worker_cpu'] / r['wall']:.0%}" if r["worker_cpu"] else "-"
+            print(f"{mode + ' ' + str(i + 1):<12}{r['rate']:>9.1f}{r['wall']:>8.1f}"
+                  f"{worker_cpu:>12}{r['front_cpu'] / r['wall']:>11.0%}"
+                  f"{r['messages'].get('snapshot', 0):>11}{r['messages'].get('history', 0):>11}"
+                  f"{bu.load_now():>7.2f}"
+                  f"{'  cut short: rate to the last snapshot' if r['cut'] else ''}", flush=True)
+    print("(CPU: share of one core over the run's wall time; the worker's includes its start-up; "
+          "front = this script's reader (headless) or the whole app process (interface))")
+    counts = ", ".join(f"{kind} x {n}" for kind, n in sorted(runs["headless"][0]["messages"].items()))
+    print(f"worker messages (headless 1): {counts}")
+    ratios = [b["rate"] / a["rate"] for a, b in zip(runs["headless"], runs["interface"])]
+    print(f"interface/headless: {statistics.median(ratios):.1%} (pairs min/median/max "
+          f"{bu.fmt_spread(ratios, '.1%')}; load average {bu.load_average()})")
+    if not all(r.get("shown_finished", True) for r in runs["interface"]):
+        print("note: an interface run's status bar did not show FINISHED at the end")
+    result = {"ratios": ratios, "load": bu.load_now()}
+    if not keys:
+        return result
+
+    print(f"\nkey latency while training runs flat out ({presses} presses of each key)")
+    timings = asyncio.run(measure_keys(model, presses))
+    print(f"space -> state paused         {fmt_latency(timings['pause_state'])}")
+    print(f"space -> status bar PAUSED    {fmt_latency(timings['pause_shown'])}")
+    print(f"space -> both (target)        {fmt_latency(timings['pause'])}")
+    print(f"]     -> snapshot lr x2       {fmt_latency(timings['lr_state'])}")
+    print(f"]     -> status bar shows lr  {fmt_latency(timings['lr_shown'])}   (informative)")
+    print(f"[     -> snapshot lr /2       {fmt_latency(timings['lr_down_state'])}   (informative)")
+    print(f"pilot.press() itself returned {fmt_latency(timings['press'])}   (space and ], informative)")
+    print(f"key -> command written        {fmt_latency(timings['sent'])}   (space and ]: the app's event loop)")
+    print(f"command -> DebugState         {fmt_latency(timings['after_send'])}   (space and ]: worker, pipe, reader)")
+    print(f"(training reached step {timings['steps']:,} during the latency run; load average {bu.load_average()})")
+    alone = measure_headless_commands(model, presses)
+    print("the same commands sent to a worker with no interface (a ProcessBackend alone):")
+    print(f"pause -> 'paused' received    {fmt_latency(alone['pause'])}")
+    print(f"lr x2 -> snapshot lr x2       {fmt_latency(alone['lr'])}")
+    result.update(pause=timings["pause"], lr=timings["lr_state"], load=bu.load_now())
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short pair and 3 key presses: a smoke run")
     parser.add_argument("--model", help="a model file (default: a 784-256-256-10 MLP written to a temp dir)")
     parser.add_argument("--seconds", type=float, help="length of a headless run (default 15; quick 3)")
-    parser.add_argument("--pairs", type=int, help="headless/interface pairs (default 3; quick 1)")
+    parser.add_argument("--pairs", type=int, help="headless/interface pairs with one thread (default 3; quick 1)")
+    parser.add_argument("--default-pairs", type=int,
+                        help="headless/interface pairs with the default threads (default 2; quick 1)")
     parser.add_argument("--presses", type=int, help="presses of each key (default 10; quick 3)")
+    parser.add_argument("--threads", choices=("both", bu.ONE, bu.DEFAULT), default="both",
+                        help="measure with one BLAS thread (the targets), the default threads, or both (default)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--keys", action="store_true", help=argparse.SUPPRESS)  # child: also the key latency
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 15.0)
     pairs = args.pairs or (1 if args.quick else 3)
+    default_pairs = args.default_pairs or (1 if args.quick else 2)
     presses = args.presses or (3 if args.quick else 10)
     sys.path.insert(0, ROOT)  # `tui` is importable from the repository root
+    if args.child:
+        bu.emit(measure(args.model, seconds, 1.5 if args.quick else 4.0, pairs, presses, args.keys))
+        return 0
+    settings = bu.SETTINGS if args.threads == "both" else (args.threads,)
 
     with tempfile.TemporaryDirectory(prefix="calcml-bench-") as tmp:
         if args.model:
@@ -511,65 +567,39 @@ def main(argv=None) -> int:
                 f.write(MODEL_SOURCE)
             model_label = "784-256-256-10 MLP, batch 64, SGD (temp model file)"
         print("calcml interface throughput and key latency")
-        print(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs shared by the worker and the interface "
-              f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}); "
+        print(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs shared by the worker and the interface; "
               f"mode {'quick' if args.quick else 'full'}")
-        print(f"  model: {model_label}; load average at start {os.getloadavg()[0]:.2f}")
-        steps, probe_rate = calibrate(model, seconds, 1.5 if args.quick else 4.0)
-        print(f"  calibration: {probe_rate:.0f} steps/s headless -> {steps:,} steps per run "
-              f"(~{seconds:g} s), {pairs} pair(s), alternating")
-        print()
-        print(f"{'run':<12}{'steps/s':>9}{'wall s':>8}{'worker CPU':>12}{'front CPU':>11}"
-              f"{'snapshots':>11}{'histories':>11}")
-        runs = {"headless": [], "interface": []}
-        for i in range(pairs):
-            order = ("headless", "interface") if i % 2 == 0 else ("interface", "headless")
-            for mode in order:
-                limit = CUT_AFTER * seconds  # a run the busy machine slows down this much is cut short
-                if mode == "headless":
-                    r = run_headless(model, steps, stop_after=limit)
-                else:
-                    r = asyncio.run(run_interface(model, steps, stop_after=limit))
-                runs[mode].append(r)
-                worker_cpu = f"{r['worker_cpu'] / r['wall']:.0%}" if r["worker_cpu"] else "-"
-                print(f"{mode + ' ' + str(i + 1):<12}{r['rate']:>9.1f}{r['wall']:>8.1f}"
-                      f"{worker_cpu:>12}{r['front_cpu'] / r['wall']:>11.0%}"
-                      f"{r['messages'].get('snapshot', 0):>11}{r['messages'].get('history', 0):>11}"
-                      f"{'  cut short: rate to the last snapshot' if r['cut'] else ''}", flush=True)
-        print("(CPU: share of one core over the run's wall time; the worker's includes its start-up; "
-              "front = this script's reader (headless) or the whole app process (interface))")
-        first = runs["headless"][0]
-        sizes = ", ".join(f"{kind} {first['bytes'][kind] / n / 1024:.1f} kB x {n}"
-                          for kind, n in sorted(first["messages"].items()) if first["bytes"].get(kind))
-        print(f"  worker messages (headless 1), mean size x count: {sizes}")
-        ratios = [b["rate"] / a["rate"] for a, b in zip(runs["headless"], runs["interface"])]
-        ratio = statistics.median(ratios)
-        if not all(r.get("shown_finished", True) for r in runs["interface"]):
-            print("  note: an interface run's status bar did not show FINISHED at the end")
+        print(f"  model: {model_label}; load average at start {bu.load_average()}")
+        print("  each thread setting in its own process (the interface, and the workers it and the headless "
+              "runs start, inherit it); targets judged on 1 thread")
+        results = {}
+        for threads in settings:
+            n = pairs if threads == bu.ONE else default_pairs
+            what = ("OPENBLAS/OMP/MKL_NUM_THREADS=1: the targets" if threads == bu.ONE
+                    else "those variables removed: each library's own count")
+            print(f"\n{bu.threads_label(threads)} ({what})")
+            command = [__file__, "--child", "--model", model, "--seconds", seconds, "--pairs", n,
+                       "--presses", presses]
+            if args.quick:
+                command.append("--quick")
+            if threads == settings[0]:
+                command.append("--keys")   # the key latency once, with the first (the judged) setting
+            results[threads] = bu.run_child(command, threads, echo="  ")
 
-        print(f"\nkey latency while training runs flat out ({presses} presses of each key)")
-        keys = asyncio.run(measure_keys(model, presses))
-        print(f"  space -> state paused         {fmt_latency(keys['pause_state'])}")
-        print(f"  space -> status bar PAUSED    {fmt_latency(keys['pause_shown'])}")
-        print(f"  space -> both (target)        {fmt_latency(keys['pause'])}")
-        print(f"  ]     -> snapshot lr x2       {fmt_latency(keys['lr_state'])}")
-        print(f"  ]     -> status bar shows lr  {fmt_latency(keys['lr_shown'])}   (informative)")
-        print(f"  [     -> snapshot lr /2       {fmt_latency(keys['lr_down_state'])}   (informative)")
-        print(f"  pilot.press() itself returned {fmt_latency(keys['press'])}   (space and ], informative)")
-        print(f"  key -> command written        {fmt_latency(keys['sent'])}   (space and ]: the app's event loop)")
-        print(f"  command -> DebugState         {fmt_latency(keys['after_send'])}   (space and ]: worker, pipe, reader)")
-        print(f"  (training reached step {keys['steps']:,} during the latency run)")
-        alone = measure_headless_commands(model, presses)
-        print("  the same commands written straight to a headless worker's stdin (no interface):")
-        print(f"  pause -> 'paused' received    {fmt_latency(alone['pause'])}")
-        print(f"  lr x2 -> snapshot lr x2       {fmt_latency(alone['lr'])}")
-
-    print(f"\ntargets  (the worker and the interface share the {os.cpu_count()} cores; "
-          f"load average now {os.getloadavg()[0]:.2f})")
+    first = settings[0]
+    if first != bu.ONE:
+        print("\ntargets: not judged (they are judged on the one-thread measurement: run without --threads default)")
+        return 0
+    one = results[bu.ONE]
+    ratio = statistics.median(one["ratios"])
+    beside = (f"; default threads {statistics.median(results[bu.DEFAULT]['ratios']):.1%}"
+              if bu.DEFAULT in results else "")
+    print(f"\ntargets  (1 thread; the worker and the interface share the {os.cpu_count()} cores; "
+          f"load average now {bu.load_average()})")
     print(f"  throughput interface/headless >= {THROUGHPUT_TARGET:.0%}   "
-          f"{'PASS' if ratio >= THROUGHPUT_TARGET else 'MISS'}  ({ratio:.1%}; pairs: "
-          f"{', '.join(f'{r:.1%}' for r in ratios)})")
-    for label, values in (("space -> paused and shown", keys["pause"]), ("]     -> snapshot lr x2  ", keys["lr_state"])):
+          f"{'PASS' if ratio >= THROUGHPUT_TARGET else 'MISS'}  ({ratio:.1%}; pairs min/median/max "
+          f"{bu.fmt_spread(one['ratios'], '.1%')}{beside})")
+    for label, values in (("space -> paused and shown", one["pause"]), ("]     -> snapshot lr x2  ", one["lr"])):
         worst = max(values) if values else float("inf")
         print(f"  {label} <= {LATENCY_TARGET_MS:g} ms   {'PASS' if worst <= LATENCY_TARGET_MS else 'MISS'}  "
               f"(max {worst:.1f} ms, median {statistics.median(values) if values else float('inf'):.1f} ms)")
