@@ -302,3 +302,25 @@ def test_a_reader_on_another_thread_sees_whole_steps():
     finally:
         thread.join()
     assert reads and h.total == 30_000
+
+
+def test_the_wire_spaces_a_thinned_history_evenly_in_steps():
+    """The front end's plots get points evenly spaced in steps, not in the history's rows (its
+    rows are dense at the newest steps and thinned before them), and a series measured every
+    50 steps keeps its measurements in the thinned part too."""
+    from calcml.debug import wire
+    h = History(10_000, full_bytes=100 * 2 * 8, min_full=1, thin_every=10)
+    for s in range(1, 10_001):
+        values = {"loss": 1.0 / s, "lr": 0.1}
+        if s % 50 == 0:
+            values["0.weight_norm"] = float(s)
+        h.record(s, values)
+    sent = wire.history_to_wire(h, max_points=100)
+    steps = np.array(sent["step"])
+    gaps = np.diff(steps)
+    assert len(steps) >= 95 and 85 <= gaps.min() and gaps.max() <= 115   # about 10,000/99 apart
+    norms = wire.history_from_wire(sent)["0.weight_norm"]
+    measured = norms[np.isfinite(norms)]
+    assert len(measured) >= 95 and np.all(measured % 50 == 0) and np.all(np.diff(measured) > 0)
+    rows = h.series("step")
+    assert np.count_nonzero(rows <= 9_900) < 1_000 < len(rows)    # thinned before the newest 100

@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
+import calcml as cm
 from calcml.debug import probes
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
@@ -138,3 +140,23 @@ def test_checked_norm_says_whether_every_entry_is_finite(a):
         assert math.isnan(n)
     else:
         assert n == math.inf
+
+
+@pytest.mark.parametrize("kind, module", [("relu", cm.nn.ReLU()), ("tanh", cm.nn.Tanh()), ("sigmoid", cm.nn.Sigmoid()),
+                                          ("leaky_relu", cm.nn.LeakyReLU(0.1)), ("softsign", cm.nn.Softsign())])
+def test_layers_measured_together_give_each_layers_own_numbers(kind, module):
+    """A deep net's same-shaped activation layers are measured in one stacked pass: each layer's
+    numbers are exactly those it gets alone, NaN and overflowing ones included."""
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((16, 8)) * scale for scale in (1.0, 30.0, 1e-3, 1.0, 1.0)]
+    xs[3][2, 5] = np.nan                      # a NaN in one layer leaves the others alone
+    xs[4][:, 0] = -5.0                        # a unit below 0 for the whole batch
+    outs = [np.asarray(module(cm.Tensor(x)).data) for x in xs]
+    probe = probes.ActivationProbe(kind, module)
+    with np.errstate(all="ignore"):
+        together = probe.stats_many(outs, xs, 0.01)
+        alone = [probe.stats(out, x, 0.01) for out, x in zip(outs, xs)]
+    assert len(together) == len(alone) == 5
+    for a, b in zip(together, alone):
+        assert all((p is None and q is None) or p == q or (math.isnan(p) and math.isnan(q))
+                   for p, q in zip(a, b)), (a, b)

@@ -365,15 +365,12 @@ class Session:
         layers = records.StepLayers(self._layout, ctx.param_numbers, ctx.layer_grads, ctx.detail, ctx.hessian,
                                    ctx.layer_acts)
         # A quantity's quick look at its numbers (ctx.warn) decides whether its full check runs
-        # (and the layers' statistics are built for it); the loss and curvature checks are cheap.
-        conditions, built = [], None
+        # (the layers' statistics are built the first time one of them reads them); the loss and
+        # curvature checks are cheap: every step.
+        conditions = []
         for quantity in self._checks:
-            if quantity.always_check:
-                conditions += quantity.conditions(built, ctx)
-            elif quantity in ctx.warn:
-                if built is None:
-                    built = tuple(layers)
-                conditions += quantity.conditions(built, ctx)
+            if quantity.always_check or quantity in ctx.warn:
+                conditions += quantity.conditions(layers, ctx)
         events = self.monitor.update(step, conditions)
         self.warnings.extend(events)
         self.history.record(step, ctx.series)

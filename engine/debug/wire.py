@@ -684,14 +684,16 @@ def snapshot_from_wire(d: dict) -> Snapshot:
 
 
 def history_to_wire(history, names=None, max_points: int = 240) -> dict:
-    """The history's series, each thinned to at most `max_points` evenly spaced points
-    (a plot is a few hundred columns wide at most). A series measured only every few steps
-    (curvature, update ratios: NaN in between) keeps at each point the latest measurement since
-    the point before, so thinning does not drop its measurements."""
+    """The history's series, each thinned to at most `max_points` points evenly spaced in steps
+    (a plot is a few hundred columns wide at most; the history itself keeps older steps thinned,
+    so its rows are not evenly spaced). A series measured only every few steps (curvature,
+    update ratios: NaN in between) keeps at each point the latest measurement since the point
+    before, so thinning does not drop its measurements."""
     steps = history.series("step")
     keep = None
     if len(steps) > max_points:
-        keep = np.linspace(0, len(steps) - 1, max_points).round().astype(int)
+        wanted = np.linspace(steps[0], steps[-1], max_points)
+        keep = np.unique(np.minimum(np.searchsorted(steps, wanted), len(steps) - 1))
     out = {"step": (steps if keep is None else steps[keep]).astype(int).tolist()}
     for name in names if names is not None else history.names():
         if name != "step" and name in history:

@@ -7,8 +7,10 @@ or more saturated ones: no gradient passes them back.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import probes
-from ..diagnostics import Condition, label
+from ..diagnostics import Condition
 from .base import Quantity
 
 
@@ -25,38 +27,61 @@ class ActivationHealth(Quantity):
     layer_series = ("mean_local_derivative",)
 
     def start(self, session) -> None:
-        self._plan = [(layer.name, layer.activation, layer.module, f"{layer.name}.mean_local_derivative")
-                      for layer in session.backend.layers()]
+        self._plan = [(layer.name, probes.ActivationProbe(layer.activation, layer.module),
+                       f"{layer.name}.mean_local_derivative")
+                      for layer in session.backend.layers() if layer.activation is not None]
+        self._none = [(None, None, None)] * len(session.backend.layers())
+        self._at = [i for i, layer in enumerate(session.backend.layers()) if layer.activation is not None]
+        self._rows = [(layer.name, layer.type, layer.activation) for layer in session.backend.layers()
+                      if layer.activation is not None]
 
     def measure(self, ctx) -> None:
-        captures, series, numbers, t = ctx.record.captures, ctx.series, ctx.layer_acts, ctx.thresholds
-        level, none = t.saturation_level, (None, None, None)
-        for name, kind, module, key in self._plan:
-            c = captures.get(name) if kind is not None else None
-            if c is None:
-                numbers.append(none)
-                continue
-            stats = probes.activation_stats(kind, module, c.out, level, c.x)
-            numbers.append(stats)
-            series[key] = stats[0]
-            if dead(stats[1], t) or saturated(stats[2], t):
-                ctx.warn.add(self)
+        captures, series, t = ctx.record.captures, ctx.series, ctx.thresholds
+        numbers = ctx.layer_acts = list(self._none)
+        level = t.saturation_level
+        groups: dict = {}   # (op and its parameters, output shape) -> [(index, probe, key, capture)]
+        for at, (name, probe, key) in zip(self._at, self._plan):
+            c = captures.get(name)
+            if c is not None:
+                groups.setdefault((probe.key, c.out.shape), []).append((at, probe, key, c))
+        with np.errstate(all="ignore"):   # NaN and overflow are measured, not warned about
+            for (_, shape), members in groups.items():
+                probe = members[0][1]
+                if len(members) > 1 and len(shape) == 2:
+                    measured = probe.stats_many([m[3].out for m in members], [m[3].x for m in members], level)
+                else:
+                    measured = [probe.stats(m[3].out, m[3].x, level) for m in members]
+                for (at, _, key, _), stats in zip(members, measured):
+                    numbers[at] = stats
+                    series[key] = stats[0]
+                    if dead(stats[1], t) or saturated(stats[2], t):
+                        ctx.warn.add(self)
 
     def conditions(self, layers, ctx) -> list:
-        return activation_conditions(layers, ctx.thresholds)
+        # From the numbers, without building the layers' statistics (these warnings often hold
+        # for many steps in a row, and this check then runs every step).
+        acts = ctx.layer_acts
+        return _conditions(((name, kind_type, kind, *acts[at][1:]) for at, (name, kind_type, kind)
+                            in zip(self._at, self._rows)), ctx.thresholds)
 
 
 def activation_conditions(layers, t) -> list:
+    """The warnings of a step's LayerStats."""
+    return _conditions(((l.name, l.type, l.activation, l.dead_fraction, l.saturated_fraction) for l in layers), t)
+
+
+def _conditions(rows, t) -> list:
+    """rows: (name, type, activation, dead fraction, saturated fraction) per layer."""
     conditions = []
-    for layer in layers:
-        if dead(layer.dead_fraction, t):
+    for name, type_name, activation, dead_fraction, saturated_fraction in rows:
+        if dead(dead_fraction, t):
             conditions.append(Condition(
-                "dead_relu", layer.name, layer.dead_fraction, t.dead_fraction,
-                f"{label(layer)}: {layer.dead_fraction:.0%} of ReLU units output 0 for the whole batch: "
+                "dead_relu", name, dead_fraction, t.dead_fraction,
+                f"{name} ({type_name}): {dead_fraction:.0%} of ReLU units output 0 for the whole batch: "
                 f"their derivative is 0, so no gradient reaches the weights before them"))
-        if saturated(layer.saturated_fraction, t):
+        if saturated(saturated_fraction, t):
             conditions.append(Condition(
-                "saturation", layer.name, layer.saturated_fraction, t.saturated_fraction,
-                f"{label(layer)}: {layer.saturated_fraction:.0%} of {layer.activation} units are saturated: "
+                "saturation", name, saturated_fraction, t.saturated_fraction,
+                f"{name} ({type_name}): {saturated_fraction:.0%} of {activation} units are saturated: "
                 f"their derivative is below {t.saturation_level:.0%} of its maximum, so the gradient stops"))
     return conditions

@@ -7,7 +7,7 @@ it: `dead_relu` says so), above `exploding_ratio` it explodes.
 """
 from __future__ import annotations
 
-from ..diagnostics import Condition, fmt, label
+from ..diagnostics import Condition, fmt
 from .activation_health import dead
 from .base import Quantity
 from .gradient_norms import exploding, exploding_conditions
@@ -28,6 +28,8 @@ class ChainRule(Quantity):
     def start(self, session) -> None:
         self._plan = [(layer.name, layer.has_params, f"{layer.name}.grad_out_norm")
                       for layer in session.backend.layers()]
+        self._rows = [(layer.name, layer.type, layer.has_params) for layer in session.backend.layers()]
+        self._param_layers = [p.layer for p in session.backend.parameters()]
 
     def measure(self, ctx) -> None:
         captures, series, numbers, norm = ctx.record.captures, ctx.series, ctx.layer_grads, ctx.norm
@@ -50,38 +52,61 @@ class ChainRule(Quantity):
                 ctx.warn.add(self)
 
     def conditions(self, layers, ctx) -> list:
-        return chain_conditions(layers, ctx.thresholds)
+        # From the numbers, without building the layers' statistics (a vanishing gradient often
+        # holds for many steps in a row, and this check then runs every step).
+        t, acts, grads = ctx.thresholds, ctx.layer_acts, ctx.layer_grads
+        rows = [(name, type_name, has_params, grads[i][2], acts[i][1])
+                for i, (name, type_name, has_params) in enumerate(self._rows)]
+        flagged = {layer for layer, numbers in zip(self._param_layers, ctx.param_numbers) if exploding(numbers[0], t)}
+        return _conditions(rows, flagged, t)
+
+
+def _rows_of(layers) -> list:
+    return [(l.name, l.type, bool(l.params), l.grad_out_norm, l.dead_fraction) for l in layers]
+
+
+def _products(rows) -> list:
+    """(row, product) per layer with weights but the last, input side first (rows as _rows_of)."""
+    weighted = [row for row in rows if row[2] and row[3] is not None]
+    if not weighted or not weighted[-1][3]:
+        return []
+    top = weighted[-1][3]
+    return [(row, row[3] / top) for row in weighted[:-1]]
 
 
 def chain_products(layers) -> list:
     """(layer, ‖∂L/∂output of the layer‖ / ‖∂L/∂output of the last layer with weights‖) per layer
     with weights, input side first: the product of the chain-rule factors from the loss down to it."""
-    weighted = [l for l in layers if l.params and l.grad_out_norm is not None]
-    if not weighted or not weighted[-1].grad_out_norm:
-        return []
-    top = weighted[-1].grad_out_norm
-    return [(l, l.grad_out_norm / top) for l in weighted[:-1]]
+    by_name = {l.name: l for l in layers}
+    return [(by_name[row[0]], product) for row, product in _products(_rows_of(layers))]
 
 
 def chain_conditions(layers, t) -> list:
     # A layer already said to explode (a parameter over the norm limit) is not told again.
     flagged = {l.name for l in layers if any(exploding(p.grad_norm, t) for p in l.params.values())}
-    dead_above = _dead_above(layers, t)
+    return _conditions(_rows_of(layers), flagged, t)
+
+
+def _conditions(rows, flagged, t) -> list:
+    dead_above, seen = {}, False   # whether a ReLU layer between a layer and the loss has dead units
+    for name, _, _, _, dead_fraction in reversed(rows):
+        dead_above[name] = seen
+        seen = seen or dead(dead_fraction, t)
     conditions = []
-    for layer, product in chain_products(layers):
-        if layer.name in flagged:
+    for (name, type_name, _, _, _), product in _products(rows):
+        if name in flagged:
             continue
         if vanishing(product, t):
-            if dead_above[layer.name]:
+            if dead_above[name]:
                 continue  # dead ReLUs above explain it, and dead_relu says so
             conditions.append(Condition(
-                "vanishing_gradient", layer.name, product, t.vanishing_ratio,
-                f"{label(layer)}: the chain-rule product from the loss down to this layer is "
+                "vanishing_gradient", name, product, t.vanishing_ratio,
+                f"{name} ({type_name}): the chain-rule product from the loss down to this layer is "
                 f"{fmt(product)}: the gradient vanishes on its way back (each sigmoid factor is ≤ 1/4)"))
         elif explodes(product, t):
             conditions.append(Condition(
-                "exploding_gradient", layer.name, product, t.exploding_ratio,
-                f"{label(layer)}: the chain-rule product from the loss down to this layer is "
+                "exploding_gradient", name, product, t.exploding_ratio,
+                f"{name} ({type_name}): the chain-rule product from the loss down to this layer is "
                 f"{fmt(product)}: the gradient grows on its way back; shrink the initial weights"))
     return conditions
 
@@ -89,12 +114,3 @@ def chain_conditions(layers, t) -> list:
 def gradient_conditions(layers, t) -> list:
     """Every gradient warning of a step: parameters over the norm limit, then the chain products."""
     return exploding_conditions(layers, t) + chain_conditions(layers, t)
-
-
-def _dead_above(layers, t) -> dict:
-    """{layer: whether a ReLU layer between it and the loss has dead units over the threshold}."""
-    out, seen = {}, False
-    for layer in reversed(layers):
-        out[layer.name] = seen
-        seen = seen or dead(layer.dead_fraction, t)
-    return out
