@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor, where
+from . import ops
+from .tensor import Tensor, _apply, _lift
 
 
 def _shift(x: Tensor, axis):
@@ -56,4 +57,5 @@ def softplus(x: Tensor) -> Tensor:
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return where(x.data > 0, x, x * negative_slope)
+    """The derivative table's leaky_relu op (one op in a trace, its own local derivative)."""
+    return _apply(ops.LEAKY_RELU, _lift(x, None), attrs=(negative_slope,))

@@ -42,3 +42,8 @@ def keep_freed_memory() -> bool:
         except (OSError, AttributeError):
             _done = False
     return _done
+
+
+def kept() -> bool:
+    """Whether this process keeps freed memory (keep_freed_memory() was called and worked)."""
+    return bool(_done)

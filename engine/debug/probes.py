@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .. import nn, ops
+from . import allocator
 
 def _activation_op(cls):
     """The activation op (an entry of calcml.ops) a module class applies, or None."""
@@ -195,6 +196,14 @@ def count_small(a: np.ndarray, threshold: float, mask: np.ndarray) -> int:
     m = mask[:a.size].reshape(a.shape)
     return int(np.count_nonzero(np.less(a, threshold, out=m))
                - np.count_nonzero(np.less_equal(a, -threshold, out=m)))
+
+
+def stack_bytes() -> int:
+    """How large a stack of arrays measured in one pass may be (ActivationProbe.stats_many): with
+    freed memory kept (allocator.py), large temporaries come from the heap, so a whole deep net's
+    layers fit in one; otherwise each temporary above glibc's 128 KiB mmap threshold gets fresh
+    pages, a fault per page on every step, so a stack stays under it."""
+    return 1 << 20 if allocator.kept() else 96 << 10
 
 
 def local_derivative(kind: str, module, output: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:

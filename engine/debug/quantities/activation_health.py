@@ -39,7 +39,10 @@ class ActivationHealth(Quantity):
         captures, series, t = ctx.record.captures, ctx.series, ctx.thresholds
         numbers = ctx.layer_acts = list(self._none)
         level = t.saturation_level
+        # Small layers of one op and shape are measured stacked, a few at a time: for them the
+        # Python around each reduction costs more than a copy of the outputs.
         groups: dict = {}   # (op and its parameters, output shape) -> [(index, probe, key, capture)]
+        stack = probes.stack_bytes()
         for at, (name, probe, key) in zip(self._at, self._plan):
             c = captures.get(name)
             if c is not None:
@@ -47,8 +50,12 @@ class ActivationHealth(Quantity):
         with np.errstate(all="ignore"):   # NaN and overflow are measured, not warned about
             for (_, shape), members in groups.items():
                 probe = members[0][1]
-                if len(members) > 1 and len(shape) == 2:
-                    measured = probe.stats_many([m[3].out for m in members], [m[3].x for m in members], level)
+                per = stack // (8 * shape[0] * shape[1]) if len(shape) == 2 else 0
+                if len(members) > 1 and per > 1:
+                    measured = []
+                    for start in range(0, len(members), per):
+                        chunk = members[start:start + per]
+                        measured += probe.stats_many([m[3].out for m in chunk], [m[3].x for m in chunk], level)
                 else:
                     measured = [probe.stats(m[3].out, m[3].x, level) for m in members]
                 for (at, _, key, _), stats in zip(members, measured):
