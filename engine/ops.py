@@ -38,6 +38,8 @@ class Activation:
     dead: bool = False       # a unit whose derivative is exactly 0 for the whole batch is dead (ReLU)
     saturates: bool = False  # a unit whose derivative stays below saturation_level × max is saturated
     params: tuple = ()       # (name, default) of each attribute after the input: the module's arguments
+    reads_input: bool = False  # its local derivative needs the input, not only the output (leaky_relu's
+                               # sign of z: with a negative slope the output's sign is not z's)
 
 
 # How an elementwise op's chain rule is written, and the fallback for an op without its own words.
@@ -294,7 +296,7 @@ RELU = Op("relu", lambda x: np.maximum(x, 0), ("d relu(z)/dz = 1 if z > 0 else 0
 LEAKY_RELU = Op("leaky_relu", _leaky_relu, ("d leaky_relu(z)/dz = 1 if z > 0 else α",),
                 partials=(lambda x, out, slope: _choose(raw(x) > 0, 1.0, slope, x),), note="1 or α",
                 activation=Activation("LeakyReLU'(z): α or 1", max_derivative=1.0,
-                                      params=(("negative_slope", 0.01),)))
+                                      params=(("negative_slope", 0.01),), reads_input=True))
 SOFTSIGN = Op("softsign", lambda x: x / (1.0 + np.abs(x)), ("d softsign(z)/dz = 1/(1 + |z|)^2",),
               partials=(lambda x, out: (1.0 - out * np.sign(raw(out))) ** 2,),   # (1 − |out|)²
               note="(1 − |softsign(z)|)² ≤ 1",

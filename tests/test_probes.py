@@ -143,7 +143,8 @@ def test_checked_norm_says_whether_every_entry_is_finite(a):
 
 
 @pytest.mark.parametrize("kind, module", [("relu", cm.nn.ReLU()), ("tanh", cm.nn.Tanh()), ("sigmoid", cm.nn.Sigmoid()),
-                                          ("leaky_relu", cm.nn.LeakyReLU(0.1)), ("softsign", cm.nn.Softsign())])
+                                          ("leaky_relu", cm.nn.LeakyReLU(0.1)), ("leaky_relu", cm.nn.LeakyReLU(-0.5)),
+                                          ("softsign", cm.nn.Softsign())])
 def test_layers_measured_together_give_each_layers_own_numbers(kind, module):
     """A deep net's same-shaped activation layers are measured in one stacked pass: each layer's
     numbers are exactly those it gets alone, NaN and overflowing ones included."""
@@ -160,3 +161,18 @@ def test_layers_measured_together_give_each_layers_own_numbers(kind, module):
     for a, b in zip(together, alone):
         assert all((p is None and q is None) or p == q or (math.isnan(p) and math.isnan(q))
                    for p, q in zip(a, b)), (a, b)
+
+
+def test_an_activation_whose_derivative_reads_its_input_is_measured_from_the_input():
+    """leaky_relu with a negative slope: the output's sign is not the input's, so its local
+    derivative (1 where z > 0, else α) must come from the input, alone and stacked."""
+    module = cm.nn.LeakyReLU(-0.5)
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((16, 8)) for _ in range(4)]
+    outs = [np.asarray(module(cm.Tensor(x)).data) for x in xs]
+    probe = probes.ActivationProbe("leaky_relu", module)
+    with np.errstate(all="ignore"):
+        alone = [probe.stats(out, x, 0.01)[0] for out, x in zip(outs, xs)]
+        together = [s[0] for s in probe.stats_many(outs, xs, 0.01)]
+    expected = [float(np.mean(np.where(x > 0, 1.0, -0.5))) for x in xs]
+    assert alone == pytest.approx(expected, rel=1e-12) and together == pytest.approx(expected, rel=1e-12)

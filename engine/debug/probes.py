@@ -235,7 +235,7 @@ class ActivationProbe:
     read once: its local derivative (`partials[0]`, with the op's parameters read from the module,
     their defaults where it has none), and whether dead and saturated units apply to it. The
     caller keeps numpy quiet (np.errstate) around its calls: one context for every layer."""
-    __slots__ = ("partial", "attrs", "dead", "saturates", "max_derivative", "key")
+    __slots__ = ("partial", "attrs", "dead", "saturates", "max_derivative", "reads_input", "key")
 
     def __init__(self, kind: str, module):
         op = _OPS[kind]
@@ -243,6 +243,7 @@ class ActivationProbe:
         self.partial = op.partials[0]
         self.attrs = tuple(getattr(module, name, default) for name, default in facts.params)
         self.dead, self.saturates, self.max_derivative = facts.dead, facts.saturates, facts.max_derivative
+        self.reads_input = facts.reads_input   # else the input is never looked at (nor copied)
         self.key = (kind, self.attrs)   # layers with the same key and shapes are measured together
 
     def derivative(self, output: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
@@ -262,7 +263,9 @@ class ActivationProbe:
             return float("nan"), None, None
         units = output if output.ndim == 2 else (
             output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1))
-        if x is not None and x.shape != units.shape:
+        if not self.reads_input:
+            x = None
+        elif x is not None and x.shape != units.shape:
             x = np.reshape(x, units.shape)
         d = self.derivative(units, x)
         per_unit = np.add.reduce(d, axis=0)
@@ -282,10 +285,11 @@ class ActivationProbe:
         hidden layers), in one pass over them all: their outputs (and inputs) are stacked, and
         the same reductions run along the stack (each a few microseconds of Python saved per
         layer, which is most of a narrow layer's cost)."""
-        if any(x is None or x.shape != outputs[0].shape for x in xs):
+        shape = (len(outputs),) + outputs[0].shape
+        if not self.reads_input or any(x is None or x.shape != outputs[0].shape for x in xs):
             xs = None
-        out = np.stack(outputs)
-        d = self.derivative(out, None if xs is None else np.stack(xs))
+        out = np.concatenate(outputs).reshape(shape)   # (np.stack does the same, with more Python)
+        d = self.derivative(out, None if xs is None else np.concatenate(xs).reshape(shape))
         layers, batch, units = d.shape
         per_unit = np.add.reduce(d, axis=1)                   # (layers, units)
         means = np.add.reduce(per_unit, axis=1) / (batch * units)

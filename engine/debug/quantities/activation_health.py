@@ -22,6 +22,9 @@ def saturated(fraction, t) -> bool:
     return fraction is not None and fraction >= t.saturated_fraction
 
 
+STACK_FROM = 3   # layers: below it a stack's own cost is more than the Python it saves
+
+
 class ActivationHealth(Quantity):
     name = "activation health"
     layer_series = ("mean_local_derivative",)
@@ -51,11 +54,12 @@ class ActivationHealth(Quantity):
             for (_, shape), members in groups.items():
                 probe = members[0][1]
                 per = stack // (8 * shape[0] * shape[1]) if len(shape) == 2 else 0
-                if len(members) > 1 and per > 1:
+                if len(members) >= STACK_FROM and per >= STACK_FROM:
                     measured = []
                     for start in range(0, len(members), per):
                         chunk = members[start:start + per]
-                        measured += probe.stats_many([m[3].out for m in chunk], [m[3].x for m in chunk], level)
+                        measured += (probe.stats_many([m[3].out for m in chunk], [m[3].x for m in chunk], level)
+                                     if len(chunk) > 1 else [probe.stats(chunk[0][3].out, chunk[0][3].x, level)])
                 else:
                     measured = [probe.stats(m[3].out, m[3].x, level) for m in members]
                 for (at, _, key, _), stats in zip(members, measured):
