@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from calcml.debug import Session, load_model_file
-from calcml.debug.report import SCHEMA, _clean, build_report, write_report
+from calcml.debug.nonfinite import json_clean as _clean
+from calcml.debug.report import SCHEMA, build_report, write_report
 
 PARAM_KEYS = {"shape", "grad_norm", "penalty_grad_norm", "weight_norm", "update_ratio", "sparsity"}
 LAYER_KEYS = {"name", "type", "params", "grad_in_norm", "grad_out_norm", "mean_local_derivative",

@@ -7,8 +7,9 @@ holds.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+
+from .nonfinite import json_number
 
 KINDS = ("vanishing_gradient", "exploding_gradient", "dead_relu", "saturation", "non_finite",
          "loss_diverging", "lr_too_large")
@@ -52,10 +53,8 @@ class WarningEvent:
     event: str = "start"   # 'start' or 'clear'
 
     def to_dict(self) -> dict:
-        def finite(x):  # JSON has no NaN or Infinity
-            return x if x is not None and math.isfinite(x) else None
         return {"step": self.step, "kind": self.kind, "layer": self.layer, "op": self.op,
-                "value": finite(self.value), "threshold": finite(self.threshold), "message": self.message,
+                "value": json_number(self.value), "threshold": json_number(self.threshold), "message": self.message,
                 "event": self.event}
 
 

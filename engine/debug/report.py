@@ -7,26 +7,16 @@ never half of one. The target is checked before training starts (`check_target`)
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
+
+from .nonfinite import json_clean
 
 SCHEMA = "calcml.report/1"
 
 
 class ReportTargetError(ValueError):
     """The --json target cannot be written: the message says why."""
-
-
-def _clean(value):
-    """JSON has no NaN or Infinity: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def build_report(session, stopped=None) -> dict:
@@ -39,7 +29,7 @@ def build_report(session, stopped=None) -> dict:
         stopped = None
     stop = session.stop_info or stopped
     state = "stopped" if stopped is not None else session.state
-    report = _clean({
+    report = json_clean({
         "schema": SCHEMA,
         "model": session.spec.path,
         "description": session.spec.description,

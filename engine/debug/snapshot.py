@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .breakpoints import Hit
+from .nonfinite import json_number as _num
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
 
@@ -198,7 +198,3 @@ class Snapshot(NamedTuple):
     curvature: object | None = None  # curvatureprobe.CurvatureStats, the latest measured
     optimizer_state: dict | None = None  # what the optimiser reports about its last step (Newton)
     bayes: object | None = None      # bayesprobe.BayesStats for models with Bayesian layers
-
-
-def _num(x):
-    return float(x) if x is not None and math.isfinite(x) else None

@@ -15,7 +15,6 @@ front end's state without raising. Fields a schema does not know are allowed and
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Annotated, Literal, Union
 
@@ -24,27 +23,14 @@ import numpy as np
 from msgspec import Meta, Struct
 
 from . import commands
+from .nonfinite import from_wire_number as _unf
+from .nonfinite import wire_number as _f
 from .breakpoints import Breakpoint, Hit
 from .snapshot import BayesStats, CurvatureStats
 from .diagnostics import Condition, WarningEvent
 from .snapshot import LayerStats, ParamStats
 from .session import Snapshot, StopInfo
 from .tracesummary import ArrayStats, OpSummary, TraceSummary
-
-
-def _f(x):
-    if x is None:
-        return None
-    x = float(x)
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
-
-def _unf(x):
-    if x is None:
-        return None
-    return float(x)  # float('nan') / float('inf') read the strings back
 
 
 def dumps(message: dict) -> str:
