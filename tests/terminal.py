@@ -3,6 +3,7 @@ plays the bytes it writes onto a virtual screen, so a test reads what a person w
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,18 @@ class Terminal:
     def output(self) -> str:
         return self.raw.decode("utf-8", "replace")
 
+    def hang_up(self) -> None:
+        """Close the terminal window: the pty's master end closes, the kernel hangs up the
+        terminal (SIGHUP and SIGCONT to calcml-debug) and its writes fail from then on. Closed
+        through pexpect's own file object and marked closed, so nothing closes the descriptor
+        again later (by then its number may be another terminal's)."""
+        self.child.ptyproc.fileobj.close()
+        self.child.ptyproc.closed = True
+        self.child.closed = True
+
     def close(self) -> None:
-        if self.child.isalive():
-            self.child.close(force=True)
+        if not self.child.closed:
+            if self.child.isalive():
+                self.child.close(force=True)
+        elif self.child.isalive():   # hung up, and still running
+            os.kill(self.child.pid, signal.SIGKILL)

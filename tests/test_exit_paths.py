@@ -166,12 +166,40 @@ def test_every_way_out_of_the_interface_leaves_a_whole_report(how, tmp_path, ter
 def test_closing_the_terminal_writes_the_report_and_ends_the_worker(tmp_path, term_factory):
     term, report = running(term_factory, tmp_path)
     main_pid = term.child.pid
-    os.close(term.child.child_fd)         # the terminal window closes: SIGHUP, and no tty to write to
-    term.child.closed = True
+    term.hang_up()
     assert gone(main_pid, 30), "calcml-debug did not end when its terminal closed"
     no_orphans(term)
     data = strict_report(report)
     assert data["stopped"]["reason"] == "user" and data["steps"] > 3
+
+
+def state_of(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_suspended_and_resumed_the_interface_comes_back(tmp_path, term_factory):
+    """SIGTSTP (a shell's Ctrl+Z): the terminal restored and the process stopped; SIGCONT (fg):
+    the interface drawn again, and q still ends it with a whole report."""
+    term, report = running(term_factory, tmp_path)
+    pid = term.child.pid
+    os.kill(pid, signal.SIGTSTP)
+    end = time.monotonic() + 10
+    while state_of(pid) != "T" and time.monotonic() < end:
+        term.pump(0.1)
+    assert state_of(pid) == "T"
+    term.pump(0.3)
+    assert RESTORED[0] in term.raw[-4000:]
+    seen = len(term.raw)
+    os.kill(pid, signal.SIGCONT)
+    term.wait_for(r"RUNNING")
+    term.pump(0.5)
+    assert b"\x1b[?1049h" in term.raw[seen:], "the interface did not come back"
+    term.child.send("q")
+    assert term.finish() == 0
+    data = strict_report(report)
+    assert data["stopped"]["reason"] == "user"
+    no_orphans(term)
 
 
 @pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP"])

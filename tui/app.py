@@ -29,6 +29,7 @@ from textual.widgets import Footer, RichLog, TabbedContent, TabPane
 
 from .backend import Backend
 from .messages import StateChanged
+from .terminal_driver import terminal_driver
 from .text_layers import warning_line
 from .widgets.gradient_flow_plot import GradientFlowPlot
 from .widgets.layers import LayerTable
@@ -67,7 +68,7 @@ class DebuggerApp(App):
         """`live`: running for a person (calcml-debug): the main screen's plots are built in a
         thread, and what start-up made is left out of later garbage collections. Off (tests),
         each plot is built when painted, which keeps screenshots deterministic."""
-        super().__init__()
+        super().__init__(driver_class=terminal_driver() if live else None)
         self.backend = backend
         self._live = live
         self._seen: dict = {}
@@ -375,9 +376,17 @@ def run_app(backend: Backend) -> int:
     finally:
         json_path = getattr(backend, "json_path", None)
         if json_path and getattr(backend, "running", False):
-            print(f"calcml-debug: writing the report to {json_path} ...", file=sys.stderr, flush=True)
+            _tell(f"calcml-debug: writing the report to {json_path} ...")
         backend.close()
     return outcome(app, backend, result)
+
+
+def _tell(line: str) -> None:
+    """A line on stderr, if there is still a terminal to show it (a closed one fails the write)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def outcome(app: DebuggerApp, backend: Backend, result) -> int:
@@ -385,7 +394,7 @@ def outcome(app: DebuggerApp, backend: Backend, result) -> int:
     state = backend.state
 
     def say(text: str) -> None:
-        print(f"calcml-debug: {clean(text)}", file=sys.stderr)
+        _tell(f"calcml-debug: {clean(text)}")
 
     code = result if isinstance(result, int) else 0
     if app.crash_path is not None:
@@ -411,7 +420,7 @@ def outcome(app: DebuggerApp, backend: Backend, result) -> int:
         if report is None:
             say(f"no report was written to {json_path}: the training process ended before it could write one")
         elif report["ok"]:
-            print(f"report written to {report['path']}", file=sys.stderr)
+            _tell(f"report written to {report['path']}")
         else:
             say(f"the report could not be written to {report['path']}: {report['message']}")
             code = code or 2
