@@ -15,3 +15,16 @@ def make_spec(model, loss, data, *, optimizer=None, lr=0.1, regularizer=None, st
     return ModelSpec(path=path, name=name, description=description, model=model, loss=loss, data=data,
                      optimizer=optimizer, regularizer=regularizer, batch_size=batch_size,
                      val_data=val_data, seed=seed, steps=steps)
+
+
+def snapshot_over_the_wire(snapshot):
+    """`snapshot` as a front end receives it: encoded, decoded and checked by the wire's codec."""
+    from calcml.debug import wire
+    return wire.decode_message(wire.encode({"type": "snapshot", "snapshot": snapshot})).snapshot
+
+
+def history_over_the_wire(history, **options):
+    """A history's series as a front end receives them (thinned for the wire, then decoded)."""
+    from calcml.debug import wire
+    frame = wire.decode_message(wire.encode({"type": "history", "series": wire.history_to_wire(history, **options)}))
+    return wire.history_arrays(frame.series)

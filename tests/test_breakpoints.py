@@ -128,9 +128,9 @@ def test_step_breakpoint_pauses_the_session_and_says_why():
     bp = s.add_breakpoint("step 5")
     snap = s.run_to_end()
     assert s.state == "paused" and s.step_count == 5 and snap.step == 5
-    assert snap.hit is not None and snap.hit.breakpoint.id == bp.id and snap.hit.step == 5
+    assert snap.hit is not None and snap.hit.id == bp.id and snap.hit.step == 5
     assert "5" in snap.hit.why and snap.state == "paused"
-    assert snap.hit.to_dict()["breakpoint"] == "step 5"
+    assert snap.hit.text == "step 5" and snap.hit.kind == "step"
     final = s.run_to_end()                     # continues to the end: step 5 does not come again
     assert s.state == "finished" and final.step == 20 and final.hit is None
 
@@ -139,7 +139,7 @@ def test_condition_hit_reports_the_values():
     s = session(steps=30)
     bp = s.add_breakpoint('grad_norm("0.weight") > 0 and step > 3')
     snap = s.run_to_end()
-    assert snap.step == 4 and snap.hit.breakpoint is bp
+    assert snap.step == 4 and snap.hit.id == bp.id
     g = snap.layers[0].params["weight"].grad_norm
     assert "step = 4" in snap.hit.why
     assert any(f"grad_norm({q}0.weight{q}) = {g:.4g}" in snap.hit.why for q in "'\"")
@@ -168,7 +168,7 @@ def test_every_n_hits_at_multiples_and_removal_stops_it():
     for _ in range(4):
         snap = s.run_to_end()
         hits.append(snap.step)
-        assert snap.hit.breakpoint.id == bp.id and s.state == "paused"
+        assert snap.hit.id == bp.id and s.state == "paused"
     assert hits == [3, 6, 9, 12]
     assert s.remove_breakpoint(bp.id) is True and s.remove_breakpoint(bp.id) is False
     final = s.run_to_end()
@@ -193,7 +193,7 @@ def test_warning_breakpoint_hits_when_the_warning_starts():
     s.add_breakpoint("exploding_gradient")    # never starts here
     bp = s.add_breakpoint("dead_relu")
     snap = s.run_to_end()
-    assert snap.step == 1 and snap.hit.breakpoint is bp and "dead_relu" in snap.hit.why
+    assert snap.step == 1 and snap.hit.id == bp.id and "dead_relu" in snap.hit.why
     final = s.run_to_end()                    # it only starts once
     assert final.step == 10 and final.hit is None
 

@@ -309,6 +309,7 @@ def test_the_wire_spaces_a_thinned_history_evenly_in_steps():
     rows are dense at the newest steps and thinned before them), and a series measured every
     50 steps keeps its measurements in the thinned part too."""
     from calcml.debug import wire
+    from helpers import history_over_the_wire
     h = History(10_000, full_bytes=100 * 2 * 8, min_full=1, thin_every=10)
     for s in range(1, 10_001):
         values = {"loss": 1.0 / s, "lr": 0.1}
@@ -319,7 +320,7 @@ def test_the_wire_spaces_a_thinned_history_evenly_in_steps():
     steps = np.array(sent["step"])
     gaps = np.diff(steps)
     assert len(steps) >= 95 and 85 <= gaps.min() and gaps.max() <= 115   # about 10,000/99 apart
-    norms = wire.history_from_wire(sent)["0.weight_norm"]
+    norms = history_over_the_wire(h, max_points=100)["0.weight_norm"]
     measured = norms[np.isfinite(norms)]
     assert len(measured) >= 95 and np.all(measured % 50 == 0) and np.all(np.diff(measured) > 0)
     rows = h.series("step")

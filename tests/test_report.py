@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from calcml.debug import Session, load_model_file
-from calcml.debug.nonfinite import json_clean as _clean
+from calcml.debug.codec import for_json as _clean
 from calcml.debug.report import SCHEMA, build_report, write_report
 
 PARAM_KEYS = {"shape", "grad_norm", "penalty_grad_norm", "weight_norm", "update_ratio", "sparsity"}

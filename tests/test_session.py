@@ -14,6 +14,7 @@ import pytest
 import calcml as cm
 import calcml.nn.functional as F
 from calcml.debug import Session, SessionConfig, Thresholds
+from calcml.debug.codec import for_json, plain
 from calcml.debug.session import StopInfo
 from helpers import make_spec
 
@@ -463,13 +464,18 @@ def test_sigmoid_local_derivative_never_exceeds_a_quarter():
 # ==================================================================================================
 
 def walk(obj, path="snapshot"):
-    """Yield (path, value) for every leaf, checking every dataclass met is frozen (the
-    NamedTuples are immutable by nature)."""
+    """Yield (path, value) for every leaf, checking every record (msgspec Struct) or dataclass
+    met is frozen."""
     import ast
+    import msgspec
     from calcml import Tensor
     assert not isinstance(obj, Tensor), f"{path} holds a Tensor"
     if isinstance(obj, np.ndarray):
         yield path, obj
+    elif isinstance(obj, msgspec.Struct):
+        assert type(obj).__struct_config__.frozen, f"{path}: {type(obj).__name__} is not frozen"
+        for name in obj.__struct_fields__:
+            yield from walk(getattr(obj, name), f"{path}.{name}")
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         assert type(obj).__dataclass_params__.frozen, f"{path}: {type(obj).__name__} is not frozen"
         for f in dataclasses.fields(obj):
@@ -646,10 +652,10 @@ def test_a_snapshots_layers_read_late_are_those_of_its_step():
     read_at_once, kept = {}, {}
     for _ in range(12):
         snap = early.tick()
-        read_at_once[snap.step] = [layer.to_dict() for layer in snap.layers]
+        read_at_once[snap.step] = for_json(plain(snap.layers))
         kept[snap.step] = late.tick()
     for _ in range(25):
         late.tick()
     for step in (1, 2, 3, 11, 12):
-        assert [layer.to_dict() for layer in kept[step].layers] == read_at_once[step], f"step {step}"
+        assert for_json(plain(kept[step].layers)) == read_at_once[step], f"step {step}"
     assert kept[11].layers == tuple(kept[11].layers) and len(kept[11].layers) == len(read_at_once[11])

@@ -7,9 +7,9 @@ import pytest
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import Session, SessionConfig, wire
+from calcml.debug import Session, SessionConfig
 from calcml.debug.report import build_report
-from helpers import make_spec
+from helpers import make_spec, snapshot_over_the_wire
 
 NOISE = 0.1
 
@@ -112,7 +112,7 @@ def test_report_and_wire():
     assert len(report["expected_log_likelihood"]) == len(report["kl"]) == 12
     assert set(report["posterior_sigma"]) == {"0", "2"}
     assert report["bayes"]["noise_step"] == 11 and report["bayes"]["mc_loss_se"] > 0
-    back = wire.snapshot_from_wire(wire.loads(wire.dumps(wire.snapshot_to_wire(s.snapshot))))
+    back = snapshot_over_the_wire(s.snapshot)
     assert back.bayes == s.snapshot.bayes
 
 

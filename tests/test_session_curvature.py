@@ -10,10 +10,10 @@ import pytest
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import Session, SessionConfig, load_model_file, wire
+from calcml.debug import Session, SessionConfig, load_model_file
 from calcml.debug import curvatureprobe
 from calcml.debug.report import build_report
-from helpers import make_spec
+from helpers import make_spec, snapshot_over_the_wire
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 
@@ -202,7 +202,7 @@ def test_curvature_and_optimizer_state_cross_the_wire():
     spec = load_model_file(str(SAMPLES / "newton_logreg.py"), steps=3)
     s = Session(spec)
     s.run_to_end()
-    back = wire.snapshot_from_wire(wire.loads(wire.dumps(wire.snapshot_to_wire(s.snapshot))))
+    back = snapshot_over_the_wire(s.snapshot)
     assert back.curvature == s.snapshot.curvature
     assert back.optimizer_state["message"] == s.snapshot.optimizer_state["message"]
     assert back.optimizer_state["grad_norm"] == s.snapshot.optimizer_state["grad_norm"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import replace
 
+from msgspec.structs import replace
 import numpy as np
 import pytest
 
@@ -266,7 +266,7 @@ def test_the_lr_keys_are_disabled_once_training_has_ended():
 def test_a_loss_that_is_not_an_elbo_says_how_to_get_the_terms():
     backend = regression(steps=2)
     snap = backend.state.snapshot
-    fake = snap._replace(bayes=replace(snap.bayes, elbo=None, expected_log_likelihood=None, kl=None))
+    fake = replace(snap, bayes=replace(snap.bayes, elbo=None, expected_log_likelihood=None, kl=None))
 
     async def scenario():
         app = App(backend)

@@ -151,7 +151,7 @@ def test_step_3_pauses_the_run_at_step_3():
             state = backend.state
             assert state.state == "paused" and state.snapshot.step == 3
             assert backend.session.step_count == 3
-            assert state.snapshot.hit is not None and state.snapshot.hit.breakpoint.text == "step 3"
+            assert state.snapshot.hit is not None and state.snapshot.hit.text == "step 3"
             screen = await open_dialog(app, pilot)              # the dialog marks the one that fired
             table = screen.query_one("#bp-table")
             assert "paused here (step 3)" in str(table.get_row_at(0)[2])

@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import math
 
+from msgspec.structs import replace
 import numpy as np
 import pytest
 
-from calcml.debug import curvatureprobe, wire
+from calcml.debug import curvatureprobe
 from calcml.debug.snapshot import CurvatureStats
 from calcml.debug.history import History
 from calcml.debug.snapshot import ParamStats
@@ -22,6 +23,7 @@ from calcml.tui.text_curvature import curvature_lines, edge_verdict, newton_line
 from calcml.tui.widgets.common import carried_forward, log_ticks
 from calcml.tui.widgets.edge_plot import EdgePlot
 from calcml.tui.widgets.newton_plot import NewtonPlot
+from helpers import history_over_the_wire
 from tui_helpers import SAMPLES, backend_with, local, plain
 
 App = DebuggerApp
@@ -260,13 +262,13 @@ def test_fake_snapshot_numbers_and_a_newton_state_show_as_given():
     snap = backend.state.snapshot
     curvature = CurvatureStats(step=7, lambda_max=40.0, trace=55.5, trace_se=1.25, lr_edge=0.05,
                                edge_formula="2(1+β)/λ_max, β = 0.9", hessian_diag={"weight": -2.0}, n_params=4)
-    layers = tuple(layer._replace(params={k: p._replace(hessian_diag=-2.0) for k, p in layer.params.items()})
+    layers = tuple(replace(layer, params={k: replace(p, hessian_diag=-2.0) for k, p in layer.params.items()})
                    for layer in snap.layers)
     newton = {"step": 3, "grad_norm": 1e-9, "newton_decrement": 2e-9, "min_eigenvalue": -0.5,
               "max_eigenvalue": 4.0, "condition_number": math.inf, "positive_definite": False,
               "damping": 1e-4, "damping_used": 1.0, "damped": True, "step_norm": 0.01,
               "message": "damping raised to 1 (Levenberg–Marquardt)"}
-    fake = snap._replace(lr=0.1, curvature=curvature, layers=layers, optimizer_state=newton)
+    fake = replace(snap, lr=0.1, curvature=curvature, layers=layers, optimizer_state=newton)
 
     async def scenario():
         app = App(backend)
@@ -325,7 +327,7 @@ def test_thinning_the_history_keeps_measurements_taken_every_few_steps():
         if step % 100 == 1:
             values["curvature.lambda_max"] = float(step)
         history.record(step, values)
-    sent = wire.history_from_wire(wire.loads(wire.dumps(wire.history_to_wire(history))))
+    sent = history_over_the_wire(history)
     assert len(sent["step"]) == 240
     measured = sent["curvature.lambda_max"][np.isfinite(sent["curvature.lambda_max"])]
     assert measured.tolist() == [float(s) for s in range(1, 10_001, 100)]   # all 100, none made up
@@ -355,11 +357,11 @@ def test_param_rows_step_columns_follow_the_optimiser():
     assert headers == ["param", "Hᵢᵢ", "1/Hᵢᵢ", "η", "step·Hᵢᵢ"]
     assert [t.plain for t in rows[0]] == ["w", "4", "0.25", "0.6", "2.4"]
     assert rows[0][4].style == "bold red"                   # η·Hᵢᵢ ≥ 2: overshoots along w
-    adam = sgd._replace(effective_lr=0.125)
+    adam = replace(sgd, effective_lr=0.125)
     headers, rows = param_rows([adam], 0.6, "Adam", _curvature(edge=None))
     assert headers[3] == "η/(√v̂+ε)" and [t.plain for t in rows[0]][3:] == ["0.125", "0.5"]
     assert param_rows([adam], 0.6, "Adagrad", None)[0][3] == "η/(√s+ε)"
-    headers, rows = param_rows([sgd._replace(hessian_diag=None)], 0.6, "Newton", _curvature(edge=None))
+    headers, rows = param_rows([replace(sgd, hessian_diag=None)], 0.6, "Newton", _curvature(edge=None))
     assert headers == ["param", "Hᵢᵢ", "1/Hᵢᵢ"] and [t.plain for t in rows[0]] == ["w", "-", "-"]
 
 

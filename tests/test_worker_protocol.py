@@ -120,7 +120,7 @@ def test_a_bad_frame_is_reported_and_never_ends_the_reader(tmp_path, monkeypatch
     monkeypatch.setattr(wire, "MAX_FRAME_BYTES", 100_000)
     good = local("xor_mlp.py")
     hello = json.dumps({"type": "hello", "model": good.state.model})
-    snapshot = wire.dumps({"type": "snapshot", "snapshot": wire.snapshot_to_wire(good.session.initial_snapshot())})
+    snapshot = wire.encode({"type": "snapshot", "snapshot": good.session.initial_snapshot()}).decode()
     missing = json.loads(snapshot)
     del missing["snapshot"]["layers"]
     lines = [hello, json.dumps(missing), '{"type":"hello","model":5}', "[" * 50_000, "x" * 300_000,

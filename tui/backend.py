@@ -14,10 +14,18 @@ import threading
 import time
 from collections import deque
 
+import msgspec
+
 from calcml.debug import commands, wire
 from calcml.debug.safetext import clean, clean_obj
 
 OUTPUT_FLUSH = 0.25   # seconds a partial line of the model's output waits for the rest of it
+
+
+def decode(line):
+    """A frame from the training process, checked and typed (wire.decode_message), every string
+    in it cleaned first: nothing the model supplies may act on the terminal."""
+    return wire.decode_message(line, strings=clean_obj)
 
 
 class DebugState:
@@ -59,19 +67,16 @@ class DebugState:
         for k in keys:
             self.versions[k] += 1
 
-    def apply(self, message: dict) -> None:
-        # Nothing the model supplies may act on the terminal. A history is numbers under series
-        # names: only the names need cleaning (the series are long).
-        if message.get("type") == "history" and isinstance(message.get("series"), dict):
-            message = dict(message, series={clean(k): v for k, v in message["series"].items()})
-        else:
-            message = clean_obj(message)
-        kind = message.get("type")
+    def apply(self, frame) -> None:
+        """One frame from `decode` (typed and cleaned). A snapshot and a history are used as
+        they are; the other frames, small, as plain dicts."""
+        kind = type(frame).__struct_config__.tag
+        message = frame if kind in ("snapshot", "history") else msgspec.to_builtins(frame)
         urgent = False
         with self.lock:
             self.last_message = time.monotonic()
             if kind == "snapshot":
-                snapshot = wire.snapshot_from_wire(message["snapshot"])
+                snapshot = frame.snapshot
                 previous = self.snapshot
                 # a command taking effect (lr, regulariser) or a new warning: show it now
                 urgent = bool(snapshot.warnings) or (previous is not None and (
@@ -93,7 +98,7 @@ class DebugState:
                     self._bump("state")
                 self._bump("snapshot")
             elif kind == "history":
-                self.history = wire.history_from_wire(message["series"])
+                self.history = wire.history_arrays(frame.series)
                 self._bump("history")
             elif kind == "state":
                 self.state, self.stop = message["state"], message["stop"]
@@ -342,7 +347,7 @@ class ProcessBackend(Backend):
                 self.state.bad_frame(f"a message longer than {limit} bytes", head)
                 continue
             try:
-                message = wire.decode_message(line)
+                message = decode(line)
             except wire.FrameError as error:
                 self.state.bad_frame(str(error), line)
                 continue
@@ -378,7 +383,7 @@ class ProcessBackend(Backend):
     def send(self, command: dict) -> None:
         if self.process is None or self.process.poll() is not None or self._commands is None:
             return
-        data = (wire.dumps(command) + "\n").encode("utf-8")
+        data = wire.encode(command) + b"\n"
         with self._write_lock:
             try:
                 self._commands.write(data)
@@ -424,7 +429,7 @@ class ProcessBackend(Backend):
 class LocalBackend(Backend):
     """An in-process session driven by `pump()`: deterministic, for tests and recorded runs.
 
-    Messages still go through the JSON wire format, so what the app sees is what a worker sends.
+    Messages still go through the wire's codec, so what the app sees is what a worker sends.
     """
 
     def __init__(self, session, auto_ticks: int = 0):
@@ -434,10 +439,10 @@ class LocalBackend(Backend):
         self.session = session
         self.auto_ticks = auto_ticks     # ticks per poll() (0: only pump() trains)
         self._worker = Worker(session, _LocalChannel(self.state))
-        self.state.apply({"type": "hello", "model": model_info(session)})
+        self.state.apply(decode(wire.encode({"type": "hello", "model": model_info(session)})))
         first = session.initial_snapshot()
         self._worker._sent = first
-        self.state.apply(wire.loads(wire.dumps({"type": "snapshot", "snapshot": wire.snapshot_to_wire(first)})))
+        self.state.apply(decode(wire.encode({"type": "snapshot", "snapshot": first})))
         self._worker.send_breakpoints()
 
     def send(self, command: dict) -> None:
@@ -461,4 +466,4 @@ class _LocalChannel:
         self.state = state
 
     def send(self, message: dict) -> None:
-        self.state.apply(wire.loads(wire.dumps(message)))
+        self.state.apply(decode(wire.encode(message)))

@@ -83,9 +83,6 @@ class Hit:
     step: int
     why: str
 
-    def to_dict(self) -> dict:
-        return {"id": self.breakpoint.id, "breakpoint": self.breakpoint.text, "step": self.step, "why": self.why}
-
 
 def parse(text: str, id: int = 0, params=(), layers=()) -> Breakpoint:
     """Read a breakpoint; `params` and `layers` (names), when given, are checked against the model."""

@@ -8,8 +8,11 @@ holds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
-from .nonfinite import json_number
+from msgspec import Struct
+
+from .codec import Int
 
 KINDS = ("vanishing_gradient", "exploding_gradient", "dead_relu", "saturation", "non_finite",
          "loss_diverging", "lr_too_large")
@@ -31,31 +34,26 @@ class Thresholds:
     clear_after: int = 5              # steps a condition must stay false before it clears
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(Struct, frozen=True):
+    """Something wrong that holds at this step (a record: its declaration is its schema)."""
     kind: str
-    layer: str | None
+    layer: Optional[str]
     value: float
     threshold: float
     message: str
-    op: str | None = None
+    op: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class WarningEvent:
-    step: int
+class WarningEvent(Struct, frozen=True):
+    """A condition starting or clearing, at a step."""
+    step: Int
     kind: str
-    layer: str | None
-    op: str | None
+    layer: Optional[str]
+    op: Optional[str]
     value: float
     threshold: float
     message: str
     event: str = "start"   # 'start' or 'clear'
-
-    def to_dict(self) -> dict:
-        return {"step": self.step, "kind": self.kind, "layer": self.layer, "op": self.op,
-                "value": json_number(self.value), "threshold": json_number(self.threshold), "message": self.message,
-                "event": self.event}
 
 
 def fmt(x: float) -> str:

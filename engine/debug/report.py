@@ -10,7 +10,7 @@ import json
 import os
 import stat
 
-from .nonfinite import json_clean
+from .codec import for_json, plain
 
 SCHEMA = "calcml.report/1"
 
@@ -29,13 +29,13 @@ def build_report(session, stopped=None) -> dict:
         stopped = None
     stop = session.stop_info or stopped
     state = "stopped" if stopped is not None else session.state
-    report = json_clean({
+    report = for_json({
         "schema": SCHEMA,
         "model": session.spec.path,
         "description": session.spec.description,
         "steps": session.step_count,
         "state": state,
-        "stopped": stop.to_dict() if stop else None,
+        "stopped": plain(stop),
         "seed": session.spec.seed,
         "optimizer": type(session.optimizer).__name__,
         "lr": session.lr,
@@ -43,13 +43,13 @@ def build_report(session, stopped=None) -> dict:
         if session.regularizer else None,
         "loss": None,
         "val_loss": None,
-        "layers": [layer.to_dict() for layer in layers],
+        "layers": [_layer(layer) for layer in layers],
         "history": None,
-        "warnings": [w.to_dict() for w in session.warnings],
+        "warnings": plain(list(session.warnings)),
         "breakpoints": [{"id": b.id, "breakpoint": b.text} for b in session.breakpoints],
-        "curvature": [c.to_dict() for c in session.curvature_history],
+        "curvature": plain(list(session.curvature_history)),
         "curvature_note": session.curvature_note,
-        "optimizer_state": snapshot.optimizer_state if snapshot is not None else None,
+        "optimizer_state": plain(snapshot.optimizer_state) if snapshot is not None else None,
         **_bayes(session, history),
     })
     loss = history.get("loss", [])
@@ -60,6 +60,16 @@ def build_report(session, stopped=None) -> dict:
     return report
 
 
+def _layer(layer) -> dict:
+    """A layer as the record declares it, its chain-rule factor added; its parameters keyed by
+    their short names, as in the layer."""
+    out = plain(layer)
+    out["grad_ratio"] = layer.grad_ratio
+    for entry in out["params"].values():
+        del entry["name"]
+    return out
+
+
 def _bayes(session, history: dict) -> dict:
     """The ELBO terms per recorded step and the posterior σ per layer (null without Bayesian layers)."""
     b = session.bayes
@@ -68,7 +78,7 @@ def _bayes(session, history: dict) -> dict:
                 "bayes": None}
     steps = len(history.get("step", []))
     terms = {key: history.get(key) or [None] * steps for key in ("elbo", "expected_log_likelihood", "kl")}
-    return {**terms, "posterior_sigma": dict(b.posterior_sigma), "bayes": b.to_dict(),
+    return {**terms, "posterior_sigma": dict(b.posterior_sigma), "bayes": plain(b),
             "bayes_note": session.bayes_note}
 
 

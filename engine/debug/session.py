@@ -15,6 +15,7 @@ import queue
 from collections import deque
 
 import numpy as np
+from msgspec.structs import replace
 
 from .. import reg as _reg
 from . import commands, probes
@@ -57,6 +58,7 @@ class Session:
         self.monitor = WarningMonitor(self.config.thresholds)
         self.breakpoints = Breakpoints()
         self.snapshot: Snapshot | None = None
+        self._hit: Hit | None = None       # the breakpoint hit the latest snapshot records
         self.last_trace = None
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._pending_steps = 0
@@ -240,15 +242,15 @@ class Session:
         if not self.done:
             self._stop("user", detail)
             if self.snapshot is not None:
-                self.snapshot = self.snapshot._replace(state=self.state, stop=self.stop_info)
+                self.snapshot = replace(self.snapshot, state=self.state, stop=self.stop_info)
 
     def stop_at_breakpoint(self) -> None:
         """End a run paused by a breakpoint (headless: no one can continue it), saying which and why."""
-        hit = self.snapshot.hit if self.snapshot is not None else None
-        if self.state != PAUSED or hit is None:
+        hit = self._hit
+        if self.state != PAUSED or hit is None or self.snapshot is None or self.snapshot.hit is None:
             return
         self._stop("breakpoint", f"breakpoint {hit.breakpoint.describe()}: {hit.why}")
-        self.snapshot = self.snapshot._replace(state=self.state, stop=self.stop_info)
+        self.snapshot = replace(self.snapshot, state=self.state, stop=self.stop_info)
 
     def _stop(self, reason: str, detail: str) -> None:
         self.state = STOPPED
@@ -382,7 +384,7 @@ class Session:
             step=step, epoch=self.epoch, state=self.state, loss=ctx.record.loss, val_loss=self._loss.last_val,
             penalty=ctx.penalty, lr=self.lr, steps_per_sec=self._rate.tick(), regularizer=self._regularizer_pair(),
             layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()), stop=self.stop_info,
-            hit=hit, histograms=self._histograms.take(ctx, resting), trace=ctx.record.trace,
+            hit=self._hit_info(hit), histograms=self._histograms.take(ctx, resting), trace=ctx.record.trace,
             curvature=self.curvature, optimizer_state=self._optimizer_state.latest, bayes=self.bayes)
         self.snapshot = snapshot
         return snapshot
@@ -395,6 +397,13 @@ class Session:
 
     def _regularizer_pair(self) -> tuple:
         return (self.regularizer.kind, self.regularizer.lam) if self.regularizer else ("none", 0.0)
+
+    def _hit_info(self, hit: Hit | None):
+        """The record of a breakpoint hit, for the snapshot (the hit itself is kept, to say why
+        the run stopped if it is ended there)."""
+        self._hit = hit
+        return None if hit is None else records.HitInfo(hit.breakpoint.id, hit.breakpoint.kind,
+                                                        hit.breakpoint.text, hit.step, hit.why)
 
     def _check_breakpoints(self, step, loss, layers, events) -> Hit | None:
         if not len(self.breakpoints):
@@ -451,7 +460,7 @@ class Session:
         """The snapshot of a step that could not finish: the last good layers, and what went wrong."""
         previous = self.snapshot
         snapshot = Snapshot(
-            step=self.step_count, epoch=self.epoch, state=self.state, hit=hit,
+            step=self.step_count, epoch=self.epoch, state=self.state, hit=self._hit_info(hit),
             loss=loss if loss is not None else (previous.loss if previous else math.nan),
             val_loss=previous.val_loss if previous else None, penalty=previous.penalty if previous else 0.0,
             lr=self.lr, steps_per_sec=0.0, regularizer=self._regularizer_pair(),

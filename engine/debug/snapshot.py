@@ -1,25 +1,29 @@
 """What a step publishes: the `Snapshot` (small and immutable) and the records in it: per-layer
-and per-parameter statistics, curvature, Bayesian terms, and why a run stopped."""
+and per-parameter statistics, curvature, Bayesian terms, and why a run stopped.
+
+Each record is a frozen msgspec Struct, and its declaration is the one schema it has: the wire
+encodes and validates it from this (`wire.py`), the report writes it from this (`report.py`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Union
 
-from .breakpoints import Hit
-from .nonfinite import json_number as _num
+from msgspec import Struct, field
+
+from .codec import Count, Counts, Edges, Int
+from .diagnostics import Condition, WarningEvent
+from .tracesummary import TraceSummary
 
 RUNNING, PAUSED, FINISHED, STOPPED = "running", "paused", "finished", "stopped"
 
 EMPTY = MappingProxyType({})   # a read-only empty mapping: a layer without parameters, no Hessian diagonal
 
 
-class ParamStats(NamedTuple):
-    """One parameter's numbers at one step. A NamedTuple: immutable, and built from its values in
-    a fraction of a frozen dataclass's time (the session builds one per parameter every step)."""
+class ParamStats(Struct, frozen=True):
+    """One parameter's numbers at one step (immutable; built from its values in one call)."""
     name: str                  # full dotted name, e.g. 'layers.0.weight'
-    shape: tuple
+    shape: tuple[Count, ...]
     grad_norm: float           # ‖∂(data loss)/∂θ‖
     penalty_grad_norm: float   # ‖∂(penalty)/∂θ‖ (0 without a regulariser)
     total_grad_norm: float     # ‖the gradient the optimiser used‖
@@ -27,30 +31,22 @@ class ParamStats(NamedTuple):
     update_norm: float
     update_ratio: float        # ‖Δθ‖ / ‖θ‖
     sparsity: float            # fraction of |θ| < threshold
-    effective_lr: float | None = None   # adaptive optimisers: median per-entry step η/(√v̂+ε)
-    hessian_diag: float | None = None   # mean of the Hessian's diagonal Hᵢᵢ over the entries (estimate)
-
-    def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "grad_norm": _num(self.grad_norm),
-                "penalty_grad_norm": _num(self.penalty_grad_norm),
-                "total_grad_norm": _num(self.total_grad_norm), "weight_norm": _num(self.weight_norm),
-                "update_norm": _num(self.update_norm), "update_ratio": _num(self.update_ratio),
-                "sparsity": _num(self.sparsity), "effective_lr": _num(self.effective_lr),
-                "hessian_diag": _num(self.hessian_diag)}
+    effective_lr: Optional[float] = None   # adaptive optimisers: median per-entry step η/(√v̂+ε)
+    hessian_diag: Optional[float] = None   # mean of the Hessian's diagonal Hᵢᵢ over the entries (estimate)
 
 
-class LayerStats(NamedTuple):
+class LayerStats(Struct, frozen=True):
     """One layer's numbers at one step (immutable, like ParamStats)."""
     name: str
     type: str
-    params: Mapping = EMPTY                      # short name ('weight') -> ParamStats
-    output_shape: tuple | None = None
-    grad_in_norm: float | None = None            # ‖∂L/∂input‖: what this layer passes back
-    grad_out_norm: float | None = None           # ‖∂L/∂output‖: what reaches it from the loss side
-    activation: str | None = None
-    mean_local_derivative: float | None = None
-    dead_fraction: float | None = None
-    saturated_fraction: float | None = None
+    params: dict[str, ParamStats] = EMPTY        # short name ('weight') -> ParamStats
+    output_shape: Optional[tuple[Count, ...]] = None
+    grad_in_norm: Optional[float] = None         # ‖∂L/∂input‖: what this layer passes back
+    grad_out_norm: Optional[float] = None        # ‖∂L/∂output‖: what reaches it from the loss side
+    activation: Optional[str] = None
+    mean_local_derivative: Optional[float] = None
+    dead_fraction: Optional[float] = None
+    saturated_fraction: Optional[float] = None
 
     @property
     def grad_ratio(self) -> float | None:
@@ -58,15 +54,6 @@ class LayerStats(NamedTuple):
         if self.grad_in_norm is None or not self.grad_out_norm:
             return None
         return self.grad_in_norm / self.grad_out_norm
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "type": self.type,
-                "params": {k: v.to_dict() for k, v in self.params.items()},
-                "output_shape": list(self.output_shape) if self.output_shape else None,
-                "grad_in_norm": _num(self.grad_in_norm), "grad_out_norm": _num(self.grad_out_norm),
-                "grad_ratio": _num(self.grad_ratio), "activation": self.activation,
-                "mean_local_derivative": _num(self.mean_local_derivative),
-                "dead_fraction": _num(self.dead_fraction), "saturated_fraction": _num(self.saturated_fraction)}
 
 
 UNMEASURED = (float("nan"),) * 4 + (None,)   # weight norm, update, ratio, sparsity, effective lr
@@ -125,76 +112,64 @@ class StepLayers(Sequence):
         return f"StepLayers{self._build()!r}"
 
 
-@dataclass(frozen=True)
-class StopInfo:
-    step: int
+class StopInfo(Struct, frozen=True):
+    step: Int
     reason: str     # 'breakpoint', 'non_finite', 'error', 'user', 'data_exhausted'
     detail: str
 
-    def to_dict(self) -> dict:
-        return {"step": self.step, "reason": self.reason, "detail": self.detail}
+
+class HitInfo(Struct, frozen=True):
+    """The breakpoint that paused the run, and why it held."""
+    id: Int
+    kind: str       # 'warning', 'step', 'every', 'condition'
+    text: str       # the breakpoint as typed (normalised)
+    step: Int
+    why: str
 
 
-@dataclass(frozen=True)
-class BayesStats:
-    step: int
-    elbo: float | None = None                      # this step's estimate (None: the loss is not an ELBO)
-    expected_log_likelihood: float | None = None
-    kl: float | None = None
-    posterior_sigma: dict = field(default_factory=dict)   # layer -> mean posterior σ of its weights
-    gradient_noise: dict = field(default_factory=dict)    # parameter -> ‖std of g‖ / ‖mean of g‖
-    mc_loss: float | None = None                   # the loss averaged over the extra draws
-    mc_loss_se: float | None = None                # its standard error
-    mc_samples: int = 0
-    noise_step: int | None = None                  # when the last three were measured
-
-    def to_dict(self) -> dict:
-        return {"step": self.step, "elbo": _num(self.elbo),
-                "expected_log_likelihood": _num(self.expected_log_likelihood), "kl": _num(self.kl),
-                "posterior_sigma": {k: _num(v) for k, v in self.posterior_sigma.items()},
-                "gradient_noise": {k: _num(v) for k, v in self.gradient_noise.items()},
-                "mc_loss": _num(self.mc_loss), "mc_loss_se": _num(self.mc_loss_se),
-                "mc_samples": self.mc_samples, "noise_step": self.noise_step}
+class BayesStats(Struct, frozen=True):
+    step: Int
+    elbo: Optional[float] = None                      # this step's estimate (None: the loss is not an ELBO)
+    expected_log_likelihood: Optional[float] = None
+    kl: Optional[float] = None
+    posterior_sigma: dict[str, Optional[float]] = field(default_factory=dict)   # layer -> mean posterior σ
+    gradient_noise: dict[str, Optional[float]] = field(default_factory=dict)    # param -> ‖std g‖ / ‖mean g‖
+    mc_loss: Optional[float] = None                   # the loss averaged over the extra draws
+    mc_loss_se: Optional[float] = None                # its standard error
+    mc_samples: Count = 0
+    noise_step: Optional[Int] = None                  # when the last three were measured
 
 
-@dataclass(frozen=True)
-class CurvatureStats:
-    step: int                  # the step whose starting point was measured
+class CurvatureStats(Struct, frozen=True):
+    step: Int                  # the step whose starting point was measured
     lambda_max: float          # largest eigenvalue of H
     trace: float               # tr H (Hutchinson estimate)
     trace_se: float            # its standard error
-    lr_edge: float | None      # the stability edge for this optimiser's lr (None: no single edge)
+    lr_edge: Optional[float]   # the stability edge for this optimiser's lr (None: no single edge)
     edge_formula: str          # how the edge was computed, e.g. '2/λ_max', or why there is none
-    hessian_diag: dict = field(default_factory=dict)   # parameter name -> mean of Hᵢᵢ over its entries
-    n_params: int = 0
-
-    def to_dict(self) -> dict:
-        return {"step": self.step, "lambda_max": _num(self.lambda_max), "trace": _num(self.trace),
-                "trace_se": _num(self.trace_se), "lr_edge": _num(self.lr_edge),
-                "edge_formula": self.edge_formula,
-                "hessian_diag": {k: _num(v) for k, v in self.hessian_diag.items()},
-                "n_params": self.n_params}
+    hessian_diag: dict[str, float] = field(default_factory=dict)   # parameter -> mean of Hᵢᵢ over its entries
+    n_params: Count = 0
 
 
-class Snapshot(NamedTuple):
-    """Everything a front end shows about the latest step; small and immutable (a NamedTuple:
-    built in one call every step; `_replace` gives a changed copy). Build it by keyword."""
-    step: int
-    epoch: int
+class Snapshot(Struct, frozen=True, kw_only=True):
+    """Everything a front end shows about the latest step; small and immutable, built by keyword
+    (`msgspec.structs.replace` gives a changed copy). This declaration is also its wire schema."""
+    step: Int
+    epoch: Int
     state: str
     loss: float
-    val_loss: float | None
+    val_loss: Optional[float]
     penalty: float
     lr: float
     steps_per_sec: float
-    regularizer: tuple            # (kind, λ): ('none', 0.0), ('L1', 0.01) ...
-    layers: Sequence              # LayerStats, forward order (a tuple, or StepLayers: built when read)
-    warnings: tuple               # WarningEvents of this step
-    holding: tuple                # diagnostics.Condition currently holding
-    stop: StopInfo | None = None
-    hit: Hit | None = None
-    histograms: dict | None = None   # name -> (counts, edges), on the steps that compute them
-    trace: object | None = None      # tracesummary.TraceSummary after a step-into
-    curvature: object | None = None  # curvatureprobe.CurvatureStats, the latest measured
-    optimizer_state: dict | None = None  # what the optimiser reports about its last step (Newton)
-    bayes: object | None = None      # bayesprobe.BayesStats for models with Bayesian layers
+    regularizer: tuple[str, Optional[float]]   # (kind, λ): ('none', 0.0), ('L1', 0.01) ...
+    layers: tuple[LayerStats, ...]   # forward order (a tuple, or StepLayers: built when read)
+    warnings: tuple[WarningEvent, ...]          # this step's
+    holding: tuple[Condition, ...]              # the conditions holding now
+    stop: Optional[StopInfo] = None
+    hit: Optional[HitInfo] = None
+    histograms: Optional[dict[str, tuple[Counts, Edges]]] = None   # name -> (counts, edges), when computed
+    trace: Optional[TraceSummary] = None        # after a step-into
+    curvature: Optional[CurvatureStats] = None  # the latest measured
+    optimizer_state: Optional[dict[str, Union[bool, int, float, str, None]]] = None  # the optimiser's own report (Newton)
+    bayes: Optional[BayesStats] = None          # models with Bayesian layers

@@ -7,19 +7,23 @@ std, min, max, number of zeros and of non-finite entries.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
+from msgspec import Struct
+
+from .codec import Count, Int
 
 
-@dataclass(frozen=True)
-class ArrayStats:
-    shape: tuple
+class ArrayStats(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """An array in a few numbers; written as a fixed-length array [shape, mean, ...]."""
+    shape: tuple[Count, ...]
     mean: float
     std: float
     min: float
     max: float
-    zeros: int
-    non_finite: int
+    zeros: Count
+    non_finite: Count
 
     @classmethod
     def of(cls, value) -> "ArrayStats | None":
@@ -36,9 +40,6 @@ class ArrayStats:
         lo, hi = float(good.min()), float(good.max())
         mean, std = _mean_std(good, max(-lo, hi))
         return cls(tuple(a.shape), mean, std, lo, hi, int(a.size - np.count_nonzero(a)), n_bad)
-
-    def to_dict(self) -> dict:
-        return {k: (list(v) if k == "shape" else v) for k, v in self.__dict__.items()}
 
 
 # Inside these limits on max |x| the plain mean and std are exact to rounding: the sum of up to
@@ -60,20 +61,19 @@ def _mean_std(good: np.ndarray, largest: float) -> tuple:
         return float(scaled.mean()) * largest, float(scaled.std()) * largest   # Python floats: inf, never an error
 
 
-@dataclass(frozen=True)
-class OpSummary:
-    index: int            # position in the stepping order (forward ops first, then backward)
+class OpSummary(Struct, frozen=True):
+    index: Int            # position in the stepping order (forward ops first, then backward)
     phase: str            # 'forward' or 'backward'
     op: str
-    id: int               # value id of the op's output
+    id: Int               # value id of the op's output
     scope: str
-    module_type: str | None
-    inputs: tuple         # labels of the inputs: parameter names or %ids
-    formulas: tuple
-    value: ArrayStats | None = None          # forward: the output
-    upstream: ArrayStats | None = None       # backward: dL/d(output)
-    factors: tuple = ()                      # backward: per input, ArrayStats of the local factor or None
-    grads: tuple = ()                        # backward: per input, ArrayStats of the gradient passed on
+    module_type: Optional[str]
+    inputs: tuple[str, ...]     # labels of the inputs: parameter names or %ids
+    formulas: tuple[str, ...]
+    value: Optional[ArrayStats] = None       # forward: the output
+    upstream: Optional[ArrayStats] = None    # backward: dL/d(output)
+    factors: tuple[Optional[ArrayStats], ...] = ()   # backward: per input, the local factor's statistics
+    grads: tuple[Optional[ArrayStats], ...] = ()     # backward: per input, the gradient passed on
 
     @property
     def non_finite(self) -> int:
@@ -85,9 +85,8 @@ class OpSummary:
         return self.scope or "model"
 
 
-@dataclass(frozen=True)
-class TraceSummary:
-    ops: tuple
+class TraceSummary(Struct, frozen=True):
+    ops: tuple[OpSummary, ...]
 
     def first_non_finite(self) -> int | None:
         for op in self.ops:

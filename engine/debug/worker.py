@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 
+from msgspec.structs import replace
+
 from . import commands, wire
 from .allocator import keep_freed_memory
 from .breakpoints import BreakpointError
@@ -43,8 +45,8 @@ BOOT = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; 
 
 
 class _Channel:
-    """Thread-safe writer of JSON lines to the front end. When the front end has gone, sends
-    become no-ops and `on_broken` is called once (the run is then ended, its report written)."""
+    """Thread-safe writer of frames (wire.encode, a line each) to the front end. When the front
+    end has gone, sends become no-ops and `on_broken` is called once (the run is then ended, its report written)."""
 
     def __init__(self, stream, on_broken=None):
         self._stream = stream
@@ -56,7 +58,7 @@ class _Channel:
     def send(self, message: dict) -> None:
         if self.broken or os.getpid() != self._owner:   # a forked copy of the worker says nothing
             return
-        data = (wire.dumps(message) + "\n").encode("utf-8")
+        data = wire.encode(message) + b"\n"
         with self._lock:
             try:
                 self._stream.write(data)
@@ -167,8 +169,9 @@ class Worker:
             sent = latest
             if latest.histograms is None and self._histograms is not None:
                 # the step that computed histograms was coalesced away: carry them on this one
-                latest = latest._replace(histograms=self._histograms)
-            self.channel.send({"type": "snapshot", "snapshot": wire.snapshot_to_wire(latest, self._events)})
+                latest = replace(latest, histograms=self._histograms)
+            # every event since the last message, so that none is lost with the skipped snapshots
+            self.channel.send({"type": "snapshot", "snapshot": replace(latest, warnings=tuple(self._events))})
             self._events, self._sent, self._last_publish, self._histograms = [], sent, now, None
         if _notes(s) != self._curvature:
             # a failed measurement turned curvature or gradient noise off: the front end learns why
@@ -177,8 +180,7 @@ class Worker:
             self.channel.send({"type": "hello", "model": model_info(s)})
         if (s.state, s.stop_info) != self._state:
             self._state = (s.state, s.stop_info)
-            self.channel.send({"type": "state", "state": s.state,
-                               "stop": s.stop_info.to_dict() if s.stop_info else None})
+            self.channel.send({"type": "state", "state": s.state, "stop": s.stop_info})
         if s.step_count != self._history_step and (urgent or now - self._last_history >= 1.0 / HISTORY_HZ):
             self.channel.send({"type": "history", "series": wire.history_to_wire(s.history)})
             self._history_step, self._last_history = s.step_count, now
@@ -406,7 +408,7 @@ def _serve(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -
     worker = Worker(session, channel)
     channel.send({"type": "hello", "model": model_info(session)})
     worker._sent = session.initial_snapshot()
-    channel.send({"type": "snapshot", "snapshot": wire.snapshot_to_wire(worker._sent)})
+    channel.send({"type": "snapshot", "snapshot": worker._sent})
     worker.send_breakpoints()
     shutdown.session, shutdown.worker = session, worker
     _flush_before_exit(worker)

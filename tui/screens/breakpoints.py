@@ -109,7 +109,7 @@ class BreakpointsScreen(ModalScreen):
         with state.lock:
             items = list(state.breakpoints)
             snap = state.snapshot
-        hit_id = snap.hit.breakpoint.id if (snap is not None and snap.hit is not None
+        hit_id = snap.hit.id if (snap is not None and snap.hit is not None
                                            and state.state == "paused") else None
         self.items = items
         table = self.query_one("#bp-table", DataTable)
