@@ -9,12 +9,14 @@ def make_spec(model, loss, data, *, optimizer=None, lr=0.1, regularizer=None, st
               val_data=None, seed=0, path="<test>", name="test", description="") -> ModelSpec:
     """The spec a model file would give, without the file: plain SGD(lr) over the model's
     parameters unless `optimizer` is given, no regularizer, full batch, no validation data, seed 0,
-    no step limit."""
+    no step limit. A torch model gets the torch backend, as a model file's would."""
+    from calcml.debug.loader import _is_torch_module
+    framework = "torch" if _is_torch_module(model) else "calcml"
     if optimizer is None:
         optimizer = cm.optim.SGD(model.parameters(), lr=lr)
     return ModelSpec(path=path, name=name, description=description, model=model, loss=loss, data=data,
                      optimizer=optimizer, regularizer=regularizer, batch_size=batch_size,
-                     val_data=val_data, seed=seed, steps=steps)
+                     val_data=val_data, seed=seed, steps=steps, framework=framework)
 
 
 def snapshot_over_the_wire(snapshot):

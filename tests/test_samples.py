@@ -11,6 +11,7 @@ import pytest
 
 import calcml as cm
 from calcml.debug import Session, load_model_file
+from calcml.debug.quantities.chain_rule import chain_products
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 
@@ -32,7 +33,19 @@ def test_every_sample_is_covered():
     names = {p.stem for p in SAMPLES.glob("*.py")} - {"__init__"}
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
                      "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
-                     "bayes_regression", "bayes_linear_exact", "hmc_logreg"}
+                     "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual"}
+
+
+def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
+    pytest.importorskip("torch")
+    s, final = run("torch_residual", steps=300)
+    assert started(s) == set() and s.state == "finished" and s.backend.optimizer_name == "SGD"
+    first = s.history.series("loss")[:10].mean()
+    assert final.loss < 0.1 * first
+    relus = [layer for layer in final.layers if layer.type == "ReLU"]
+    assert len(relus) == 8 and all(0 < layer.mean_local_derivative < 1 for layer in relus)
+    products = [p for _, p in chain_products(final.layers)]
+    assert min(products) > 0.1     # the shortcuts carry the gradient down to the first layer
 
 
 def test_xor_mlp_is_healthy_and_learns():

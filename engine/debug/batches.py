@@ -17,7 +17,7 @@ class BatchSource:
         self._full = self._function = self._iterable = self._iterator = None
         if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
             if batch_size is None or batch_size >= len(data[0]):
-                self._full = data            # the whole set every step: no copy, no shuffle
+                self._full = as_batch(data)  # the whole set every step: no copy, no shuffle
                 return
             data = DataLoader(data, batch_size=batch_size, shuffle=True, seed=seed)
         if callable(data) and not hasattr(data, "__iter__"):

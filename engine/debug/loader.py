@@ -1,6 +1,6 @@
 """Load a user's model file and check it against the contract, with messages a person can act on.
 
-The contract: top-level `model` (a cm.nn.Module), `loss` (loss(pred, target) -> scalar Tensor) and
+The contract: top-level `model` (a cm.nn.Module, or a torch.nn.Module), `loss` (loss(pred, target) -> scalar Tensor) and
 `data` ((X, y) arrays, a DataLoader or other re-iterable of batches, an iterator, or a callable
 returning one batch per call); optional `optimizer`, `regularizer`, `batch_size`, `val_data`,
 `seed`, `steps`. The module docstring is the model's description.
@@ -61,6 +61,7 @@ class ModelSpec:
     # resolve_model_path(path): absolute, symbolic links resolved, the same wherever the process
     # changes directory. None when the spec was not loaded from a file.
     abspath: str | None = None
+    framework: str = "calcml"   # whose objects the file defines: 'calcml' or 'torch'
 
 
 def _literal_seed(source) -> int | None:
@@ -376,6 +377,8 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
     chosen_seed = DEFAULT_SEED if chosen_seed is None else chosen_seed
     _random.manual_seed(chosen_seed)
     np.random.seed(chosen_seed % 2**32)  # model files that use numpy's global generator
+    if _imports_torch(source.tree):      # and PyTorch's, for a file that uses it
+        _seed_torch(chosen_seed)
 
     name = os.path.splitext(os.path.basename(path))[0]
     module = types.ModuleType(f"calcml_model_{name}")
@@ -395,6 +398,12 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
         raise
     except SystemExit as error:
         raise ModelFileError(f"{path}: the model file called {_exit_text(error.code)} while loading") from None
+    except ModuleNotFoundError as error:
+        if error.name == "torch":
+            raise ModelFileError(f"{path}: this model uses PyTorch, which is not installed here. Install it "
+                                 "with calcml's torch extra: pip install -e \".[torch]\" (or pip install torch)") from None
+        raise ModelFileError(f"{path}: the model file raised an error while loading:\n"
+                             + user_traceback(error, path)) from None
     except BaseException as error:  # the user's code failed: show their frames, not ours
         raise ModelFileError(f"{path}: the model file raised an error while loading:\n"
                              + user_traceback(error, path)) from None
@@ -420,6 +429,23 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
     spec = _validate(path, name, module.__dict__, chosen_seed, steps, tree=source.tree)
     spec.abspath = abspath
     return spec
+
+
+def _imports_torch(tree) -> bool:
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch" and not node.level:
+            return True
+    return False
+
+
+def _seed_torch(seed: int) -> None:
+    try:
+        import torch
+    except ImportError:   # the file's own import says so, with how to install it
+        return
+    torch.manual_seed(seed)
 
 
 def _check_seed(path: str, name: str, value) -> None:
@@ -490,7 +516,8 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None, tree
             f"loss (loss(pred, target) -> scalar) and data ((X, y) arrays or batches); "
             f"found: {', '.join(found) if found else 'none of them'}.")
     model = ns["model"]
-    if not isinstance(model, nn.Module):
+    framework = "torch" if _is_torch_module(model) else "calcml"
+    if framework == "calcml" and not isinstance(model, nn.Module):
         hint = " (did you forget to instantiate it, e.g. Net() instead of Net?)" if isinstance(model, type) else ""
         raise ModelFileError(f"{path}: model must be a cm.nn.Module, got {_type_name(model)}{hint}")
     _check_has_parameters(path, model, tree)
@@ -501,7 +528,9 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None, tree
     data = _check_data(path, ns["data"])
 
     optimizer = ns.get("optimizer")
-    if optimizer is None:
+    if framework == "torch":
+        optimizer = _torch_optimizer(path, model, optimizer)
+    elif optimizer is None:
         optimizer = optim.SGD(model.parameters(), lr=DEFAULT_LR)
     elif not isinstance(optimizer, optim.Optimizer):
         raise ModelFileError(f"{path}: optimizer must be a cm.optim optimiser such as "
@@ -525,14 +554,40 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None, tree
     return ModelSpec(path=path, name=name, description=description, model=model, loss=loss, data=data,
                      optimizer=optimizer, regularizer=regularizer,
                      batch_size=None if batch_size is None else int(batch_size), val_data=val_data,
-                     seed=seed, steps=steps if steps is not None else file_steps, namespace=ns)
+                     seed=seed, steps=steps if steps is not None else file_steps, namespace=ns,
+                     framework=framework)
+
+
+def _is_torch_module(model) -> bool:
+    """Whether `model` is PyTorch's (torch is looked at only if the file imported it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def _torch_optimizer(path: str, model, optimizer):
+    import torch
+    if optimizer is None:
+        return torch.optim.SGD(model.parameters(), lr=DEFAULT_LR)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ModelFileError(f"{path}: model is a torch.nn.Module, so optimizer must be a torch.optim optimiser "
+                             f"such as torch.optim.SGD(model.parameters(), lr=0.01), got {_type_name(optimizer)}")
+    return optimizer
+
+
+def _array(value) -> np.ndarray:
+    """An array from a calcml Tensor, a torch tensor (copied to the host) or anything numpy reads."""
+    if isinstance(value, Tensor):
+        return value.data
+    if hasattr(value, "detach") and hasattr(value, "cpu"):   # a torch tensor
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
 
 
 def _check_pair(path: str, name: str, value):
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise ModelFileError(f"{path}: {name} must be a pair (X, y) of arrays, got {_type_name(value)}")
     try:
-        X, y = (v.data if isinstance(v, Tensor) else np.asarray(v) for v in value)
+        X, y = (_array(v) for v in value)
     except ValueError as error:  # ragged lists
         raise ModelFileError(f"{path}: {name}: X and y must be rectangular arrays ({error})") from None
     if X.ndim == 0 or y.ndim == 0:

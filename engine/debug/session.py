@@ -46,7 +46,7 @@ class Session:
                  backend=None):
         self.spec = spec
         self.config = config or SessionConfig()
-        self.backend = backend if backend is not None else CalcmlBackend(spec.model, spec.loss, spec.optimizer)
+        self.backend = backend if backend is not None else backend_for(spec)
         self.model, self.optimizer = spec.model, spec.optimizer
         self.regularizer = spec.regularizer
         self.max_steps = max_steps if max_steps is not None else spec.steps
@@ -470,6 +470,14 @@ class Session:
             optimizer_state=self.backend.optimizer_state(), bayes=self.bayes)
         self.snapshot = snapshot
         return snapshot
+
+
+def backend_for(spec: ModelSpec):
+    """The backend for the framework the model file uses."""
+    if spec.framework == "torch":
+        from .torch_backend import TorchBackend   # imports torch: only for a model that uses it
+        return TorchBackend(spec.model, spec.loss, spec.optimizer)
+    return CalcmlBackend(spec.model, spec.loss, spec.optimizer)
 
 
 def _describe_error(error: BaseException, path: str) -> str:

@@ -89,9 +89,12 @@ def chain_conditions(layers, t) -> list:
 
 def _conditions(rows, flagged, t) -> list:
     dead_above, seen = {}, False   # whether a ReLU layer between a layer and the loss has dead units
-    for name, _, _, _, dead_fraction in reversed(rows):
+    kinds_above, kinds = {}, set()  # the layer types between a layer and the loss
+    for name, type_name, _, _, dead_fraction in reversed(rows):
         dead_above[name] = seen
         seen = seen or dead(dead_fraction, t)
+        kinds_above[name] = frozenset(kinds)
+        kinds.add(type_name)
     conditions = []
     for (name, type_name, _, _, _), product in _products(rows):
         if name in flagged:
@@ -102,7 +105,7 @@ def _conditions(rows, flagged, t) -> list:
             conditions.append(Condition(
                 "vanishing_gradient", name, product, t.vanishing_ratio,
                 f"{name} ({type_name}): the chain-rule product from the loss down to this layer is "
-                f"{fmt(product)}: the gradient vanishes on its way back (each sigmoid factor is ≤ 1/4)"))
+                f"{fmt(product)}: the gradient vanishes on its way back ({_why_small(kinds_above[name])})"))
         elif explodes(product, t):
             conditions.append(Condition(
                 "exploding_gradient", name, product, t.exploding_ratio,
@@ -114,3 +117,12 @@ def _conditions(rows, flagged, t) -> list:
 def gradient_conditions(layers, t) -> list:
     """Every gradient warning of a step: parameters over the norm limit, then the chain products."""
     return exploding_conditions(layers, t) + chain_conditions(layers, t)
+
+
+def _why_small(kinds) -> str:
+    """What makes the factors between a layer and the loss small, from the layers there."""
+    if "Sigmoid" in kinds:
+        return "each sigmoid factor is ≤ 1/4"
+    if "Tanh" in kinds:
+        return "each tanh factor is ≤ 1, and far less where units saturate"
+    return "the factors between it and the loss multiply to almost nothing: small weights, or units that are off"

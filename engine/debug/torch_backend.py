@@ -1,0 +1,330 @@
+"""PyTorch as a debugger backend (see backend.py for the interface).
+
+Layers are chosen as for the calcml engine: modules that own parameters directly, and leaf
+modules, in the order `named_modules` gives. One forward pre-hook and one forward hook per layer
+(registered once, active only while a step is captured) keep each call's input and output; a
+tensor hook on each keeps the gradient that reaches it. Tensor hooks, not full backward hooks:
+those fail on in-place ops (`nn.ReLU(inplace=True)`, `x += shortcut`). A hook registered before
+an in-place op receives the gradient with respect to the value before it, which is the value
+this layer made; and an in-place layer's input is copied before the layer overwrites it.
+
+Arrays handed to the quantities are numpy views of the tensors (no copy on the CPU). The
+regulariser's gradient is added to `.grad` before the optimiser step, and the curvature comes
+from exact Hessian-vector products (double backward), through the same Lanczos and Hutchinson
+estimators as the calcml engine's, so both backends give the same numbers on the same model.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import curvature as _curvature
+from . import curvatureprobe
+from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamInfo, StepRecord
+from .snapshot import CurvatureStats
+from .tracesummary import Location, TraceSummary
+
+# torch's activation modules, as the derivative table's op names (calcml.ops)
+ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.LeakyReLU: "leaky_relu", torch.nn.Sigmoid: "sigmoid",
+               torch.nn.Tanh: "tanh", torch.nn.Softsign: "softsign"}
+
+
+def is_torch_model(model) -> bool:
+    return isinstance(model, torch.nn.Module)
+
+
+def layer_modules(model) -> list:
+    """(name, module) for each layer: modules owning parameters directly, and leaf modules."""
+    layers = []
+    for name, module in model.named_modules():
+        owns = any(True for _ in module.parameters(recurse=False))
+        if owns or not any(True for _ in module.children()):
+            layers.append((name or "model", module))
+    return layers
+
+
+def _numpy(t):
+    return None if t is None else t.detach().numpy()
+
+
+class TorchBackend(Backend):
+    def __init__(self, model, loss, optimizer):
+        self.model, self.loss_fn, self.optimizer = model, loss, optimizer
+        self.modules = layer_modules(model)
+        self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        layer_of = {id(p): (layer, short) for layer, module in self.modules
+                    for short, p in module.named_parameters(recurse=False)}
+        owner = [layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)) for name, p in self._params]
+        with_params = {layer for layer, _ in owner}
+        self._param_info = [ParamInfo(name, tuple(p.shape), layer, short, p.numel())
+                            for (name, p), (layer, short) in zip(self._params, owner)]
+        self._layer_info = [LayerInfo(name, type(module).__name__, ACTIVATIONS.get(type(module)),
+                                      name in with_params, module) for name, module in self.modules]
+        self.optimizer_name = type(optimizer).__name__
+        self._needs_closure = isinstance(optimizer, torch.optim.LBFGS)
+        self._capturing = False
+        self._calls: dict = {}
+        self._grads_in: dict = {}
+        self._grads_out: dict = {}
+        self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
+        for name, module in self.modules:
+            module.register_forward_pre_hook(self._before(name, module))
+            module.register_forward_hook(self._after(name))
+
+    # -- capturing each layer's call --------------------------------------------------------
+    def _before(self, name, module):
+        inplace = bool(getattr(module, "inplace", False))
+
+        def hook(module, args):
+            if not self._capturing or not args or not isinstance(args[0], torch.Tensor):
+                return
+            x = args[0]
+            if x.requires_grad:
+                x.register_hook(lambda g: self._grads_in.__setitem__(name, g))
+            self._calls[name] = [x.detach().clone() if inplace else x, None]
+        return hook
+
+    def _after(self, name):
+        def hook(module, args, output):
+            if not self._capturing or not isinstance(output, torch.Tensor):
+                return
+            if output.requires_grad:
+                output.register_hook(lambda g: self._grads_out.__setitem__(name, g))
+            self._calls.setdefault(name, [None, None])[1] = output
+        return hook
+
+    # -- what the model is ------------------------------------------------------------------
+    def parameters(self) -> list:
+        return self._param_info
+
+    def layers(self) -> list:
+        return self._layer_info
+
+    def as_batch(self, batch) -> tuple:
+        """A batch as (X, y) tensors: arrays become tensors, floating inputs in the model's dtype."""
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise TypeError(f"each batch must be a pair (X, y), got {type(batch).__name__}")
+        return tuple(self._tensor(b) for b in batch)
+
+    def _tensor(self, value):
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        return t.to(self._dtype) if t.is_floating_point() and t.dtype != self._dtype else t
+
+    # -- one step ---------------------------------------------------------------------------
+    def step(self, batch, traced: bool = False) -> StepRecord:
+        X, y = batch
+        self._calls, self._grads_in, self._grads_out = {}, {}, {}
+        self._capturing = True
+        try:
+            loss = self.loss_fn(self.model(X), y)
+            _check_loss(loss)
+            self.optimizer.zero_grad()
+            loss.backward()
+        except MODEL_ERRORS as error:
+            raise ModelError("loss", error) from None
+        finally:
+            self._capturing = False
+        captures = {}
+        for name, (x, out) in self._calls.items():
+            if out is None:
+                continue
+            captures[name] = Capture(_numpy(x), _numpy(out), _numpy(self._grads_in.get(name)),
+                                     _numpy(self._grads_out.get(name)))
+        self._calls, self._grads_in, self._grads_out = {}, {}, {}
+        return StepRecord(float(loss.detach()), self.grads(), captures, batch)
+
+    def add_penalty(self, regularizer) -> tuple:
+        penalty_grads, penalty = {}, 0.0
+        try:   # a regulariser's `select` is the model file's code
+            for name, p in self._params:
+                if not regularizer.applies_to(name, p):
+                    continue
+                values = p.detach().numpy()
+                g = regularizer.gradient(values)
+                penalty_grads[name] = g
+                penalty += regularizer.total(values)
+                if p.grad is not None:   # a new tensor: the record's data gradients stay as they were
+                    p.grad = p.grad + torch.from_numpy(np.asarray(g, dtype=values.dtype))
+        except MODEL_ERRORS as error:
+            raise ModelError("regularizer", error) from None
+        return penalty_grads, regularizer.lam * penalty
+
+    def grads(self) -> dict:
+        return {name: _numpy(p.grad) for name, p in self._params}
+
+    def weights(self) -> dict:
+        return {name: p.detach().numpy() for name, p in self._params}
+
+    def apply_update(self, record: StepRecord, regularizer) -> None:
+        try:
+            if self._needs_closure:
+                self.optimizer.step(lambda: self._closure(record.batch, regularizer))
+            else:
+                self.optimizer.step()
+        except MODEL_ERRORS as error:
+            raise ModelError("optimizer", error) from None
+
+    def _objective(self, batch, regularizer):
+        X, y = batch
+        loss = self.loss_fn(self.model(X), y)
+        if regularizer is not None:
+            loss = loss + self._penalty(regularizer)
+        return loss
+
+    def _penalty(self, regularizer):
+        """The regulariser as a torch expression (for closures and curvature)."""
+        term = {"L2": lambda p: (p * p).sum(), "L1": lambda p: p.abs().sum()}[regularizer.kind]
+        total = sum((term(p) for name, p in self._params if regularizer.applies_to(name, p)),
+                    torch.zeros((), dtype=self._dtype))
+        return regularizer.lam * total
+
+    def _closure(self, batch, regularizer):
+        self.optimizer.zero_grad()
+        loss = self._objective(batch, regularizer)
+        loss.backward()
+        return loss
+
+    # -- the learning rate and the optimiser ---------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def effective_lr(self, name: str) -> float | None:
+        """Adam and AdamW: the median over the entries of η/(√v̂+ε), as of the last step."""
+        if not isinstance(self.optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+            return None
+        p = dict(self._params)[name]
+        state = self.optimizer.state.get(p)
+        if not state or "exp_avg_sq" not in state:
+            return None
+        group = next(g for g in self.optimizer.param_groups if any(q is p for q in g["params"]))
+        beta2, step = group["betas"][1], float(state["step"])
+        v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+        per_entry = group["lr"] / (v.sqrt() / math.sqrt(1 - beta2 ** step) + group["eps"])
+        return float(np.median(per_entry.detach().numpy()))   # numpy's median: torch's takes the lower middle
+
+    # -- measurements that re-evaluate the model -------------------------------------------------
+    def curvature(self, record: StepRecord, regularizer, step: int, iters: int, samples: int, seed: int):
+        try:
+            with torch.enable_grad():
+                op = HessianOperator(self._objective(record.batch, regularizer), [p for _, p in self._params])
+            lam = float(_curvature.lanczos(op, k=1, iters=iters, tol=1e-6, seed=seed)[0])
+            est = _curvature.hutchinson(op, samples=samples, seed=seed)
+        except MODEL_ERRORS as error:
+            raise ModelError("curvature", error) from None
+        edge, formula = curvatureprobe.lr_edge(self.optimizer, lam)
+        diag = {name: float(d.mean()) if d.size else math.nan for (name, _), d in zip(self._params, est.diagonal)}
+        return CurvatureStats(step=step, lambda_max=lam, trace=est.trace, trace_se=est.trace_se,
+                              lr_edge=edge, edge_formula=formula, hessian_diag=diag, n_params=op.n)
+
+    def gradient_noise(self, record: StepRecord, regularizer, samples: int) -> tuple:
+        return {}, math.nan, math.nan   # no weight posterior to draw from
+
+    def validation_loss(self, val_data) -> float:
+        Xv, yv = self.as_batch(val_data)
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return float(self.loss_fn(self.model(Xv), yv))
+        except MODEL_ERRORS as error:
+            raise ModelError("validation", error) from None
+        finally:
+            self.model.train()
+
+    def locate_non_finite(self, record: StepRecord):
+        """The first layer whose output (forward, in call order), else whose input gradient
+        (backward, in the order they arrived), is not finite: the step run again, each layer
+        checked as it happens."""
+        found: list = []
+        order = {"forward": 0, "backward": 0}
+
+        def check(phase, name, value):
+            order[phase] += 1
+            if found or not torch.is_tensor(value) or bool(torch.isfinite(value).all()):
+                return
+            nan, inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
+            kinds = " and ".join(k for k, n in (("nan", nan), ("inf", inf)) if n)
+            found.append(Location(phase, type(dict(self.modules)[name]).__name__, name, order[phase],
+                                  nan + inf, value.numel(), kinds))
+
+        handles = []
+        for name, module in self.modules:
+            def after(module, args, output, name=name):
+                check("forward", name, output)
+                if torch.is_tensor(output) and output.requires_grad:
+                    output.register_hook(lambda g: check("backward", name, g))
+            handles.append(module.register_forward_hook(after))
+        X, y = record.batch
+        try:
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(self.model(X), y)
+            if not found and torch.is_tensor(loss) and not bool(torch.isfinite(loss).all()):
+                found.append(Location("forward", "loss", None, order["forward"] + 1, 1, 1,
+                                      "nan" if bool(torch.isnan(loss)) else "inf"))
+            loss.backward()
+        except MODEL_ERRORS:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return (found[0] if found else None), TraceSummary(()), None
+
+
+class HessianOperator:
+    """H as a linear map v ↦ H·v at the current θ (the calcml engine's HessianOperator, for
+    torch): the gradient built once with create_graph=True, each product one more backward.
+    Vectors are flat float64 numpy arrays of length n = Σ p.numel()."""
+
+    def __init__(self, loss, params):
+        if not torch.is_tensor(loss) or loss.numel() != 1:
+            raise ValueError("the objective must be a scalar tensor")
+        self.params = params
+        self.shapes = [tuple(p.shape) for p in params]
+        self.sizes = [p.numel() for p in params]
+        self.n = sum(self.sizes)
+        self._offsets = np.cumsum([0] + self.sizes)
+        self._grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+        self.gradient = self.flatten([None if g is None else g.detach().numpy() for g in self._grads])
+
+    def flatten(self, arrays) -> np.ndarray:
+        out = np.zeros(self.n)
+        for k, a in enumerate(arrays):
+            if a is not None:
+                out[self._offsets[k]:self._offsets[k + 1]] = np.asarray(a, dtype=np.float64).reshape(-1)
+        return out
+
+    def unflatten(self, vector: np.ndarray) -> list:
+        return [np.array(vector[self._offsets[k]:self._offsets[k + 1]]).reshape(self.shapes[k])
+                for k in range(len(self.params))]
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        pieces = self.unflatten(np.asarray(v, dtype=np.float64))
+        total = None
+        for g, p, piece in zip(self._grads, self.params, pieces):
+            if g is None or not g.requires_grad:
+                continue
+            term = (g * torch.from_numpy(piece).to(p.dtype)).sum()
+            total = term if total is None else total + term
+        if total is None:
+            return np.zeros(self.n)
+        hv = torch.autograd.grad(total, self.params, retain_graph=True, allow_unused=True)
+        return self.flatten([None if h is None else h.detach().numpy() for h in hv])
+
+    __matmul__ = matvec
+
+
+def _check_loss(loss) -> None:
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"loss(pred, target) must return a torch tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(f"loss(pred, target) must return a scalar, got shape {tuple(loss.shape)}; "
+                         "reduce it with .mean() or .sum()")
+    if not loss.requires_grad:
+        raise ValueError("the loss does not depend on any parameter: was it computed under torch.no_grad(), "
+                         "or from .detach()ed tensors?")

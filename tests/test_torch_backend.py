@@ -1,0 +1,200 @@
+"""The PyTorch backend: the same model in both frameworks (float64, the same weights, data and
+optimiser) gives the same numbers in every snapshot statistic, the report and the warnings; and
+what only torch models do (in-place activations, residual additions, modules called twice)
+is captured as the calculus says. Skipped where torch is not installed."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import calcml as cm                                      # noqa: E402
+import calcml.nn.functional as F                         # noqa: E402
+from calcml.debug import Session, SessionConfig          # noqa: E402
+from calcml.debug.codec import for_json, plain           # noqa: E402
+from calcml.debug.report import build_report             # noqa: E402
+from calcml.debug.torch_backend import TorchBackend      # noqa: E402
+from helpers import make_spec                            # noqa: E402
+
+ACTS = [("Tanh", cm.nn.Tanh, torch.nn.Tanh), ("ReLU", cm.nn.ReLU, torch.nn.ReLU),
+        ("Sigmoid", cm.nn.Sigmoid, torch.nn.Sigmoid), ("LeakyReLU", cm.nn.LeakyReLU, torch.nn.LeakyReLU)]
+
+
+def twins(widths=(3, 16, 16, 16, 2), acts=("Tanh", "ReLU", "Sigmoid"), seed=0):
+    """The same MLP in calcml and torch, float64, torch's weights copied from calcml's."""
+    cm.manual_seed(seed)
+    by_name = {name: (c, t) for name, c, t in ACTS}
+    cm_layers, torch_layers = [], []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        cm_layers.append(cm.nn.Linear(a, b))
+        torch_layers.append(torch.nn.Linear(a, b, dtype=torch.float64))
+        if i < len(widths) - 2:
+            c, t = by_name[acts[i % len(acts)]]
+            cm_layers.append(c())
+            torch_layers.append(t())
+    cm_model, torch_model = cm.nn.Sequential(*cm_layers), torch.nn.Sequential(*torch_layers)
+    with torch.no_grad():
+        for (name, p), (tname, q) in zip(cm_model.named_parameters(), torch_model.named_parameters()):
+            assert name == tname
+            q.copy_(torch.from_numpy(p.data.copy()))
+    return cm_model, torch_model
+
+
+def data(n=24, d=3, k=2, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, np.tanh(X @ rng.normal(size=(d, k))) + 0.1 * rng.normal(size=(n, k))
+
+
+def sessions(reg=None, lr=0.1, momentum=0.0, adam=False, steps=12, config=None, **kw):
+    cm_model, torch_model = twins(**kw)
+    X, y = data(d=kw.get("widths", (3,))[0], k=kw.get("widths", (0, 2))[-1])
+    if adam:
+        cm_opt = cm.optim.Adam(cm_model.parameters(), lr=lr)
+        torch_opt = torch.optim.Adam(torch_model.parameters(), lr=lr)
+    else:
+        cm_opt = cm.optim.SGD(cm_model.parameters(), lr=lr, momentum=momentum)
+        torch_opt = torch.optim.SGD(torch_model.parameters(), lr=lr, momentum=momentum)
+    config = config or SessionConfig(detail_every=1, curvature_every=4, histogram_every=5)
+    a = Session(make_spec(cm_model, F.mse_loss, (X, y), optimizer=cm_opt, regularizer=reg, batch_size=8,
+                          steps=steps), config=config)
+    b = Session(make_spec(torch_model, torch.nn.functional.mse_loss, (X, y), optimizer=torch_opt, regularizer=reg,
+                          batch_size=8, steps=steps), config=config)
+    assert isinstance(b.backend, TorchBackend)
+    return a, b
+
+
+def close(x, y, tol=1e-10, path="") -> list:
+    """Where two plain records differ by more than tol (relative, or absolute near 0)."""
+    if isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), f"{path}: keys {set(x) ^ set(y)}"
+        return [d for k in x for d in close(x[k], y[k], tol, f"{path}.{k}")]
+    if isinstance(x, (list, tuple)):
+        assert isinstance(y, (list, tuple)) and len(x) == len(y), f"{path}: lengths"
+        return [d for i, (a, b) in enumerate(zip(x, y)) for d in close(a, b, tol, f"{path}[{i}]")]
+    if isinstance(x, float) or isinstance(y, float):
+        if x is None or y is None:
+            return [] if x is y else [f"{path}: {x} vs {y}"]
+        if math.isnan(x) and math.isnan(y):
+            return []
+        return [] if abs(x - y) <= tol * max(1.0, abs(x), abs(y)) else [f"{path}: {x!r} vs {y!r}"]
+    return [] if x == y else [f"{path}: {x!r} vs {y!r}"]
+
+
+def compare_runs(a: Session, b: Session) -> None:
+    a.run(), b.run()
+    compared = 0
+    while True:
+        sa, sb = a.tick(), b.tick()
+        if sa is None or sb is None:
+            assert sa is None and sb is None
+            break
+        ra, rb = plain(sa), plain(sb)
+        for r in (ra, rb):
+            r.pop("steps_per_sec")
+        assert close(ra, rb) == [], f"step {sa.step}"
+        compared += 1
+    assert compared >= 10
+    ra, rb = build_report(a), build_report(b)
+    for r in (ra, rb):
+        for key in ("model", "optimizer"):
+            r.pop(key)
+    assert close(for_json(ra), for_json(rb)) == []
+
+
+def test_an_mlp_gives_the_same_numbers_in_both_frameworks():
+    a, b = sessions()
+    compare_runs(a, b)
+    layers = b.snapshot.layers
+    assert [layer.type for layer in layers] == ["Linear", "Tanh", "Linear", "ReLU", "Linear", "Sigmoid", "Linear"]
+    assert layers[1].mean_local_derivative is not None and layers[3].dead_fraction is not None
+    assert b.curvature is not None and b.curvature.lambda_max > 0 and b.curvature.lr_edge is not None
+
+
+def test_the_same_numbers_with_a_regulariser_momentum_and_leaky_relu():
+    a, b = sessions(reg=cm.reg.L2(1e-2), momentum=0.9, acts=("LeakyReLU", "Tanh"))
+    compare_runs(a, b)
+    assert b.snapshot.penalty > 0
+    a, b = sessions(reg=cm.reg.L1(1e-3), acts=("ReLU",))
+    compare_runs(a, b)
+
+
+def test_the_same_numbers_with_adam():
+    a, b = sessions(adam=True, lr=0.01, acts=("Tanh",))
+    compare_runs(a, b)
+    weight = b.snapshot.layers[0].params["weight"]
+    assert weight.effective_lr is not None and weight.effective_lr > 0
+
+
+def test_a_vanishing_gradient_warns_the_same_in_both():
+    widths = (3,) + (8,) * 12 + (1,)
+    a, b = sessions(widths=widths, acts=("Sigmoid",), steps=3, lr=0.01)
+    a.run_to_end(), b.run_to_end()
+    kinds_a = [(w.kind, w.layer, w.message) for w in a.warnings]
+    kinds_b = [(w.kind, w.layer, w.message) for w in b.warnings]
+    assert any(k == "vanishing_gradient" for k, _, _ in kinds_b)
+    assert [(k, layer) for k, layer, _ in kinds_a] == [(k, layer) for k, layer, _ in kinds_b]
+
+
+# -- what torch models do that Sequential calcml ones do not ----------------------------------
+
+class Residual(torch.nn.Module):
+    """x → fc1 → ReLU(inplace) → fc2, plus x (in place), then the head; fc2 is called twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(4, 4, dtype=torch.float64)
+        self.act = torch.nn.ReLU(inplace=True)
+        self.fc2 = torch.nn.Linear(4, 4, dtype=torch.float64)
+        self.head = torch.nn.Linear(4, 1, dtype=torch.float64)
+
+    def forward(self, x):
+        h = self.act(self.fc1(x))
+        h = self.fc2(h)
+        h += x
+        return self.head(h)
+
+
+def test_in_place_relu_and_residual_addition_are_captured_as_the_calculus_says():
+    torch.manual_seed(0)
+    model = Residual()
+    X = torch.randn(16, 4, dtype=torch.float64)
+    y = torch.randn(16, 1, dtype=torch.float64)
+    backend = TorchBackend(model, torch.nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=0.1))
+    record = backend.step((X, y))
+    # the reference: the same forward, by hand, with every intermediate kept
+    z1 = X @ model.fc1.weight.T + model.fc1.bias
+    z1.retain_grad()
+    a1 = torch.relu(z1)
+    a1.retain_grad()
+    z2 = a1 @ model.fc2.weight.T + model.fc2.bias
+    z2.retain_grad()
+    h = z2 + X
+    torch.nn.functional.mse_loss(model.head(h), y).backward()
+    act = record.captures["act"]
+    assert np.allclose(act.x, z1.detach().numpy(), rtol=1e-12, atol=0)     # the input, before ReLU overwrote it
+    assert np.allclose(act.out, a1.detach().numpy(), rtol=1e-12, atol=0)
+    assert np.allclose(act.grad_out, a1.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert np.allclose(act.grad_x, z1.grad.numpy(), rtol=1e-12, atol=1e-15)  # ∂L/∂z1: a1.grad masked by z1 > 0
+    assert np.allclose(record.captures["fc1"].grad_out, z1.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert np.allclose(record.captures["fc2"].grad_out, z2.grad.numpy(), rtol=1e-12, atol=1e-15)
+    for name, p in model.named_parameters():
+        assert np.allclose(record.data_grads[name], p.grad.numpy(), rtol=1e-12, atol=1e-15), name
+
+
+def test_a_non_finite_loss_is_located_and_the_step_not_applied():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3, dtype=torch.float64), torch.nn.Tanh(),
+                                torch.nn.Linear(3, 1, dtype=torch.float64))
+    X, y = np.random.default_rng(0).normal(size=(8, 2)), np.zeros((8, 1))
+    X[3, 1] = np.inf
+    s = Session(make_spec(model, torch.nn.functional.mse_loss, (X, y), optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    s.run_to_end()
+    assert s.stop_info is not None and s.stop_info.reason == "non_finite"
+    assert "layer 0" in s.stop_info.detail and "Linear" in s.stop_info.detail
+    for n, p in model.named_parameters():
+        assert torch.equal(before[n], p.detach()), n
