@@ -195,6 +195,53 @@ def test_a_non_finite_loss_is_located_and_the_step_not_applied():
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     s.run_to_end()
     assert s.stop_info is not None and s.stop_info.reason == "non_finite"
-    assert "layer 0" in s.stop_info.detail and "Linear" in s.stop_info.detail
+    assert "forward op #0 'linear' in layer 0" in s.stop_info.detail and "entries inf" in s.stop_info.detail
     for n, p in model.named_parameters():
         assert torch.equal(before[n], p.detach()), n
+
+
+# -- step-into: one iteration op by op ------------------------------------------------------------
+
+def _layer_ops(trace) -> list:
+    """(phase, op, layer, the statistics) of the ops inside layers (the loss is written as
+    different ops in the two frameworks: one mse_loss in torch, its pieces in calcml)."""
+    out = []
+    for op in trace.ops:
+        if op.scope:
+            out.append((op.phase, op.op, op.scope, op.inputs, plain(op.value), plain(op.upstream),
+                        plain(list(op.factors)), plain(list(op.grads))))
+    return out
+
+
+def test_a_step_into_records_the_same_ops_and_numbers_in_both_frameworks():
+    a, b = sessions(acts=("Tanh", "ReLU", "Sigmoid"))
+    for s in (a, b):
+        s.step_into()
+    ta, tb = a.tick().trace, b.tick().trace
+    ops_a, ops_b = _layer_ops(ta), _layer_ops(tb)
+    assert [o[:3] for o in ops_a] == [o[:3] for o in ops_b]
+    assert len(ops_b) == 2 * 7                           # every layer, forward and backward
+    for x, y in zip(ops_a, ops_b):
+        label = x[:3]
+        assert x[3][1:] == y[3][1:], label              # the parameters each op read
+        assert close(list(x[4:]), list(y[4:])) == [], label
+    backward = [op for op in tb.ops if op.phase == "backward"]
+    assert [op.op for op in backward][0] == "mse_loss"   # the loss first, then the layers from the top
+    relu = next(op for op in backward if op.op == "relu")
+    assert relu.formulas == ("d relu(z)/dz = 1 if z > 0 else 0",) and relu.factors[0] is not None
+
+
+def test_the_first_non_finite_op_is_named_with_its_layer():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3, dtype=torch.float64), torch.nn.Tanh(),
+                                torch.nn.Linear(3, 1, dtype=torch.float64))
+
+    def loss(pred, target):
+        return (pred - target).log().mean()      # log of a negative number: NaN, in the loss
+
+    X, y = np.random.default_rng(0).normal(size=(8, 2)), np.full((8, 1), 10.0)
+    s = Session(make_spec(model, loss, (X, y), optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    s.run_to_end()
+    assert s.stop_info.reason == "non_finite"
+    assert "forward op" in s.stop_info.detail and "'log'" in s.stop_info.detail
+    assert "the loss function" in s.stop_info.detail and "nan" in s.stop_info.detail

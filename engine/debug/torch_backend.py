@@ -16,6 +16,7 @@ estimators as the calcml engine's, so both backends give the same numbers on the
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from .. import curvature as _curvature
 from . import curvatureprobe
 from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamInfo, StepRecord
 from .snapshot import CurvatureStats
-from .tracesummary import Location, TraceSummary
+from .torch_trace import TorchTrace
 
 # torch's activation modules, as the derivative table's op names (calcml.ops)
 ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.LeakyReLU: "leaky_relu", torch.nn.Sigmoid: "sigmoid",
@@ -117,8 +118,10 @@ class TorchBackend(Backend):
         X, y = batch
         self._calls, self._grads_in, self._grads_out = {}, {}, {}
         self._capturing = True
+        recorded = self._trace() if traced else None
         try:
-            loss = self.loss_fn(self.model(X), y)
+            with recorded if traced else nullcontext():
+                loss = self.loss_fn(self.model(X), y)
             _check_loss(loss)
             self.optimizer.zero_grad()
             loss.backward()
@@ -126,6 +129,8 @@ class TorchBackend(Backend):
             raise ModelError("loss", error) from None
         finally:
             self._capturing = False
+            if recorded is not None:
+                recorded.close()
         captures = {}
         for name, (x, out) in self._calls.items():
             if out is None:
@@ -133,7 +138,11 @@ class TorchBackend(Backend):
             captures[name] = Capture(_numpy(x), _numpy(out), _numpy(self._grads_in.get(name)),
                                      _numpy(self._grads_out.get(name)))
         self._calls, self._grads_in, self._grads_out = {}, {}, {}
-        return StepRecord(float(loss.detach()), self.grads(), captures, batch)
+        summary = recorded.summary() if traced else None
+        return StepRecord(float(loss.detach()), self.grads(), captures, batch, summary, recorded)
+
+    def _trace(self) -> "_Traced":
+        return _Traced(self.model, {id(p): (name, tuple(p.shape)) for name, p in self._params})
 
     def add_penalty(self, regularizer) -> tuple:
         penalty_grads, penalty = {}, 0.0
@@ -238,42 +247,46 @@ class TorchBackend(Backend):
             self.model.train()
 
     def locate_non_finite(self, record: StepRecord):
-        """The first layer whose output (forward, in call order), else whose input gradient
-        (backward, in the order they arrived), is not finite: the step run again, each layer
-        checked as it happens."""
-        found: list = []
-        order = {"forward": 0, "backward": 0}
+        """The first op (forward in order, then backward) whose output or passed-on gradient is
+        not finite: from the step's own recording, or the step run again recorded."""
+        recorded = record.recorded
+        if recorded is None:
+            recorded = self._trace()
+            X, y = record.batch
+            try:
+                self.optimizer.zero_grad()
+                with recorded:
+                    loss = self.loss_fn(self.model(X), y)
+                loss.backward()
+            except MODEL_ERRORS:
+                pass
+            finally:
+                recorded.close()
+        return recorded.first_non_finite(), recorded.summary(), recorded
 
-        def check(phase, name, value):
-            order[phase] += 1
-            if found or not torch.is_tensor(value) or bool(torch.isfinite(value).all()):
-                return
-            nan, inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
-            kinds = " and ".join(k for k, n in (("nan", nan), ("inf", inf)) if n)
-            found.append(Location(phase, type(dict(self.modules)[name]).__name__, name, order[phase],
-                                  nan + inf, value.numel(), kinds))
 
-        handles = []
-        for name, module in self.modules:
-            def after(module, args, output, name=name):
-                check("forward", name, output)
-                if torch.is_tensor(output) and output.requires_grad:
-                    output.register_hook(lambda g: check("backward", name, g))
-            handles.append(module.register_forward_hook(after))
-        X, y = record.batch
-        try:
-            self.optimizer.zero_grad()
-            loss = self.loss_fn(self.model(X), y)
-            if not found and torch.is_tensor(loss) and not bool(torch.isfinite(loss).all()):
-                found.append(Location("forward", "loss", None, order["forward"] + 1, 1, 1,
-                                      "nan" if bool(torch.isnan(loss)) else "inf"))
-            loss.backward()
-        except MODEL_ERRORS:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        return (found[0] if found else None), TraceSummary(()), None
+class _Traced(TorchTrace):
+    """A TorchTrace that knows which module each op ran in (global module hooks, removed by
+    close())."""
+
+    def __init__(self, model, params: dict):
+        names = {id(m): (name, type(m).__name__) for name, m in model.named_modules() if name}
+        stack: list = []
+
+        def enter(module, args) -> None:
+            stack.append(names.get(id(module)))
+
+        def leave(module, args, output) -> None:   # returns None: a hook's result would replace the output
+            if stack:
+                stack.pop()
+        self._handles = [torch.nn.modules.module.register_module_forward_pre_hook(enter),
+                         torch.nn.modules.module.register_module_forward_hook(leave)]
+        super().__init__(params, lambda: next((s for s in reversed(stack) if s is not None), ("", None)))
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
 
 class HessianOperator:
