@@ -69,6 +69,8 @@ class TorchBackend(Backend):
         self._calls: dict = {}
         self._grads_in: dict = {}
         self._grads_out: dict = {}
+        self._made: dict = {}    # id(a layer's output) -> (that layer, the tensor's version then)
+        self._same: dict = {}    # layer -> the layer whose output is its input, unchanged
         self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
         for name, module in self.modules:
             module.register_forward_pre_hook(self._before(name, module))
@@ -82,7 +84,11 @@ class TorchBackend(Backend):
             if not self._capturing or not args or not isinstance(args[0], torch.Tensor):
                 return
             x = args[0]
-            if x.requires_grad:
+            made = self._made.get(id(x))
+            if made is not None and made[1] == x._version:
+                # another layer's output, unchanged since: the gradient its hook receives is this one
+                self._same[name] = made[0]
+            elif x.requires_grad:
                 x.register_hook(lambda g: self._grads_in.__setitem__(name, g))
             self._calls[name] = [x.detach().clone() if inplace else x, None]
         return hook
@@ -94,6 +100,7 @@ class TorchBackend(Backend):
             if output.requires_grad:
                 output.register_hook(lambda g: self._grads_out.__setitem__(name, g))
             self._calls.setdefault(name, [None, None])[1] = output
+            self._made[id(output)] = (name, output._version)
         return hook
 
     # -- what the model is ------------------------------------------------------------------
@@ -116,7 +123,7 @@ class TorchBackend(Backend):
     # -- one step ---------------------------------------------------------------------------
     def step(self, batch, traced: bool = False) -> StepRecord:
         X, y = batch
-        self._calls, self._grads_in, self._grads_out = {}, {}, {}
+        self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
         self._capturing = True
         recorded = self._trace() if traced else None
         try:
@@ -135,9 +142,11 @@ class TorchBackend(Backend):
         for name, (x, out) in self._calls.items():
             if out is None:
                 continue
-            captures[name] = Capture(_numpy(x), _numpy(out), _numpy(self._grads_in.get(name)),
-                                     _numpy(self._grads_out.get(name)))
-        self._calls, self._grads_in, self._grads_out = {}, {}, {}
+            grad_x = self._grads_in.get(name)
+            if grad_x is None and name in self._same:
+                grad_x = self._grads_out.get(self._same[name])
+            captures[name] = Capture(_numpy(x), _numpy(out), _numpy(grad_x), _numpy(self._grads_out.get(name)))
+        self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
         summary = recorded.summary() if traced else None
         return StepRecord(float(loss.detach()), self.grads(), captures, batch, summary, recorded)
 

@@ -1,0 +1,146 @@
+"""What the debugger's diagnostics cost on a PyTorch model: a Session step (the torch backend,
+every per-step diagnostic on, as calcml-debug runs it) against a plain PyTorch training step.
+
+Target: <= 1.2x on the 784-256-256-10 MLP, batch 64, CPU, float32 (torch's default).
+
+  bare     loss = cross_entropy(model(X), y); optimizer.zero_grad(); loss.backward();
+           optimizer.step()     (torch.optim.SGD, lr 0.01; one fixed batch)
+  session  calcml.debug Session over the same model, optimiser and batch (session_config(),
+           driven by step(n) and ticks, as in session_step.py): module and tensor hooks, the
+           per-parameter norms, update ratios and sparsity every so often, activation
+           statistics, warnings, history, breakpoint check, snapshot.
+
+Both time the same model (the session's), in rounds that alternate bare/session; the ratio is
+the median over rounds of session/bare per-step time. First the script checks that the two
+train alike (two copies from one seed, three steps: the 'agree' column). Each thread setting is
+measured in a fresh child process: one thread (OPENBLAS/OMP/MKL_NUM_THREADS=1 and
+torch.set_num_threads(1)) is the headline; the default-thread figure is printed beside it.
+
+    python benchmarks/torch_session_step.py           # about a minute
+    python benchmarks/torch_session_step.py --quick   # a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchutil sits beside this script
+import benchutil as bu  # noqa: E402
+
+TARGET = 1.2
+WIDTHS, BATCH, LR, SEED = (784, 256, 256, 10), 64, 0.01, 0
+
+
+def build():
+    import torch
+    torch.manual_seed(SEED)
+    layers = []
+    for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
+        if i:
+            layers.append(torch.nn.ReLU())
+        layers.append(torch.nn.Linear(a, b))
+    model = torch.nn.Sequential(*layers)
+    rng = np.random.default_rng(SEED + 1)
+    X = torch.from_numpy(rng.standard_normal((BATCH, WIDTHS[0])).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, WIDTHS[-1], size=BATCH))
+    return model, X, y, torch.optim.SGD(model.parameters(), lr=LR)
+
+
+def bare_steps(model, X, y, optimizer, n: int) -> None:
+    import torch
+    loss_fn = torch.nn.functional.cross_entropy
+    for _ in range(n):
+        loss = loss_fn(model(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def make_session(model, X, y, optimizer):
+    import torch
+    from calcml.debug.loader import ModelSpec
+    from calcml.debug.session import Session, session_config
+    spec = ModelSpec(path="<benchmark>", name="bench_torch", description="", model=model,
+                     loss=torch.nn.functional.cross_entropy, data=(X.numpy(), y.numpy()), optimizer=optimizer,
+                     regularizer=None, batch_size=None, val_data=None, seed=SEED, steps=None, framework="torch")
+    return Session(spec, session_config())
+
+
+def session_steps(session, n: int) -> None:
+    session.step(n)
+    for _ in range(n):
+        session.tick()
+
+
+def timed(fn, n: int) -> float:
+    start = time.perf_counter()
+    fn(n)
+    return (time.perf_counter() - start) / n
+
+
+def measure(round_seconds: float, rounds: int) -> dict:
+    import torch
+    from calcml.debug.allocator import keep_freed_memory
+    keep_freed_memory()   # as calcml-debug's processes run
+    if bu.current_threads() == bu.ONE:
+        torch.set_num_threads(1)
+    # the two train alike
+    m1, X1, y1, o1 = build()
+    m2, X2, y2, o2 = build()
+    bare_steps(m1, X1, y1, o1, 3)
+    s = make_session(m2, X2, y2, o2)
+    session_steps(s, 3)
+    agree = all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(m1.parameters(), m2.parameters()))
+    del m1, o1
+    model, optimizer = m2, o2
+    X, y = s.backend.as_batch((X2, y2))
+    bare = lambda n: bare_steps(model, X, y, optimizer, n)          # noqa: E731
+    sess = lambda n: session_steps(s, n)                             # noqa: E731
+    n = 1
+    while timed(bare, n) * n < 0.02:
+        n *= 2
+    n = max(1, round(round_seconds / min(timed(bare, n) for _ in range(3))))
+    tb_all, ts_all, ratios = [], [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            tb, ts = timed(bare, n), timed(sess, n)
+        else:
+            ts, tb = timed(sess, n), timed(bare, n)
+        tb_all.append(tb)
+        ts_all.append(ts)
+        ratios.append(ts / tb)
+    return {"bare_ms": 1e3 * statistics.median(tb_all), "session_ms": 1e3 * statistics.median(ts_all),
+            "ratio": statistics.median(ratios), "spread": bu.fmt_spread(ratios), "rounds": len(ratios), "n": n,
+            "agree": agree, "load": bu.load_average(), "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    round_seconds, rounds = (0.1, 6) if args.quick else (0.3, 16)
+    if args.child:
+        bu.emit(measure(round_seconds, rounds))
+        return
+    print(__doc__.split("\n\n")[0])
+    print(f"  {WIDTHS[0]}-{'-'.join(map(str, WIDTHS[1:]))} MLP, batch {BATCH}, CPU, float32; "
+          f"ratio = median over rounds of session/bare per-step time\n")
+    print(f"{'threads':<16} {'bare ms':>8} {'session ms':>11} {'ratio':>6}  {'spread':<22} {'rounds':>6} "
+          f"{'N':>4}  {'load':<10} agree  target")
+    child = [os.path.abspath(__file__), "--child"] + (["--quick"] if args.quick else [])
+    for threads in bu.SETTINGS:
+        r = bu.run_child(child, threads)
+        verdict = ("PASS" if r["ratio"] <= TARGET else "MISS") if threads == bu.ONE else "(informative)"
+        print(f"{bu.threads_label(threads) + ' (' + str(r['threads']) + ')':<16} {r['bare_ms']:>8.3f} "
+              f"{r['session_ms']:>11.3f} {r['ratio']:>6.2f}  {r['spread']:<22} {r['rounds']:>6} {r['n']:>4}  "
+              f"{r['load']:<10} {'yes' if r['agree'] else 'NO':<5}  <= {TARGET}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
