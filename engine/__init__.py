@@ -15,8 +15,15 @@ from .tracing import Trace, trace
 
 __version__ = "0.1.0"
 
+
+def watch(model, optimizer, **options):
+    """Debug a PyTorch model trained by your own loop: see calcml.debug.watch (imports torch)."""
+    from .debug.watch import watch as _watch
+    return _watch(model, optimizer, **options)
+
+
 __all__ = [
     "Tensor", "tensor", "where", "grad", "no_grad", "enable_grad", "is_grad_enabled", "trace", "Trace",
     "gradcheck", "manual_seed", "softmax", "log_softmax", "logsumexp", "softplus", "leaky_relu",
-    "nn", "optim", "reg", "data", "curvature", "hvp", "hessian", "bayes",
+    "nn", "optim", "reg", "data", "curvature", "hvp", "hessian", "bayes", "watch",
 ]

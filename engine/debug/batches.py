@@ -15,6 +15,8 @@ class BatchSource:
         self.epoch = 0
         self._as_batch = as_batch
         self._full = self._function = self._iterable = self._iterator = None
+        if data is None:   # an observed run: the user's loop has the data
+            return
         if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
             if batch_size is None or batch_size >= len(data[0]):
                 self._full = as_batch(data)  # the whole set every step: no copy, no shuffle

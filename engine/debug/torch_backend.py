@@ -26,6 +26,7 @@ from . import curvatureprobe
 from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamInfo, StepRecord
 from .snapshot import CurvatureStats
 from .torch_trace import TorchTrace
+from .tracesummary import Location, TraceSummary
 
 # torch's activation modules, as the derivative table's op names (calcml.ops)
 ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.LeakyReLU: "leaky_relu", torch.nn.Sigmoid: "sigmoid",
@@ -66,6 +67,7 @@ class TorchBackend(Backend):
         self.optimizer_name = type(optimizer).__name__
         self._needs_closure = isinstance(optimizer, torch.optim.LBFGS)
         self._capturing = False
+        self.observing = False
         self._calls: dict = {}
         self._grads_in: dict = {}
         self._grads_out: dict = {}
@@ -123,7 +125,7 @@ class TorchBackend(Backend):
     # -- one step ---------------------------------------------------------------------------
     def step(self, batch, traced: bool = False) -> StepRecord:
         X, y = batch
-        self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
+        self._reset()
         self._capturing = True
         recorded = self._trace() if traced else None
         try:
@@ -138,6 +140,36 @@ class TorchBackend(Backend):
             self._capturing = False
             if recorded is not None:
                 recorded.close()
+        captures = self._captures()
+        self._reset()
+        summary = recorded.summary() if traced else None
+        return StepRecord(float(loss.detach()), self.grads(), captures, batch, summary, recorded)
+
+    # -- observed: the user's own loop trains ------------------------------------------------
+    def observe(self) -> None:
+        """From now on every forward pass is captured (the user's loop runs them); a step's
+        captures are read at its optimiser step, by observed_record."""
+        self.observing = True
+        self._capturing = True
+        self._reset()
+
+    def stop_observing(self) -> None:
+        self.observing = False
+        self._capturing = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
+
+    def observed_record(self, loss) -> StepRecord:
+        """The step the user's loop is about to apply: what was captured since the last one,
+        the gradients as they are now (accumulated over any micro-batches), and the loss."""
+        captures = self._captures()
+        self._reset()
+        value = float(loss.detach()) if torch.is_tensor(loss) and loss.numel() == 1 else math.nan
+        return StepRecord(value, self.grads(), captures, None)
+
+    def _captures(self) -> dict:
         captures = {}
         for name, (x, out) in self._calls.items():
             if out is None:
@@ -146,9 +178,7 @@ class TorchBackend(Backend):
             if grad_x is None and name in self._same:
                 grad_x = self._grads_out.get(self._same[name])
             captures[name] = Capture(_numpy(x), _numpy(out), _numpy(grad_x), _numpy(self._grads_out.get(name)))
-        self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
-        summary = recorded.summary() if traced else None
-        return StepRecord(float(loss.detach()), self.grads(), captures, batch, summary, recorded)
+        return captures
 
     def _trace(self) -> "_Traced":
         return _Traced(self.model, {id(p): (name, tuple(p.shape)) for name, p in self._params})
@@ -259,6 +289,8 @@ class TorchBackend(Backend):
         """The first op (forward in order, then backward) whose output or passed-on gradient is
         not finite: from the step's own recording, or the step run again recorded."""
         recorded = record.recorded
+        if recorded is None and record.batch is None:   # an observed step: only its captures to go by
+            return _first_non_finite_capture(record, [name for name, _ in self.modules]), TraceSummary(()), None
         if recorded is None:
             recorded = self._trace()
             X, y = record.batch
@@ -272,6 +304,22 @@ class TorchBackend(Backend):
             finally:
                 recorded.close()
         return recorded.first_non_finite(), recorded.summary(), recorded
+
+
+def _first_non_finite_capture(record: StepRecord, order: list):
+    """Where an observed step first went non-finite, by layer: the first output in forward
+    order, else the first gradient arriving from the loss side."""
+    captured = [(name, record.captures[name]) for name in order if name in record.captures]
+    for phase, pairs, pick in (("forward", captured, lambda c: c.out),
+                               ("backward", reversed(captured), lambda c: c.grad_out)):
+        for index, (name, capture) in enumerate(pairs):
+            a = pick(capture)
+            if a is not None and a.dtype.kind == "f" and not np.isfinite(a).all():
+                nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+                kinds = " and ".join(k for k, n in (("nan", nan), ("inf", inf)) if n)
+                return Location(phase, "output" if phase == "forward" else "gradient", name, index, nan + inf,
+                                a.size, kinds)
+    return None
 
 
 class _Traced(TorchTrace):

@@ -1,0 +1,148 @@
+"""`calcml.watch(model, optimizer)`: debug the training that a PyTorch script does in its own loop.
+
+The script trains as it always does; the session observes each step at the optimiser: a hook
+before `optimizer.step()` reads the step (each layer's captured input, output and gradients,
+the parameters' gradients, the loss) and may hold the loop there while the run is paused; a
+hook after it measures the update and publishes the snapshot. What the script sees: nothing,
+unless it looks at the hooks. While watched, `torch.Tensor.backward` is wrapped to note the loss
+it was called on (a scalar), and the model's modules carry calcml's forward hooks; `detach()`
+removes all of it. A step whose gradients are not finite is not applied (its gradients are set
+to None, which every torch optimiser skips), and the run stops there, with where it began.
+
+Without an interface (a plain `python train.py`), warnings are printed to stderr as they start,
+and a summary (and the `--json`-style report, with `report=PATH`) when the run detaches: after
+`steps` steps, on a stop, or when the script ends.
+"""
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+
+import torch
+
+from .config import session_config
+from .loader import ModelSpec
+from .session import Session
+from .torch_backend import TorchBackend
+
+_backward = torch.Tensor.backward
+_watching: list = []            # the active watches (the backward wrapper tells each its loss)
+_lock = threading.Lock()
+
+
+def _noting_backward(self, *args, **kwargs):
+    if self.numel() == 1:
+        for w in tuple(_watching):
+            w.loss = self
+    return _backward(self, *args, **kwargs)
+
+
+class Watch:
+    """One watched model and optimiser; `session` is the debugger session observing them."""
+
+    def __init__(self, model, optimizer, *, regularizer=None, steps=None, config=None, on_step=None,
+                 report: str | None = None, name: str = "script", path: str | None = None, start_paused=False):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"calcml.watch: model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"calcml.watch: optimizer must be a torch.optim optimiser, got {type(optimizer).__name__}")
+        self.backend = TorchBackend(model, None, optimizer)
+        spec = ModelSpec(path=path or "<watched script>", name=name, description="", model=model, loss=None,
+                         data=None, optimizer=optimizer, regularizer=regularizer, batch_size=None, val_data=None,
+                         seed=0, steps=steps, framework="torch")
+        # curvature re-evaluates the loss on the step's batch, which a watched loop does not hand over
+        self.session = Session(spec, config or session_config(curvature_every=0), backend=self.backend)
+        if not start_paused:
+            self.session.run()
+        self.loss = None
+        self.report = report
+        self.on_step = on_step if on_step is not None else _Printer(self.session)
+        self._applying = False
+        self._handles = [optimizer.register_step_pre_hook(self._before_step),
+                         optimizer.register_step_post_hook(self._after_step)]
+        self.backend.observe()
+        with _lock:
+            _watching.append(self)
+            torch.Tensor.backward = _noting_backward
+        atexit.register(self.detach)
+
+    def _before_step(self, optimizer, args, kwargs):
+        record = self.backend.observed_record(self.loss)
+        self._applying = self.session.observe_step(record)
+        if not self._applying:       # a non-finite step, or the run has ended: no update
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
+            self._publish(self.session.snapshot)
+            self.detach()
+
+    def _after_step(self, optimizer, args, kwargs):
+        if not self._applying:
+            return
+        self._applying = False
+        snapshot = self.session.observed_update_done()
+        self._publish(snapshot)
+        if self.session.done:
+            self.detach()
+
+    def _publish(self, snapshot) -> None:
+        if snapshot is not None and self.on_step is not None:
+            self.on_step(snapshot)
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def detach(self) -> None:
+        """Stop watching: the hooks removed, the summary printed and the report written (once)."""
+        if not self._handles:
+            return
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.backend.stop_observing()
+        with _lock:
+            if self in _watching:
+                _watching.remove(self)
+            if not _watching:
+                torch.Tensor.backward = _backward
+        finish = getattr(self.on_step, "finish", None)
+        if finish is not None:
+            finish()
+        if self.report:
+            from .report import write_report
+            write_report(self.session, self.report)
+
+
+def watch(model, optimizer, **options) -> Watch:
+    """Debug the training of `model` by `optimizer` in the calling script's own loop (see the
+    module's note). Options: regularizer (cm.reg.L1/L2, added before each step), steps (detach
+    after that many), report (a path for the JSON report), config (a SessionConfig)."""
+    return Watch(model, optimizer, **options)
+
+
+class _Printer:
+    """Without an interface: each warning as it starts, and a summary at the end, on stderr."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def __call__(self, snapshot) -> None:
+        for event in snapshot.warnings:
+            if event.event == "start":
+                _say(f"step {event.step}: {event.kind}: {event.message}")
+
+    def finish(self) -> None:
+        s = self.session
+        stop = s.stop_info
+        how = f"stopped at step {stop.step} ({stop.reason}): {stop.detail}" if stop else f"{s.step_count} steps watched"
+        started = sum(1 for w in s.warnings if w.event == "start")
+        _say(f"{how}; {started} warning{'s' if started != 1 else ''}")
+
+
+def _say(text: str) -> None:
+    try:
+        print(f"calcml: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):   # stderr closed at exit
+        pass

@@ -1,0 +1,131 @@
+"""calcml.watch: a PyTorch script's own loop, observed at its optimiser steps. The numbers are
+those of the same training driven by the session; a pause holds the loop at its next step; a
+non-finite step is not applied; once detached, nothing of calcml is left in torch."""
+from __future__ import annotations
+
+import queue
+import time
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import calcml                                             # noqa: E402
+from calcml.debug import Session, SessionConfig           # noqa: E402
+from calcml.debug.codec import plain                      # noqa: E402
+from helpers import make_spec                             # noqa: E402
+
+CONFIG = dict(detail_every=1, curvature_every=0, histogram_every=4)
+
+
+def mlp(seed=0, depth=3):
+    torch.manual_seed(seed)
+    layers = [torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.Tanh()]
+    for _ in range(depth - 1):
+        layers += [torch.nn.Linear(8, 8, dtype=torch.float64), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers, torch.nn.Linear(8, 1, dtype=torch.float64))
+
+
+def batch(seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(16, 3))
+    return torch.from_numpy(X), torch.from_numpy(np.sin(X[:, :1]))
+
+
+def users_loop(model, optimizer, steps, X, y):
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        optimizer.step()
+
+
+def test_a_watched_loop_gives_the_numbers_of_the_same_training_driven():
+    X, y = batch()
+    driven_model, watched_model = mlp(), mlp()
+    driven = Session(make_spec(driven_model, torch.nn.functional.mse_loss, (X.numpy(), y.numpy()),
+                               optimizer=torch.optim.SGD(driven_model.parameters(), lr=0.05, momentum=0.9),
+                               steps=8), SessionConfig(**CONFIG))
+    driven.run()
+    expected = [driven.tick() for _ in range(8)]
+    seen = []
+    optimizer = torch.optim.SGD(watched_model.parameters(), lr=0.05, momentum=0.9)
+    w = calcml.watch(watched_model, optimizer, steps=8, config=SessionConfig(**CONFIG), on_step=seen.append)
+    users_loop(watched_model, optimizer, 8, X, y)
+    assert len(seen) == 8 and not w.attached and w.session.state == "finished"
+    for a, b in zip(expected, seen):
+        ra, rb = plain(a), plain(b)
+        for r in (ra, rb):
+            r.pop("steps_per_sec")
+            r.pop("epoch")          # a watched loop's epochs are its own: the session sees only steps
+        assert ra == rb, f"step {a.step}"
+    for p, q in zip(driven_model.parameters(), watched_model.parameters()):
+        assert torch.equal(p, q)
+
+
+def wait_until(condition, timeout=10.0):
+    """Wait for something another thread does (never a fixed sleep standing in for it)."""
+    done = threading.Event()
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        done.wait(0.01)
+
+
+def test_a_pause_holds_the_loop_at_its_next_optimiser_step():
+    X, y = batch()
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    published: queue.Queue = queue.Queue()
+    w = calcml.watch(model, optimizer, start_paused=True, config=SessionConfig(**CONFIG), on_step=published.put)
+    steps_taken = []
+
+    def loop():
+        for i in range(5):
+            users_loop(model, optimizer, 1, X, y)
+            steps_taken.append(i)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    thread.join(0.3)
+    assert steps_taken == [] and thread.is_alive()      # held at its first optimizer.step()
+    w.session.step(2)
+    assert [published.get(timeout=10).step for _ in range(2)] == [1, 2]
+    wait_until(lambda: len(steps_taken) == 2)            # the loop returns from its second step...
+    thread.join(0.3)
+    assert steps_taken == [0, 1] and thread.is_alive()  # ...and is held again at its third
+    assert published.empty() and w.session.step_count == 2
+    w.session.run()
+    thread.join(10)
+    assert steps_taken == [0, 1, 2, 3, 4] and w.session.step_count == 5
+    w.detach()
+
+
+def test_a_non_finite_step_is_not_applied_and_the_layer_is_named():
+    X, y = batch()
+    X[5, 0] = float("inf")
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = [p.detach().clone() for p in model.parameters()]
+    w = calcml.watch(model, optimizer, config=SessionConfig(**CONFIG), on_step=lambda s: None)
+    users_loop(model, optimizer, 1, X, y)
+    assert w.session.stop_info.reason == "non_finite" and not w.attached
+    assert "layer 0" in w.session.stop_info.detail
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_once_detached_nothing_of_calcml_is_left_in_torch():
+    backward = torch.Tensor.backward
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    w = calcml.watch(model, optimizer, on_step=lambda s: None)
+    assert torch.Tensor.backward is not backward
+    w.detach()
+    assert torch.Tensor.backward is backward
+    assert not optimizer._optimizer_step_pre_hooks and not optimizer._optimizer_step_post_hooks
+    X, y = batch()
+    users_loop(model, optimizer, 2, X, y)          # trains as plain torch, unobserved
+    assert w.session.step_count == 0
