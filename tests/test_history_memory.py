@@ -3,6 +3,7 @@ kept), float64 values exact, and the memory of a 64-layer net's 1,150 series und
 from __future__ import annotations
 
 import json
+import sys
 import math
 import threading
 import time
@@ -325,3 +326,36 @@ def test_the_wire_spaces_a_thinned_history_evenly_in_steps():
     assert len(measured) >= 95 and np.all(measured % 50 == 0) and np.all(np.diff(measured) > 0)
     rows = h.series("step")
     assert np.count_nonzero(rows <= 9_900) < 1_000 < len(rows)    # thinned before the newest 100
+
+
+def test_the_wire_reads_every_series_from_one_moment_while_steps_are_recorded():
+    """A history sent while another thread records steps (a training script's loop, or a step
+    that outlasts the publish period) has one value per step in every series."""
+    import threading
+    from calcml.debug import wire
+    h = History(10_000)
+    stop = threading.Event()
+
+    def record():
+        s = 0
+        while not stop.is_set():
+            s += 1
+            h.record(s, {"loss": 1.0 / s, **{f"{i}.weight.grad_norm": float(s) for i in range(40)}})
+
+    writer = threading.Thread(target=record, daemon=True)
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)               # threads take turns often: between any two reads
+    writer.start()
+    sent = 0
+    try:
+        while len(h) < 50:
+            stop.wait(0.001)
+        while sent < 15:
+            frame = wire.encode({"type": "history", "series": wire.history_to_wire(h)})
+            wire.decode_message(frame)        # FrameError if any series' length differs from the steps'
+            sent += 1
+    finally:
+        sys.setswitchinterval(switching)
+        stop.set()
+        writer.join(10)
+    assert len(h) > 50

@@ -33,7 +33,8 @@ def test_every_sample_is_covered():
     names = {p.stem for p in SAMPLES.glob("*.py")} - {"__init__"}
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
                      "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
-                     "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual"}
+                     "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual",
+                     "torch_train_script"}   # the last: a training script (test_torch_script.py)
 
 
 def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():

@@ -282,7 +282,8 @@ class ProcessBackend(Backend):
 
     def __init__(self, model_path: str, seed: int | None = None, steps: int | None = None,
                  breakpoints=(), run: bool = True, json_path: str | None = None,
-                 curvature_every: int | None = None):
+                 curvature_every: int | None = None, script_args: list | None = None):
+        """`script_args`: the file is a training script, run with these arguments (None: a model file)."""
         super().__init__()
         self.model_path = os.path.abspath(model_path)
         self.json_path = os.path.abspath(json_path) if json_path else None
@@ -299,7 +300,10 @@ class ProcessBackend(Backend):
             options += ["--json", self.json_path]
         if curvature_every is not None:
             options += ["--curvature-every", str(curvature_every)]
+        if script_args is not None:
+            options.append("--script")
         self.options = options
+        self.script_args = list(script_args or [])
         self.process: subprocess.Popen | None = None
         self._commands = None
         self._write_lock = threading.Lock()
@@ -315,7 +319,7 @@ class ProcessBackend(Backend):
         messages_r, messages_w = os.pipe()
         commands_r, commands_w = os.pipe()
         args = [sys.executable, "-c", BOOT, "--protocol-out", str(messages_w), "--protocol-in", str(commands_r),
-                "--parent", str(os.getpid()), *self.options, "--", self.model_path]
+                "--parent", str(os.getpid()), *self.options, "--", self.model_path, *self.script_args]
         # Started from the thread that lives as long as the interface: on Linux the worker is
         # told to end when this thread does (PR_SET_PDEATHSIG).
         try:

@@ -77,8 +77,35 @@ def breakpoint_specs(args) -> list:
     return specs + list(args.break_if)
 
 
+def split_script_args(argv: list, parser: argparse.ArgumentParser) -> tuple:
+    """(calcml-debug's own arguments, the script's or None): a `--` after the file's path starts
+    the arguments of a training script (`calcml-debug train.py -- --epochs 2`). A `--` before
+    the path only lets the path start with '-'."""
+    takes_value = {flag for action in parser._actions if action.nargs is None and action.option_strings
+                   for flag in action.option_strings}
+    i, seen_path = 0, False
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            if seen_path:
+                return argv[:i], argv[i + 1:]
+            if i + 1 < len(argv):     # the path comes next, and may start with '-'
+                seen_path = True
+                i += 2
+                continue
+        elif arg in takes_value:
+            i += 1                    # its value is not the path
+        elif not arg.startswith("-"):
+            seen_path = True
+        i += 1
+    return argv, None
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    own, script_args = split_script_args(list(sys.argv[1:] if argv is None else argv), parser)
+    args = parser.parse_args(own)
+    args.script_args = script_args
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -122,14 +149,91 @@ def _run(args) -> int:
         except BreakpointError as error:
             _say(f"breakpoint refused: {error}")
             return EXIT_USAGE
+    script = args.script_args is not None or _is_torch_script(path)
     if args.headless:
+        if script:
+            return _run_headless_script(path, args, specs, json_path)
         return _run_headless(path, args, specs, json_path)
     # The interface opens at once; the training process loads the model file (a file that
     # takes long to load, or hangs, shows as loading, and q still quits).
     from .app import run_app
     from .backend import ProcessBackend
     return run_app(ProcessBackend(path, seed=args.seed, steps=args.steps, breakpoints=specs,
-                                  json_path=json_path, curvature_every=args.curvature_every))
+                                  json_path=json_path, curvature_every=args.curvature_every,
+                                  script_args=(args.script_args or []) if script else None))
+
+
+def _is_torch_script(path: str) -> bool:
+    """A training script of its own (not a model file) that uses PyTorch."""
+    from calcml.debug.loader import ModelFileError, _imports_torch, _read_source, is_script
+    try:
+        return is_script(path) and _imports_torch(_read_source(path).tree)
+    except ModelFileError:
+        return False   # the model-file checks say what is wrong with it
+
+
+def _run_headless_script(path: str, args, specs: list, json_path: str | None) -> int:
+    """An unmodified training script, headless: warnings as they start, then the table, the
+    warnings and the report, as for a model file. A stop (a breakpoint, a NaN, --steps) ends the
+    script at its next optimiser step."""
+    try:
+        from calcml.debug.script import Attach, EndScript, ScriptEnded, docstring, run_script
+    except ImportError:
+        _say(f"{path}: this script uses PyTorch, which is not installed here. Install it with calcml's "
+             'torch extra: pip install -e ".[torch]" (or pip install torch)')
+        return EXIT_USAGE
+    from calcml.debug import BreakpointError
+    from calcml.debug.report import write_report
+    from calcml.debug.session import session_config
+    from .headless import print_summary
+
+    out = sys.stdout
+    print(f"calcml-debug: {path} (a training script{', arguments: ' + ' '.join(args.script_args) if args.script_args else ''})",
+          file=out, flush=True)
+    problems: list = []
+
+    def on_attach(watch) -> None:
+        for text in specs:
+            try:
+                watch.session.add_breakpoint(text)
+            except BreakpointError as error:
+                problems.append(f"breakpoint refused: {error}")
+                raise EndScript() from None
+
+    def on_step(snapshot) -> None:
+        for event in snapshot.warnings:
+            if event.event == "start":
+                print(f"  step {event.step:>6}  {event.kind:<19} {event.message}", file=out, flush=True)
+        session = attach.watch.session
+        if session.state == "paused" and snapshot.hit is not None:
+            session.stop_at_breakpoint()
+
+    def on_done() -> None:
+        raise EndScript()
+
+    attach = Attach(on_attach, steps=args.steps, config=session_config(0), on_step=on_step, on_done=on_done,
+                    name=path, path=path, description=docstring(path))
+    error = None
+    try:
+        run_script(path, args.script_args or [], attach)
+    except ScriptEnded as ended:
+        if not ended.trained:
+            _say(ended.detail)
+            return EXIT_USAGE
+        error = ended.detail
+    if problems:
+        _say(problems[0])
+        return EXIT_USAGE
+    watch = attach.watch
+    session = watch.session
+    session.observed_run_ended(error)
+    watch.on_step = None
+    watch.detach()
+    print_summary(session, out)
+    if json_path:
+        write_report(session, json_path)
+        print(f"report written to {json_path}", file=out)
+    return EXIT_USAGE if session.stop_info is not None and session.stop_info.reason == "error" else EXIT_OK
 
 
 def _run_headless(path: str, args, specs: list, json_path: str | None) -> int:

@@ -387,6 +387,16 @@ class History:
         out[absent] = np.nan
         return out
 
+    def columns(self, names=None) -> dict:
+        """{name: a copy of its kept values} for `names` (every series by default, 'step' always
+        first), all from one moment: a step recorded on another thread meanwhile is in all of
+        them or none."""
+        with self._lock:
+            if "step" not in self._columns:
+                return {"step": np.empty(0)}
+            wanted = [n for n in (self._columns if names is None else names) if n in self._columns and n != "step"]
+            return {"step": self._series("step"), **{name: self._series(name) for name in wanted}}
+
     def __contains__(self, name: str) -> bool:
         return name in self._columns
 

@@ -431,6 +431,36 @@ def load_model_file(path: str, seed: int | None = None, steps: int | None = None
     return spec
 
 
+def is_script(path: str) -> bool:
+    """Whether a file is a training script rather than a model file: it does not define all of
+    model, loss and data at top level."""
+    try:
+        tree = _read_source(path).tree
+    except ModelFileError:
+        return False          # the model-file loader says what is wrong with it
+    names = set()
+    for node in tree.body if tree is not None else ():
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+        for target in targets:
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Name):
+                    names.add(sub.id)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return not all(name in names for name in REQUIRED)
+
+
+def docstring(path: str) -> str:
+    try:
+        tree = _read_source(path).tree
+    except ModelFileError:
+        return ""
+    return (ast.get_docstring(tree) or "").strip() if tree is not None else ""
+
+
 def _imports_torch(tree) -> bool:
     for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch" for a in node.names):

@@ -290,6 +290,16 @@ class Session:
         self.clock.end_step()
         return snapshot
 
+    def observed_run_ended(self, error: str | None = None) -> None:
+        """The user's loop has ended: the run is finished, or stopped with the error it ended on."""
+        if not self.done:
+            if error is None:
+                self.state = FINISHED
+            else:
+                self._stop("error", error)
+        if self.snapshot is not None:
+            self.snapshot = replace(self.snapshot, state=self.state, stop=self.stop_info)
+
     def wait_at_boundary(self, timeout: float | None = None) -> None:
         """Block until the run may take another step (running, or a step pending, which this
         takes) or has ended; or until `timeout` seconds pass."""

@@ -42,13 +42,18 @@ class Watch:
     """One watched model and optimiser; `session` is the debugger session observing them."""
 
     def __init__(self, model, optimizer, *, regularizer=None, steps=None, config=None, on_step=None,
-                 report: str | None = None, name: str = "script", path: str | None = None, start_paused=False):
+                 report: str | None = None, name: str = "script", path: str | None = None, description: str = "",
+                 start_paused=False, on_done=None, mid_step=False):
+        """`on_done`: called at an optimiser step once the run has ended, instead of detaching
+        (calcml-debug holds the script there until the interface quits). `mid_step`: made from
+        inside an optimiser step (the first one of an unmodified script): that step is not
+        observed, since its forward pass ran before the hooks were there."""
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"calcml.watch: model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"calcml.watch: optimizer must be a torch.optim optimiser, got {type(optimizer).__name__}")
         self.backend = TorchBackend(model, None, optimizer)
-        spec = ModelSpec(path=path or "<watched script>", name=name, description="", model=model, loss=None,
+        spec = ModelSpec(path=path or "<watched script>", name=name, description=description, model=model, loss=None,
                          data=None, optimizer=optimizer, regularizer=regularizer, batch_size=None, val_data=None,
                          seed=0, steps=steps, framework="torch")
         # curvature re-evaluates the loss on the step's batch, which a watched loop does not hand over
@@ -59,6 +64,8 @@ class Watch:
         self.report = report
         self.on_step = on_step if on_step is not None else _Printer(self.session)
         self._applying = False
+        self.on_done = on_done
+        self._unobserved = 1 if mid_step else 0   # steps to let through unobserved
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
                          optimizer.register_step_post_hook(self._after_step)]
         self.backend.observe()
@@ -68,6 +75,11 @@ class Watch:
         atexit.register(self.detach)
 
     def _before_step(self, optimizer, args, kwargs):
+        if self._unobserved:
+            self._unobserved -= 1
+            self._applying = False
+            self.backend.observed_record(self.loss)   # (what it captured is incomplete: dropped)
+            return
         record = self.backend.observed_record(self.loss)
         self._applying = self.session.observe_step(record)
         if not self._applying:       # a non-finite step, or the run has ended: no update
@@ -75,7 +87,10 @@ class Watch:
                 for p in group["params"]:
                     p.grad = None
             self._publish(self.session.snapshot)
-            self.detach()
+            if self.on_done is not None:
+                self.on_done()
+            else:
+                self.detach()
 
     def _after_step(self, optimizer, args, kwargs):
         if not self._applying:
@@ -83,7 +98,7 @@ class Watch:
         self._applying = False
         snapshot = self.session.observed_update_done()
         self._publish(snapshot)
-        if self.session.done:
+        if self.session.done and self.on_done is None:
             self.detach()
 
     def _publish(self, snapshot) -> None:

@@ -366,16 +366,15 @@ def history_to_wire(history, names=None, max_points: int = 240) -> dict:
     so its rows are not evenly spaced). A series measured only every few steps (curvature,
     update ratios: NaN in between) keeps at each point the latest measurement since the point
     before, so thinning does not drop its measurements."""
-    steps = history.series("step")
+    columns = history.columns(names)          # every series from one moment
+    steps = columns.pop("step")
     keep = None
     if len(steps) > max_points:
         wanted = np.linspace(steps[0], steps[-1], max_points)
         keep = np.unique(np.minimum(np.searchsorted(steps, wanted), len(steps) - 1))
     out = {"step": (steps if keep is None else steps[keep]).astype(int).tolist()}
-    for name in names if names is not None else history.names():
-        if name != "step" and name in history:
-            values = history.series(name)
-            out[name] = (values if keep is None else _latest_per_point(values, keep)).tolist()
+    for name, values in columns.items():
+        out[name] = (values if keep is None else _latest_per_point(values, keep)).tolist()
     return out
 
 

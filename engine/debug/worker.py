@@ -141,6 +141,11 @@ class Worker:
         finally:
             self._publishing.release()
 
+    def observed(self, snapshot) -> None:
+        """A step the user's own loop took (a training script): published as a driven one is."""
+        self._last_tick = time.monotonic()
+        self.publish(snapshot)
+
     def flush_while_busy(self) -> None:
         """Runs in its own thread: when a step takes long (or hangs), what the steps before it
         measured is still sent, instead of waiting, held back by coalescing, for the step to end."""
@@ -355,6 +360,8 @@ def _flush_before_exit(worker: Worker) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="calcml.debug.worker")
     parser.add_argument("model")
+    parser.add_argument("script_args", nargs="*", help="a training script's own arguments")
+    parser.add_argument("--script", action="store_true", help="the file is a training script with its own loop")
     parser.add_argument("--protocol-out", type=int, required=True, help="file descriptor for messages")
     parser.add_argument("--protocol-in", type=int, required=True, help="file descriptor for commands")
     parser.add_argument("--parent", type=int, help="the front end's process id")
@@ -390,6 +397,8 @@ def main(argv=None) -> int:
 
 
 def _serve(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -> int:
+    if args.script:
+        return _serve_script(args, channel, shutdown, reader)
     channel.send({"type": "loading", "path": args.model})
     try:
         spec = load_model_file(args.model, seed=args.seed, steps=args.steps)
@@ -425,3 +434,77 @@ def _serve(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _serve_script(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -> int:
+    """A training script with its own loop: it runs in this thread, and from its first optimiser
+    step the session observes it; the interface's commands act at its optimiser steps. Once the
+    run has ended (finished, stopped, or the interface quits) the script is held at its next
+    optimiser step until the interface quits, and then ended there."""
+    channel.send({"type": "loading", "path": args.model})
+    try:
+        from .script import Attach, EndScript, ScriptEnded, docstring, run_script
+    except ImportError:
+        channel.send({"type": "error", "kind": "model_file",
+                      "message": f"{args.model}: this script uses PyTorch, which is not installed here. Install it "
+                                 'with calcml\'s torch extra: pip install -e ".[torch]" (or pip install torch)'})
+        shutdown.finish()
+        return 2
+    started: dict = {}
+
+    def on_attach(watch) -> None:
+        session = watch.session
+        for text in args.breaks:
+            try:
+                session.add_breakpoint(text)
+            except BreakpointError as error:
+                channel.send({"type": "error", "kind": "usage", "message": f"breakpoint refused: {error}"})
+                shutdown.request("a breakpoint was refused")
+                raise EndScript() from None
+        worker = Worker(session, channel)
+        channel.send({"type": "hello", "model": model_info(session)})
+        worker._sent = session.initial_snapshot()
+        channel.send({"type": "snapshot", "snapshot": worker._sent})
+        worker.send_breakpoints()
+        shutdown.session, shutdown.worker = session, worker
+        _flush_before_exit(worker)
+        watch.on_step = worker.observed
+        started["worker"] = worker
+        threading.Thread(target=worker.flush_while_busy, daemon=True, name="calcml-flush").start()
+
+        def stop_on_quit() -> None:   # a script held at a pause wakes to end
+            worker.quit.wait()
+            session.stop()
+        threading.Thread(target=stop_on_quit, daemon=True, name="calcml-quit").start()
+        if args.run:
+            session.run()
+        reader.attach(worker)
+
+    def on_done() -> None:
+        worker = started["worker"]
+        worker.publish(None, force=True)
+        worker.quit.wait()      # the run is over: held here for the person to look at it
+        raise EndScript()
+
+    attach = Attach(on_attach, steps=args.steps, config=session_config(0), on_done=on_done,
+                    start_paused=not args.run, name=os.path.basename(args.model), path=args.model,
+                    description=docstring(args.model))
+    error = None
+    try:
+        run_script(args.model, args.script_args, attach)
+    except ScriptEnded as ended:
+        if not ended.trained:
+            channel.send({"type": "error", "kind": "model_file", "message": ended.detail})
+            shutdown.finish()
+            return 2
+        error = ended.detail
+    worker = started.get("worker")
+    if worker is None:   # quit before the first step
+        shutdown.finish()
+        return 0
+    attach.watch.session.observed_run_ended(error)
+    attach.watch.on_step = None
+    attach.watch.detach()
+    worker.loop()        # the script has ended: the run is shown until the interface quits
+    shutdown.finish()
+    return 0
