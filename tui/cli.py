@@ -17,7 +17,9 @@ A model file is a Python file that defines, at top level:
   regularizer  cm.reg.L1(λ) or cm.reg.L2(λ)    (default: none)
   batch_size, val_data, seed, steps            (optional)
 Its docstring is shown as the model's description. Without a file, a built-in demo
-(a deep sigmoid network whose gradients vanish) runs.
+(a deep sigmoid network whose gradients vanish) runs. The model may be a torch.nn.Module
+(with a torch.optim optimiser), and a PyTorch training script with its own loop runs
+unchanged, its arguments after --:  calcml-debug train.py -- --epochs 2
 
 breakpoints (--break-on, comma separated): vanishing_gradient, exploding_gradient,
 dead_relu, saturation, non_finite, loss_diverging, lr_too_large, 'step=N', 'every=N';
