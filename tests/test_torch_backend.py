@@ -245,3 +245,61 @@ def test_the_first_non_finite_op_is_named_with_its_layer():
     assert s.stop_info.reason == "non_finite"
     assert "forward op" in s.stop_info.detail and "'log'" in s.stop_info.detail
     assert "the loss function" in s.stop_info.detail and "nan" in s.stop_info.detail
+
+
+def test_a_conv_nets_units_are_its_channels():
+    """After a convolution, a unit is a channel: a ReLU channel that is off at every pixel of
+    every image is dead, one that is on somewhere is not."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 4, 3, padding=1, dtype=torch.float64)
+    with torch.no_grad():
+        conv.bias[:] = torch.tensor([0.0, -100.0, 0.0, 0.0], dtype=torch.float64)   # channel 1: always off
+    model = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 1, dtype=torch.float64))
+    X = np.random.default_rng(0).normal(size=(6, 1, 8, 8))
+    y = np.zeros((6, 1))
+    s = Session(make_spec(model, torch.nn.functional.mse_loss, (X, y), optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                          steps=1), SessionConfig(curvature_every=0))
+    with torch.no_grad():
+        out = torch.relu(conv(torch.from_numpy(X)))   # at the weights the step starts from
+    final = s.run_to_end()
+    relu = next(layer for layer in final.layers if layer.type == "ReLU")
+    assert relu.dead_fraction == pytest.approx(0.25)
+    assert relu.mean_local_derivative == pytest.approx(float((out > 0).double().mean()), rel=1e-12)
+
+
+def test_a_torch_model_file_with_a_dataloader_and_adam(tmp_path):
+    from calcml.debug import ModelFileError, load_model_file
+    path = tmp_path / "model.py"
+    path.write_text('''"""A torch model file."""
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+X = torch.randn(64, 3)
+data = DataLoader(TensorDataset(X, X[:, :1] ** 2), batch_size=16, shuffle=True)
+loss = torch.nn.functional.mse_loss
+optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+steps = 9
+''')
+    spec = load_model_file(str(path))
+    assert spec.framework == "torch" and spec.description == "A torch model file."
+    s = Session(spec, SessionConfig(curvature_every=0))
+    final = s.run_to_end()
+    assert s.state == "finished" and final.step == 9 and s.epoch == 2        # 4 batches an epoch
+    assert final.layers[0].params["weight"].grad_norm > 0
+    path.write_text(path.read_text().replace("torch.optim.Adam(model.parameters(), lr=0.01)", "'adam'"))
+    with pytest.raises(ModelFileError, match=r"optimizer must be a torch.optim optimiser"):
+        load_model_file(str(path))
+
+
+def test_a_torch_model_file_is_seeded_before_it_runs(tmp_path):
+    from calcml.debug import load_model_file
+    path = tmp_path / "model.py"
+    path.write_text('''import torch
+model = torch.nn.Linear(3, 1)
+data = (torch.randn(8, 3), torch.randn(8, 1))
+loss = torch.nn.functional.mse_loss
+seed = 7
+''')
+    first, second = (load_model_file(str(path)).model.weight.detach().clone() for _ in range(2))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, load_model_file(str(path), seed=8).model.weight.detach())

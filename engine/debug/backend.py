@@ -50,6 +50,8 @@ class Capture(NamedTuple):
     out: object        # the output array
     grad_x: object     # ∂L/∂input (None when no gradient reached it)
     grad_out: object   # ∂L/∂output
+    unit_axis: int = -1   # the axis of the units (a unit is dead or saturated across the rest):
+                          # the features, or the channels of an image batch (1 in N×C×H×W)
 
 
 class StepRecord(NamedTuple):

@@ -252,7 +252,7 @@ class ActivationProbe:
         d = self.partial(output if x is None else x, output, *self.attrs)
         return d if np.shape(d) == output.shape else np.broadcast_to(d, output.shape)
 
-    def stats(self, output: np.ndarray, x: np.ndarray | None, saturation_level: float) -> tuple:
+    def stats(self, output: np.ndarray, x: np.ndarray | None, saturation_level: float, unit_axis: int = -1) -> tuple:
         """(mean local derivative, dead fraction, saturated fraction): a unit (the last axis) is
         dead where its derivative is exactly 0 for the whole batch, saturated where it stays
         below saturation_level × the derivative's maximum; a fraction that does not apply to the
@@ -261,6 +261,9 @@ class ActivationProbe:
         exactly where it is 0 for the whole batch) the dead units."""
         if output.size == 0:
             return float("nan"), None, None
+        if unit_axis not in (-1, output.ndim - 1):   # the units last: channels, for an image batch
+            output = np.moveaxis(output, unit_axis, -1)
+            x = None if x is None else np.moveaxis(x, unit_axis, -1)
         units = output if output.ndim == 2 else (
             output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1))
         if not self.reads_input:

@@ -177,7 +177,8 @@ class TorchBackend(Backend):
             grad_x = self._grads_in.get(name)
             if grad_x is None and name in self._same:
                 grad_x = self._grads_out.get(self._same[name])
-            captures[name] = Capture(_numpy(x), _numpy(out), _numpy(grad_x), _numpy(self._grads_out.get(name)))
+            captures[name] = Capture(_numpy(x), _numpy(out), _numpy(grad_x), _numpy(self._grads_out.get(name)),
+                                     1 if out.dim() in (4, 5) else -1)   # N×C×H×W(×D): a unit is a channel
         return captures
 
     def _trace(self) -> "_Traced":

@@ -49,9 +49,9 @@ class ActivationHealth(Quantity):
         for at, (name, probe, key) in zip(self._at, self._plan):
             c = captures.get(name)
             if c is not None:
-                groups.setdefault((probe.key, c.out.shape), []).append((at, probe, key, c))
+                groups.setdefault((probe.key, c.out.shape, c.unit_axis), []).append((at, probe, key, c))
         with np.errstate(all="ignore"):   # NaN and overflow are measured, not warned about
-            for (_, shape), members in groups.items():
+            for (_, shape, unit_axis), members in groups.items():
                 probe = members[0][1]
                 per = stack // (8 * shape[0] * shape[1]) if len(shape) == 2 else 0
                 if len(members) >= STACK_FROM and per >= STACK_FROM:
@@ -61,7 +61,7 @@ class ActivationHealth(Quantity):
                         measured += (probe.stats_many([m[3].out for m in chunk], [m[3].x for m in chunk], level)
                                      if len(chunk) > 1 else [probe.stats(chunk[0][3].out, chunk[0][3].x, level)])
                 else:
-                    measured = [probe.stats(m[3].out, m[3].x, level) for m in members]
+                    measured = [probe.stats(m[3].out, m[3].x, level, unit_axis) for m in members]
                 for (at, _, key, _), stats in zip(members, measured):
                     numbers[at] = stats
                     series[key] = stats[0]
