@@ -188,6 +188,11 @@ def _max_mask(x, out, axis, keepdims):
 
 # -- forward helpers ---------------------------------------------------------------------
 
+def _sig(x):
+    """σ(x) of an array, or of a Tensor as a Tensor (so that a derivative using it can be differentiated)."""
+    return x.sigmoid() if _is_tensor(x) else _sigmoid(x)
+
+
 def _sigmoid(x):
     # 1/(1 + e^-x) for x >= 0 and e^x/(1 + e^x) for x < 0: never overflows, and keeps full
     # relative precision for negative x (0.5 * tanh(x/2) + 0.5 cancels to exactly 0 below -37).
@@ -301,6 +306,12 @@ SOFTSIGN = Op("softsign", lambda x: x / (1.0 + np.abs(x)), ("d softsign(z)/dz = 
               partials=(lambda x, out: (1.0 - out * np.sign(raw(out))) ** 2,),   # (1 − |out|)²
               note="(1 − |softsign(z)|)² ≤ 1",
               activation=Activation("softsign'(z) = 1/(1 + |z|)², at most 1", max_derivative=1.0, saturates=True))
+# SiLU (swish), z·σ(z): its derivative needs the input. It peaks at 1.0998 (z ≈ 2.4), dips
+# below 0 (to −0.0998 near z ≈ −2.4) and fades to 0 for very negative z, where a unit saturates.
+SILU = Op("silu", lambda x: x * _sigmoid(x), ("d silu(z)/dz = sigmoid(z)*(1 + z*(1 - sigmoid(z)))",),
+          partials=(lambda x, out: _sig(x) * (1.0 + x * (1.0 - _sig(x))),), note="σ(z)(1 + z(1 − σ(z))), at most 1.1",
+          activation=Activation("SiLU'(z) = σ(z)(1 + z(1 − σ(z))), at most 1.0998", max_derivative=1.0998393201288648,
+                                saturates=True, reads_input=True))
 
 CLIP = Op("clip", _clip, ("d clip(x)/dx = 1 inside [min, max], else 0",), partials=(_clip_partial,))
 WHERE = Op("where", lambda a, b, cond: np.where(cond, a, b),

@@ -255,8 +255,8 @@ class ActivationProbe:
     def stats(self, output: np.ndarray, x: np.ndarray | None, saturation_level: float, unit_axis: int = -1) -> tuple:
         """(mean local derivative, dead fraction, saturated fraction): a unit (the last axis) is
         dead where its derivative is exactly 0 for the whole batch, saturated where it stays
-        below saturation_level × the derivative's maximum; a fraction that does not apply to the
-        op is None. A few whole-array reductions, no loops: the derivative's sums per unit give
+        below saturation_level × the derivative's maximum in size (SiLU's dips below 0); a
+        fraction that does not apply to the op is None. A few whole-array reductions, no loops: the derivative's sums per unit give
         both its mean and (derivatives that can die are never negative, so a unit's sum is 0
         exactly where it is 0 for the whole batch) the dead units."""
         if output.size == 0:
@@ -280,7 +280,7 @@ class ActivationProbe:
             dead = np.count_nonzero(per_unit == 0) / d.shape[1]
         if self.saturates:
             limit = saturation_level * self.max_derivative
-            saturated = np.count_nonzero(np.logical_and.reduce(d < limit, axis=0)) / d.shape[1]
+            saturated = np.count_nonzero(np.logical_and.reduce(np.abs(d) < limit, axis=0)) / d.shape[1]
         return mean, dead, saturated
 
     def stats_many(self, outputs: list, xs: list, saturation_level: float) -> list:
@@ -299,7 +299,7 @@ class ActivationProbe:
         dead = (np.add.reduce(per_unit == 0, axis=1) / units).tolist() if self.dead else [None] * layers
         if self.saturates:
             limit = saturation_level * self.max_derivative
-            saturated = (np.add.reduce(np.logical_and.reduce(d < limit, axis=1), axis=1) / units).tolist()
+            saturated = (np.add.reduce(np.logical_and.reduce(np.abs(d) < limit, axis=1), axis=1) / units).tolist()
         else:
             saturated = [None] * layers
         results = list(zip(means.tolist(), dead, saturated))

@@ -150,6 +150,10 @@ class Softsign(Activation):
     op = ops.SOFTSIGN
 
 
+class SiLU(Activation):
+    op = ops.SILU
+
+
 class Softmax(Module):
     def __init__(self, dim: int = -1):
         super().__init__()
