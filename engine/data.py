@@ -23,7 +23,7 @@ import numpy as np
 from . import random as _random
 from .tensor import Tensor
 
-__all__ = ["xor", "moons", "circles", "spirals", "sparse_regression", "sine", "DataLoader"]
+__all__ = ["xor", "moons", "circles", "spirals", "sparse_regression", "sine", "digits", "DataLoader"]
 
 
 def _rng(seed) -> np.random.Generator:
@@ -134,6 +134,19 @@ def sine(n: int = 200, noise: float = 0.1, seed=0, x_range=(-3, 3)):
     rng = _rng(seed)
     X = rng.uniform(low, high, size=(n, 1))
     return X, np.sin(X) + noise * rng.normal(size=(n, 1))
+
+
+def digits(images: bool = False):
+    """The UCI optical digits: 1,797 handwritten digits as 8×8 images of integers 0..16 (E. Alpaydin
+    and C. Kaynak, 1998; CC BY 4.0; shipped in calcml/datasets, no download). Returns (X, y): X
+    float64 of shape (1797, 64) in [0, 1] (pixel / 16), or (1797, 1, 8, 8) with `images=True`
+    (one channel, as a convolution takes it); y int64 of shape (1797,), the digit."""
+    from importlib import resources
+    import gzip
+    with resources.files("calcml").joinpath("datasets/digits.csv.gz").open("rb") as raw:
+        table = np.loadtxt(gzip.open(raw), delimiter=",")
+    X, y = table[:, :64] / 16.0, table[:, 64].astype(np.int64)
+    return (X.reshape(-1, 1, 8, 8) if images else X), y
 
 
 class DataLoader:

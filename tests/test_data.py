@@ -225,3 +225,16 @@ def test_loader_accepts_tensors_and_yields_numpy():
 def test_loader_errors(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         data.DataLoader(*args, **kwargs)
+
+
+def test_the_digits_are_the_uci_set_shipped_with_the_package():
+    X, y = cm.data.digits()
+    assert X.shape == (1797, 64) and X.dtype == np.float64 and y.dtype == np.int64
+    assert X.min() == 0.0 and X.max() == 1.0 and np.all((X * 16) == np.round(X * 16))   # pixels 0..16
+    assert np.bincount(y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    images, labels = cm.data.digits(images=True)
+    assert images.shape == (1797, 1, 8, 8) and np.array_equal(images.reshape(1797, 64), X)
+    assert np.array_equal(labels, y)
+    # the first image is a 0: a ring of ink around an empty middle
+    zero = images[0, 0]
+    assert y[0] == 0 and zero[3:5, 3:5].sum() < zero[1:7, 1:7].sum() / 8

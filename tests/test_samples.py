@@ -34,7 +34,7 @@ def test_every_sample_is_covered():
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
                      "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
                      "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual",
-                     "torch_train_script"}   # the last: a training script (test_torch_script.py)
+                     "torch_train_script", "torch_digits_cnn"}   # the last: a training script (test_torch_script.py)
 
 
 def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
@@ -47,6 +47,20 @@ def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
     assert len(relus) == 8 and all(0 < layer.mean_local_derivative < 1 for layer in relus)
     products = [p for _, p in chain_products(final.layers)]
     assert min(products) > 0.1     # the shortcuts carry the gradient down to the first layer
+
+
+def test_torch_digits_cnn_kills_its_relu_channels_and_learns_at_a_lower_rate(tmp_path):
+    pytest.importorskip("torch")
+    s, final = run("torch_digits_cnn", steps=60)
+    assert started(s) == {"dead_relu"} and {e.layer for e in s.warnings} == {"1", "3"}
+    dead = {layer.name: layer.dead_fraction for layer in final.layers if layer.type == "ReLU"}
+    assert (dead["1"] * 8) % 1 == 0 and (dead["3"] * 16) % 1 == 0      # whole channels
+    assert final.loss > 2.0                                              # stalled near log 10
+    fixed = tmp_path / "torch_digits_cnn.py"
+    fixed.write_text((SAMPLES / "torch_digits_cnn.py").read_text().replace("lr=2.0", "lr=0.05"))
+    s = Session(load_model_file(str(fixed), steps=400))
+    final = s.run_to_end()
+    assert started(s) == set() and final.loss < 0.2
 
 
 def test_xor_mlp_is_healthy_and_learns():
