@@ -303,3 +303,45 @@ seed = 7
     first, second = (load_model_file(str(path)).model.weight.detach().clone() for _ in range(2))
     assert torch.equal(first, second)
     assert not torch.equal(first, load_model_file(str(path), seed=8).model.weight.detach())
+
+
+class Twice(torch.nn.Module):
+    """One Linear applied twice (shared weights): x → shared → tanh → shared → head."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = torch.nn.Linear(3, 3, dtype=torch.float64)
+        self.head = torch.nn.Linear(3, 1, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.head(self.shared(torch.tanh(self.shared(x))))
+
+
+def test_a_module_called_twice_shows_its_last_call_whole():
+    """Its input, output and both gradients all belong to the same (the last) call, though the
+    first call's gradients arrive later in the backward pass."""
+    torch.manual_seed(0)
+    model = Twice()
+    X, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+    backend = TorchBackend(model, torch.nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=0.1))
+    record = backend.step((X, y))
+    a1 = model.shared(X)
+    a1.retain_grad()
+    h = torch.tanh(a1)
+    h.retain_grad()
+    a2 = model.shared(h)
+    a2.retain_grad()
+    torch.nn.functional.mse_loss(model.head(a2), y).backward()
+    c = record.captures["shared"]
+    assert np.allclose(c.x, h.detach().numpy(), rtol=1e-13) and np.allclose(c.out, a2.detach().numpy(), rtol=1e-13)
+    assert np.allclose(c.grad_out, a2.grad.numpy(), rtol=1e-12)
+    assert np.allclose(c.grad_x, h.grad.numpy(), rtol=1e-12)
+    assert np.allclose(record.captures["head"].grad_x, a2.grad.numpy(), rtol=1e-12)
+
+
+def test_a_model_off_the_cpu_is_refused_with_what_to_do(monkeypatch):
+    from calcml.debug import torch_backend
+    model = torch.nn.Linear(2, 1)
+    monkeypatch.setattr(torch_backend, "off_cpu", lambda m: "cuda:0")   # no GPU here: as if it were on one
+    with pytest.raises(ValueError, match=r"on the CPU for now.*cuda:0: move it with model.to\('cpu'\)"):
+        TorchBackend(model, torch.nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=0.1))

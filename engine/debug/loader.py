@@ -596,6 +596,10 @@ def _is_torch_module(model) -> bool:
 
 def _torch_optimizer(path: str, model, optimizer):
     import torch
+    from .torch_backend import OFF_CPU, off_cpu
+    device = off_cpu(model)
+    if device is not None:
+        raise ModelFileError(f"{path}: " + OFF_CPU.format(device))
     if optimizer is None:
         return torch.optim.SGD(model.parameters(), lr=DEFAULT_LR)
     if not isinstance(optimizer, torch.optim.Optimizer):

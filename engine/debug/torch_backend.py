@@ -51,8 +51,24 @@ def _numpy(t):
     return None if t is None else t.detach().numpy()
 
 
+def off_cpu(model) -> str | None:
+    """The device of the first parameter not on the CPU, or None (statistics are computed on
+    the CPU for now: a model on a GPU is refused with what to do, not copied step by step)."""
+    for p in model.parameters():
+        if p.device.type != "cpu":
+            return str(p.device)
+    return None
+
+
+OFF_CPU = ("calcml-debug measures PyTorch models on the CPU for now, and this model's parameters are on {}: "
+           "move it with model.to('cpu') (and its data) to debug it")
+
+
 class TorchBackend(Backend):
     def __init__(self, model, loss, optimizer):
+        device = off_cpu(model)
+        if device is not None:
+            raise ValueError(OFF_CPU.format(device))
         self.model, self.loss_fn, self.optimizer = model, loss, optimizer
         self.modules = layer_modules(model)
         self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -72,7 +88,8 @@ class TorchBackend(Backend):
         self._grads_in: dict = {}
         self._grads_out: dict = {}
         self._made: dict = {}    # id(a layer's output) -> (that layer, the tensor's version then)
-        self._same: dict = {}    # layer -> the layer whose output is its input, unchanged
+        self._same: dict = {}    # layer -> (the layer whose output is its input, unchanged; that call)
+        self._count = 0          # calls seen this step (each layer call is numbered)
         self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
         for name, module in self.modules:
             module.register_forward_pre_hook(self._before(name, module))
@@ -86,24 +103,40 @@ class TorchBackend(Backend):
             if not self._capturing or not args or not isinstance(args[0], torch.Tensor):
                 return
             x = args[0]
+            # A module called more than once per forward shows its last call: every hook below
+            # keeps what it receives only while its call is the layer's latest.
+            self._count += 1
+            call = self._count
             made = self._made.get(id(x))
             if made is not None and made[1] == x._version:
                 # another layer's output, unchanged since: the gradient its hook receives is this one
-                self._same[name] = made[0]
-            elif x.requires_grad:
-                x.register_hook(lambda g: self._grads_in.__setitem__(name, g))
-            self._calls[name] = [x.detach().clone() if inplace else x, None]
+                self._same[name] = (made[0], made[2])
+            else:
+                self._same.pop(name, None)
+                if x.requires_grad:
+                    x.register_hook(lambda g: self._keep(self._grads_in, name, call, g))
+            self._calls[name] = [x.detach().clone() if inplace else x, None, call]
         return hook
 
     def _after(self, name):
         def hook(module, args, output):
             if not self._capturing or not isinstance(output, torch.Tensor):
                 return
+            entry = self._calls.setdefault(name, [None, None, 0])
+            if entry[2] == 0:        # a call the pre-hook did not see (no tensor input)
+                self._count += 1
+                entry[2] = self._count
+            call = entry[2]
             if output.requires_grad:
-                output.register_hook(lambda g: self._grads_out.__setitem__(name, g))
-            self._calls.setdefault(name, [None, None])[1] = output
-            self._made[id(output)] = (name, output._version)
+                output.register_hook(lambda g: self._keep(self._grads_out, name, call, g))
+            entry[1] = output
+            self._made[id(output)] = (name, output._version, call)
         return hook
+
+    def _keep(self, grads: dict, name: str, call: int, g) -> None:
+        entry = self._calls.get(name)
+        if entry is not None and entry[2] == call:
+            grads[name] = g
 
     # -- what the model is ------------------------------------------------------------------
     def parameters(self) -> list:
@@ -160,6 +193,7 @@ class TorchBackend(Backend):
 
     def _reset(self) -> None:
         self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
+        self._count = 0
 
     def observed_record(self, loss) -> StepRecord:
         """The step the user's loop is about to apply: what was captured since the last one,
@@ -171,12 +205,14 @@ class TorchBackend(Backend):
 
     def _captures(self) -> dict:
         captures = {}
-        for name, (x, out) in self._calls.items():
+        for name, (x, out, _) in self._calls.items():
             if out is None:
                 continue
             grad_x = self._grads_in.get(name)
             if grad_x is None and name in self._same:
-                grad_x = self._grads_out.get(self._same[name])
+                source, source_call = self._same[name]
+                if self._calls.get(source, (None, None, -1))[2] == source_call:   # that call's gradient
+                    grad_x = self._grads_out.get(source)
             captures[name] = Capture(_numpy(x), _numpy(out), _numpy(grad_x), _numpy(self._grads_out.get(name)),
                                      1 if out.dim() in (4, 5) else -1)   # N×C×H×W(×D): a unit is a channel
         return captures
