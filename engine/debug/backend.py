@@ -73,6 +73,27 @@ class ModelError(Exception):
         self.stage, self.error = stage, error
 
 
+class ParamGroups:
+    """What both frameworks' optimisers share (calcml's follow PyTorch's API), for a backend
+    that has `optimizer` and `_objective(batch, regularizer)`: the learning rate in
+    `param_groups`, and the closure of optimisers that re-evaluate the objective themselves."""
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _closure(self, batch, regularizer):
+        """PyTorch's convention: zero the gradients, evaluate, backward, return the loss."""
+        self.optimizer.zero_grad()
+        loss = self._objective(batch, regularizer)
+        loss.backward()
+        return loss
+
+
 class Backend:
     """The interface (every method is required unless it says otherwise)."""
 

@@ -15,11 +15,11 @@ from .. import nn
 from ..tensor import Tensor, no_grad
 from ..tracing import trace
 from . import bayesprobe, curvatureprobe, probes
-from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamInfo, StepRecord
+from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamGroups, ParamInfo, StepRecord
 from .tracesummary import locate_non_finite, summarise_trace
 
 
-class CalcmlBackend(Backend):
+class CalcmlBackend(ParamGroups, Backend):
     def __init__(self, model, loss, optimizer):
         self.model, self.loss_fn, self.optimizer = model, loss, optimizer
         self.modules = layer_modules(model)     # [(name, module)], forward order
@@ -117,22 +117,7 @@ class CalcmlBackend(Backend):
             loss = loss + regularizer.penalty(self.model)
         return loss
 
-    def _closure(self, batch, regularizer) -> Tensor:
-        """For optimisers that re-evaluate the loss themselves (Newton): PyTorch's convention."""
-        self.optimizer.zero_grad()
-        loss = self._objective(batch, regularizer)
-        loss.backward()
-        return loss
-
-    # -- the learning rate and the optimiser ---------------------------------------------------
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
+    # -- the optimiser (lr, set_lr and the closure: ParamGroups) --------------------------------
     def effective_lr(self, name: str) -> float | None:
         return curvatureprobe.effective_lr(self.optimizer, self._param(name))
 

@@ -23,7 +23,7 @@ import torch
 
 from .. import curvature as _curvature
 from . import curvatureprobe
-from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamInfo, StepRecord
+from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamGroups, ParamInfo, StepRecord
 from .snapshot import CurvatureStats
 from .torch_trace import TorchTrace
 from .tracesummary import Location, TraceSummary
@@ -64,7 +64,7 @@ OFF_CPU = ("calcml-debug measures PyTorch models on the CPU for now, and this mo
            "move it with model.to('cpu') (and its data) to debug it")
 
 
-class TorchBackend(Backend):
+class TorchBackend(ParamGroups, Backend):
     def __init__(self, model, loss, optimizer):
         device = off_cpu(model)
         if device is not None:
@@ -265,21 +265,7 @@ class TorchBackend(Backend):
                     torch.zeros((), dtype=self._dtype))
         return regularizer.lam * total
 
-    def _closure(self, batch, regularizer):
-        self.optimizer.zero_grad()
-        loss = self._objective(batch, regularizer)
-        loss.backward()
-        return loss
-
-    # -- the learning rate and the optimiser ---------------------------------------------------
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
+    # -- the optimiser (lr, set_lr and the closure: ParamGroups) --------------------------------
     def effective_lr(self, name: str) -> float | None:
         """Adam and AdamW: the median over the entries of η/(√v̂+ε), as of the last step."""
         if not isinstance(self.optimizer, (torch.optim.Adam, torch.optim.AdamW)):

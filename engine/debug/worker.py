@@ -407,20 +407,10 @@ def _serve(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -
         shutdown.finish()
         return 2
     session = Session(spec, session_config(args.curvature_every))
-    for text in args.breaks:
-        try:
-            session.add_breakpoint(text)
-        except BreakpointError as error:
-            channel.send({"type": "error", "kind": "usage", "message": f"breakpoint refused: {error}"})
-            shutdown.finish()
-            return 2
-    worker = Worker(session, channel)
-    channel.send({"type": "hello", "model": model_info(session)})
-    worker._sent = session.initial_snapshot()
-    channel.send({"type": "snapshot", "snapshot": worker._sent})
-    worker.send_breakpoints()
-    shutdown.session, shutdown.worker = session, worker
-    _flush_before_exit(worker)
+    if not _add_breakpoints(session, args.breaks, channel):
+        shutdown.finish()
+        return 2
+    worker = _start_worker(session, channel, shutdown)
     if shutdown.why is not None:   # quit while loading
         shutdown.finish()
         return 0
@@ -434,6 +424,30 @@ def _serve(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _add_breakpoints(session: Session, texts: list, channel: _Channel) -> bool:
+    """The command line's breakpoints; False (the front end told why) if one is refused."""
+    for text in texts:
+        try:
+            session.add_breakpoint(text)
+        except BreakpointError as error:
+            channel.send({"type": "error", "kind": "usage", "message": f"breakpoint refused: {error}"})
+            return False
+    return True
+
+
+def _start_worker(session: Session, channel: _Channel, shutdown: Shutdown) -> Worker:
+    """The worker for a session that has its model: the front end told what the model is and
+    shown its first snapshot and the breakpoints."""
+    worker = Worker(session, channel)
+    channel.send({"type": "hello", "model": model_info(session)})
+    worker._sent = session.initial_snapshot()
+    channel.send({"type": "snapshot", "snapshot": worker._sent})
+    worker.send_breakpoints()
+    shutdown.session, shutdown.worker = session, worker
+    _flush_before_exit(worker)
+    return worker
 
 
 def _serve_script(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -> int:
@@ -454,20 +468,10 @@ def _serve_script(args, channel: _Channel, shutdown: Shutdown, reader: CommandRe
 
     def on_attach(watch) -> None:
         session = watch.session
-        for text in args.breaks:
-            try:
-                session.add_breakpoint(text)
-            except BreakpointError as error:
-                channel.send({"type": "error", "kind": "usage", "message": f"breakpoint refused: {error}"})
-                shutdown.request("a breakpoint was refused")
-                raise EndScript() from None
-        worker = Worker(session, channel)
-        channel.send({"type": "hello", "model": model_info(session)})
-        worker._sent = session.initial_snapshot()
-        channel.send({"type": "snapshot", "snapshot": worker._sent})
-        worker.send_breakpoints()
-        shutdown.session, shutdown.worker = session, worker
-        _flush_before_exit(worker)
+        if not _add_breakpoints(session, args.breaks, channel):
+            shutdown.request("a breakpoint was refused")
+            raise EndScript()
+        worker = _start_worker(session, channel, shutdown)
         watch.on_step = worker.observed
         started["worker"] = worker
         threading.Thread(target=worker.flush_while_busy, daemon=True, name="calcml-flush").start()
