@@ -90,6 +90,7 @@ class TorchBackend(ParamGroups, Backend):
         self._made: dict = {}    # id(a layer's output) -> (that layer, the tensor's version then)
         self._same: dict = {}    # layer -> (the layer whose output is its input, unchanged; that call)
         self._count = 0          # calls seen this step (each layer call is numbered)
+        self._grad_views: dict = {}   # name -> (the .grad tensor, its numpy view)
         self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
         for name, module in self.modules:
             module.register_forward_pre_hook(self._before(name, module))
@@ -194,6 +195,7 @@ class TorchBackend(ParamGroups, Backend):
     def _reset(self) -> None:
         self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
         self._count = 0
+        self._grad_views = {}    # (only this step's: the last step's gradients are let go)
 
     def observed_record(self, loss) -> StepRecord:
         """The step the user's loop is about to apply: what was captured since the last one,
@@ -237,7 +239,20 @@ class TorchBackend(ParamGroups, Backend):
         return penalty_grads, regularizer.lam * penalty
 
     def grads(self) -> dict:
-        return {name: _numpy(p.grad) for name, p in self._params}
+        """{name: a numpy view of `.grad`}: the same view object for as long as `.grad` is the same
+        tensor, so that the quantities see the gradient the optimiser uses *is* the data loss's
+        (no penalty added) and measure it once."""
+        out, views = {}, self._grad_views
+        for name, p in self._params:
+            g = p.grad
+            if g is None:
+                out[name] = None
+                continue
+            seen = views.get(name)
+            if seen is None or seen[0] is not g:
+                seen = views[name] = (g, g.detach().numpy())
+            out[name] = seen[1]
+        return out
 
     def weights(self) -> dict:
         return {name: p.detach().numpy() for name, p in self._params}
