@@ -129,3 +129,54 @@ def test_once_detached_nothing_of_calcml_is_left_in_torch():
     X, y = batch()
     users_loop(model, optimizer, 2, X, y)          # trains as plain torch, unobserved
     assert w.session.step_count == 0
+
+
+def amp_loop(model, optimizer, steps, X, y, scaler=None, overflow_at=None):
+    for i in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        if i == overflow_at:
+            loss = loss * float("inf")
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+
+def test_with_amp_the_numbers_are_the_unscaled_ones():
+    """GradScaler multiplies the loss, and so every gradient of the backward pass, by 2^16: the
+    session shows the loss and the layers' gradients divided back (a power of two: exactly)."""
+    X, y = batch()
+    plain_model, amp_model = mlp(), mlp()
+    seen_plain, seen_amp = [], []
+    for model, seen, scaler in ((plain_model, seen_plain, None),
+                                (amp_model, seen_amp, torch.amp.GradScaler("cpu", init_scale=2.0 ** 16))):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        w = calcml.watch(model, optimizer, config=SessionConfig(**CONFIG), on_step=seen.append)
+        amp_loop(model, optimizer, 6, X, y, scaler)
+        w.detach()
+    assert len(seen_amp) == 6
+    for a, b in zip(seen_plain, seen_amp):
+        ra, rb = plain(a), plain(b)
+        for r in (ra, rb):
+            r.pop("steps_per_sec")
+        assert ra == rb, f"step {a.step}"
+    assert seen_amp[-1].layers[2].grad_out_norm > 0
+
+
+def test_a_step_gradscaler_skips_is_said_and_not_counted():
+    X, y = batch()
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    notes = []
+    w = calcml.watch(model, optimizer, config=SessionConfig(**CONFIG), on_step=lambda s: None)
+    w.on_skip = notes.append
+    amp_loop(model, optimizer, 5, X, y, torch.amp.GradScaler("cpu", init_scale=1024.0), overflow_at=2)
+    w.detach()
+    assert w.skipped_steps == 1 and w.session.step_count == 4
+    assert len(notes) == 1 and "skipped by torch.amp.GradScaler" in notes[0] and "scaled by 1024" in notes[0]
+    assert w.session.stop_info is None          # an overflow AMP handles is not the run's NaN
+    assert torch.amp.GradScaler.scale.__module__ == "torch.amp.grad_scaler"   # unwrapped once detached

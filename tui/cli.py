@@ -213,8 +213,12 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
     def on_done() -> None:
         raise EndScript()
 
-    attach = Attach(on_attach, steps=args.steps, config=session_config(0), on_step=on_step, on_done=on_done,
-                    name=path, path=path, description=docstring(path))
+    def on_attach_with_skips(watch) -> None:
+        watch.on_skip = lambda note: print(f"  {note}", file=out, flush=True)
+        on_attach(watch)
+
+    attach = Attach(on_attach_with_skips, steps=args.steps, config=session_config(0), on_step=on_step,
+                    on_done=on_done, name=path, path=path, description=docstring(path))
     error = None
     try:
         run_script(path, args.script_args or [], attach)

@@ -197,10 +197,17 @@ class TorchBackend(ParamGroups, Backend):
         self._count = 0
         self._grad_views = {}    # (only this step's: the last step's gradients are let go)
 
-    def observed_record(self, loss) -> StepRecord:
+    def observed_record(self, loss, grad_scale: float = 1.0) -> StepRecord:
         """The step the user's loop is about to apply: what was captured since the last one,
-        the gradients as they are now (accumulated over any micro-batches), and the loss."""
+        the gradients as they are now (accumulated over any micro-batches), and the loss.
+        `grad_scale`: AMP's loss scale, by which the layers' captured gradients are divided (the
+        parameters' gradients have been unscaled by GradScaler already)."""
         captures = self._captures()
+        if grad_scale != 1.0:
+            inverse = 1.0 / grad_scale
+            captures = {name: c._replace(grad_x=None if c.grad_x is None else c.grad_x * inverse,
+                                         grad_out=None if c.grad_out is None else c.grad_out * inverse)
+                        for name, c in captures.items()}
         self._reset()
         value = float(loss.detach()) if torch.is_tensor(loss) and loss.numel() == 1 else math.nan
         return StepRecord(value, self.grads(), captures, None)

@@ -27,15 +27,44 @@ from .session import Session
 from .torch_backend import TorchBackend
 
 _backward = torch.Tensor.backward
-_watching: list = []            # the active watches (the backward wrapper tells each its loss)
+_Scaler = torch.amp.GradScaler
+_scale, _scaler_step = _Scaler.scale, _Scaler.step
+_watching: list = []            # the active watches (the wrappers below tell each what they saw)
 _lock = threading.Lock()
 
 
 def _noting_backward(self, *args, **kwargs):
     if self.numel() == 1:
         for w in tuple(_watching):
-            w.loss = self
+            if self is not w._scaled:       # (a GradScaler's scaled loss: its loss was noted unscaled)
+                w.loss, w.grad_scale = self, 1.0
     return _backward(self, *args, **kwargs)
+
+
+def _noting_scale(self, outputs):
+    """AMP: GradScaler.scale(loss) multiplies the loss by the scale S before backward, so every
+    gradient of that backward pass is S times the true one. The loss is noted unscaled, and S,
+    so that the layers' gradients can be divided by it (the parameters' are unscaled by
+    GradScaler.step itself before optimizer.step)."""
+    scaled = _scale(self, outputs)
+    if torch.is_tensor(outputs) and outputs.numel() == 1 and self.is_enabled():
+        scale = float(self.get_scale())
+        for w in tuple(_watching):
+            w.loss, w.grad_scale, w._scaled = outputs, scale, scaled
+    return scaled
+
+
+def _noting_scaler_step(self, optimizer, *args, **kwargs):
+    """AMP: GradScaler.step skips optimizer.step when the scaled gradients overflowed; the
+    watch of that optimiser is told the step was skipped."""
+    watches = [w for w in tuple(_watching) if w.backend.optimizer is optimizer]
+    for w in watches:
+        w._stepped = False
+    result = _scaler_step(self, optimizer, *args, **kwargs)
+    for w in watches:
+        if not w._stepped:
+            w.skipped(float(self.get_scale()))
+    return result
 
 
 class Watch:
@@ -61,6 +90,11 @@ class Watch:
         if not start_paused:
             self.session.run()
         self.loss = None
+        self.grad_scale = 1.0          # AMP's loss scale for this step's gradients (1 without AMP)
+        self._scaled = None
+        self._stepped = True
+        self.skipped_steps = 0         # steps GradScaler skipped (overflowed gradients)
+        self.on_skip = None            # told (scale) of each: the interface shows it
         self.report = report
         self.on_step = on_step if on_step is not None else _Printer(self.session)
         self._applying = False
@@ -72,15 +106,28 @@ class Watch:
         with _lock:
             _watching.append(self)
             torch.Tensor.backward = _noting_backward
+            _Scaler.scale, _Scaler.step = _noting_scale, _noting_scaler_step
         atexit.register(self.detach)
 
+    def skipped(self, scale: float) -> None:
+        """GradScaler skipped an optimiser step: nothing trained, nothing to measure."""
+        self.skipped_steps += 1
+        self.backend.observed_record(self.loss)   # this step's captures are let go
+        note = (f"step skipped by torch.amp.GradScaler: the gradients scaled by {scale:g} overflowed "
+                f"(inf or NaN); it lowers the scale at its next update")
+        if self.on_skip is not None:
+            self.on_skip(note)
+        elif isinstance(self.on_step, _Printer):
+            _say(note)
+
     def _before_step(self, optimizer, args, kwargs):
+        self._stepped = True
         if self._unobserved:
             self._unobserved -= 1
             self._applying = False
             self.backend.observed_record(self.loss)   # (what it captured is incomplete: dropped)
             return
-        record = self.backend.observed_record(self.loss)
+        record = self.backend.observed_record(self.loss, grad_scale=self.grad_scale)
         self._applying = self.session.observe_step(record)
         if not self._applying:       # a non-finite step, or the run has ended: no update
             for group in optimizer.param_groups:
@@ -122,6 +169,7 @@ class Watch:
                 _watching.remove(self)
             if not _watching:
                 torch.Tensor.backward = _backward
+                _Scaler.scale, _Scaler.step = _scale, _scaler_step
         finish = getattr(self.on_step, "finish", None)
         if finish is not None:
             finish()

@@ -473,6 +473,7 @@ def _serve_script(args, channel: _Channel, shutdown: Shutdown, reader: CommandRe
             raise EndScript()
         worker = _start_worker(session, channel, shutdown)
         watch.on_step = worker.observed
+        watch.on_skip = lambda note: channel.send({"type": "log", "stream": "calcml", "text": f"calcml: {note}\n"})
         started["worker"] = worker
         threading.Thread(target=worker.flush_while_busy, daemon=True, name="calcml-flush").start()
 
