@@ -241,6 +241,9 @@ class Tensor:
         return _apply(_ops.GETITEM, self, attrs=(index,))
 
     # -- elementwise math ----------------------------------------------------------
+    def erf(self):
+        return _apply(_ops.ERF, self)
+
     def exp(self):
         return _apply(_ops.EXP, self)
 

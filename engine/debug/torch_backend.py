@@ -33,6 +33,14 @@ ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.LeakyReLU: "leaky_relu", torch.nn
                torch.nn.Tanh: "tanh", torch.nn.Softsign: "softsign", torch.nn.SiLU: "silu"}
 
 
+def activation_kind(module) -> str | None:
+    """The derivative table's op a torch activation module applies (None for GELU's tanh
+    approximation: a different function)."""
+    if isinstance(module, torch.nn.GELU):
+        return "gelu" if module.approximate == "none" else None
+    return ACTIVATIONS.get(type(module))
+
+
 def is_torch_model(model) -> bool:
     return isinstance(model, torch.nn.Module)
 
@@ -78,7 +86,7 @@ class TorchBackend(ParamGroups, Backend):
         with_params = {layer for layer, _ in owner}
         self._param_info = [ParamInfo(name, tuple(p.shape), layer, short, p.numel())
                             for (name, p), (layer, short) in zip(self._params, owner)]
-        self._layer_info = [LayerInfo(name, type(module).__name__, ACTIVATIONS.get(type(module)),
+        self._layer_info = [LayerInfo(name, type(module).__name__, activation_kind(module),
                                       name in with_params, module) for name, module in self.modules]
         self.optimizer_name = type(optimizer).__name__
         self._needs_closure = isinstance(optimizer, torch.optim.LBFGS)

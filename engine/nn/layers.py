@@ -154,6 +154,10 @@ class SiLU(Activation):
     op = ops.SILU
 
 
+class GELU(Activation):
+    op = ops.GELU
+
+
 class Softmax(Module):
     def __init__(self, dim: int = -1):
         super().__init__()
