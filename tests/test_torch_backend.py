@@ -345,3 +345,24 @@ def test_a_model_off_the_cpu_is_refused_with_what_to_do(monkeypatch):
     monkeypatch.setattr(torch_backend, "off_cpu", lambda m: "cuda:0")   # no GPU here: as if it were on one
     with pytest.raises(ValueError, match=r"on the CPU for now.*cuda:0: move it with model.to\('cpu'\)"):
         TorchBackend(model, torch.nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_a_compiled_model_gives_the_numbers_of_the_same_model_eager():
+    """torch.compile (the aot_eager backend: no C compiler needed) runs calcml's hooks; the layers
+    keep the names of the model it wraps, and every statistic is the eager model's."""
+    X, y = data()
+    snaps = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.Tanh(),
+                                  torch.nn.Linear(8, 2, dtype=torch.float64))
+        model = torch.compile(net, backend="aot_eager") if compiled else net
+        s = Session(make_spec(model, torch.nn.functional.mse_loss, (X, y),
+                              optimizer=torch.optim.SGD(model.parameters(), lr=0.1), steps=4),
+                    SessionConfig(detail_every=1, curvature_every=0))
+        snaps.append(s.run_to_end())
+    eager, compiled = (plain(x) for x in snaps)
+    for r in (eager, compiled):
+        r.pop("steps_per_sec")
+    assert [layer["name"] for layer in compiled["layers"]] == ["0", "1", "2"]
+    assert close(eager, compiled, tol=1e-12) == []

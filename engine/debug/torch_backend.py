@@ -78,8 +78,10 @@ class TorchBackend(ParamGroups, Backend):
         if device is not None:
             raise ValueError(OFF_CPU.format(device))
         self.model, self.loss_fn, self.optimizer = model, loss, optimizer
-        self.modules = layer_modules(model)
-        self._params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        # a torch.compile'd model: its layers and parameters by the names of the model it wraps
+        named = getattr(model, "_orig_mod", model)
+        self.modules = layer_modules(named)
+        self._params = [(name, p) for name, p in named.named_parameters() if p.requires_grad]
         layer_of = {id(p): (layer, short) for layer, module in self.modules
                     for short, p in module.named_parameters(recurse=False)}
         owner = [layer_of.get(id(p), (name.rpartition(".")[0] or "model", name)) for name, p in self._params]
@@ -235,7 +237,8 @@ class TorchBackend(ParamGroups, Backend):
         return captures
 
     def _trace(self) -> "_Traced":
-        return _Traced(self.model, {id(p): (name, tuple(p.shape)) for name, p in self._params})
+        return _Traced(getattr(self.model, "_orig_mod", self.model),
+                       {id(p): (name, tuple(p.shape)) for name, p in self._params})
 
     def add_penalty(self, regularizer) -> tuple:
         penalty_grads, penalty = {}, 0.0
