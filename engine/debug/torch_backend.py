@@ -78,8 +78,12 @@ class TorchBackend(ParamGroups, Backend):
         if device is not None:
             raise ValueError(OFF_CPU.format(device))
         self.model, self.loss_fn, self.optimizer = model, loss, optimizer
-        # a torch.compile'd model: its layers and parameters by the names of the model it wraps
+        # a torch.compile'd or DistributedDataParallel model: its layers and parameters by the
+        # names of the model it wraps
         named = getattr(model, "_orig_mod", model)
+        if isinstance(named, torch.nn.parallel.DistributedDataParallel):
+            named = named.module
+        self._named = named
         self.modules = layer_modules(named)
         self._params = [(name, p) for name, p in named.named_parameters() if p.requires_grad]
         layer_of = {id(p): (layer, short) for layer, module in self.modules
@@ -237,8 +241,7 @@ class TorchBackend(ParamGroups, Backend):
         return captures
 
     def _trace(self) -> "_Traced":
-        return _Traced(getattr(self.model, "_orig_mod", self.model),
-                       {id(p): (name, tuple(p.shape)) for name, p in self._params})
+        return _Traced(self._named, {id(p): (name, tuple(p.shape)) for name, p in self._params})
 
     def add_penalty(self, regularizer) -> tuple:
         penalty_grads, penalty = {}, 0.0

@@ -81,6 +81,7 @@ class Watch:
             raise TypeError(f"calcml.watch: model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"calcml.watch: optimizer must be a torch.optim optimiser, got {type(optimizer).__name__}")
+        self.rank, self.world = _distributed()
         self.backend = TorchBackend(model, None, optimizer)
         spec = ModelSpec(path=path or "<watched script>", name=name, description=description, model=model, loss=None,
                          data=None, optimizer=optimizer, regularizer=regularizer, batch_size=None, val_data=None,
@@ -95,9 +96,12 @@ class Watch:
         self._stepped = True
         self.skipped_steps = 0         # steps GradScaler skipped (overflowed gradients)
         self.on_skip = None            # told (scale) of each: the interface shows it
-        self.report = report
-        self.on_step = on_step if on_step is not None else _Printer(self.session)
+        # Under torch.distributed, rank 0 observes, prints and reports; every rank applies or
+        # skips each step as rank 0 decides (so a pause on rank 0 holds them all: lockstep).
+        self.report = report if self.rank == 0 else None
+        self.on_step = (on_step if on_step is not None else _Printer(self.session)) if self.rank == 0 else None
         self._applying = False
+        self._counted = False          # the step under way is observed (not let through unobserved)
         self.on_done = on_done
         self._unobserved = 1 if mid_step else 0   # steps to let through unobserved
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
@@ -122,13 +126,19 @@ class Watch:
 
     def _before_step(self, optimizer, args, kwargs):
         self._stepped = True
+        self._counted = False
         if self._unobserved:
             self._unobserved -= 1
             self._applying = False
             self.backend.observed_record(self.loss)   # (what it captured is incomplete: dropped)
             return
+        self._counted = True
         record = self.backend.observed_record(self.loss, grad_scale=self.grad_scale)
-        self._applying = self.session.observe_step(record)
+        self._applying = self.session.observe_step(record) if self.rank == 0 else False
+        if self.world > 1:
+            self._applying = _rank0_decides(self._applying)
+            if self.rank != 0 and self._applying:
+                return                # rank 0 measures it; this rank just trains
         if not self._applying:       # a non-finite step, or the run has ended: no update
             for group in optimizer.param_groups:
                 for p in group["params"]:
@@ -140,12 +150,15 @@ class Watch:
                 self.detach()
 
     def _after_step(self, optimizer, args, kwargs):
-        if not self._applying:
+        if not self._counted:    # the step let through unobserved
             return
+        if self._applying and self.rank == 0:
+            self._publish(self.session.observed_update_done())
         self._applying = False
-        snapshot = self.session.observed_update_done()
-        self._publish(snapshot)
-        if self.session.done and self.on_done is None:
+        ended = self.session.done if self.rank == 0 else False
+        if self.world > 1:       # every rank stops watching after the same step
+            ended = _rank0_decides(ended)
+        if ended and self.on_done is None:
             self.detach()
 
     def _publish(self, snapshot) -> None:
@@ -176,6 +189,22 @@ class Watch:
         if self.report:
             from .report import write_report
             write_report(self.session, self.report)
+
+
+def _distributed() -> tuple:
+    """(this process's rank, the number of processes) under torch.distributed, else (0, 1)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _rank0_decides(apply: bool) -> bool:
+    """Rank 0's decision for this step, on every rank (one small broadcast a step)."""
+    import torch.distributed as dist
+    flag = torch.tensor([1 if apply else 0], dtype=torch.int32)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def watch(model, optimizer, **options) -> Watch:
