@@ -30,3 +30,27 @@ def history_over_the_wire(history, **options):
     from calcml.debug import wire
     frame = wire.decode_message(wire.encode({"type": "history", "series": wire.history_to_wire(history, **options)}))
     return wire.history_arrays(frame.series)
+
+
+def activation_layer_in_both(cm_activation, torch_activation, steps: int = 3) -> tuple:
+    """(calcml's, torch's) LayerStats of one activation between two Linear layers, the same net
+    in both frameworks (float64, torch's weights copied from calcml's), after `steps` steps of
+    SGD on the same data."""
+    import numpy as np
+    import torch
+    import calcml.nn.functional as F
+    from calcml.debug import Session, SessionConfig
+    cm.manual_seed(0)
+    a = cm.nn.Sequential(cm.nn.Linear(3, 8), cm_activation, cm.nn.Linear(8, 1))
+    b = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch_activation,
+                            torch.nn.Linear(8, 1, dtype=torch.float64))
+    with torch.no_grad():
+        for p, q in zip(a.parameters(), b.parameters()):
+            q.copy_(torch.from_numpy(p.data.copy()))
+    X = np.random.default_rng(2).normal(size=(16, 3))
+    y = X[:, :1] ** 2
+    config = SessionConfig(curvature_every=0)
+    sa = Session(make_spec(a, F.mse_loss, (X, y), steps=steps), config)
+    sb = Session(make_spec(b, torch.nn.functional.mse_loss, (X, y),
+                           optimizer=torch.optim.SGD(b.parameters(), lr=0.1), steps=steps), config)
+    return sa.run_to_end().layers[1], sb.run_to_end().layers[1]

@@ -12,9 +12,9 @@ import pytest
 import calcml as cm
 import calcml.nn.functional as F
 from calcml import ops
-from calcml.debug import Session, SessionConfig, probes
+from calcml.debug import probes
 from fd import check_grad
-from helpers import make_spec
+from helpers import activation_layer_in_both
 
 
 def np_gelu(x):
@@ -65,20 +65,7 @@ def test_gelu_statistics_follow_the_formula():
 
 def test_a_gelu_layer_is_measured_the_same_in_both_frameworks():
     torch = pytest.importorskip("torch")
-    cm.manual_seed(0)
-    a = cm.nn.Sequential(cm.nn.Linear(3, 8), cm.nn.GELU(), cm.nn.Linear(8, 1))
-    b = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.GELU(),
-                            torch.nn.Linear(8, 1, dtype=torch.float64))
-    with torch.no_grad():
-        for p, q in zip(a.parameters(), b.parameters()):
-            q.copy_(torch.from_numpy(p.data.copy()))
-    X = np.random.default_rng(2).normal(size=(16, 3))
-    y = X[:, :1] ** 2
-    config = SessionConfig(curvature_every=0)
-    sa = Session(make_spec(a, F.mse_loss, (X, y), steps=3), config)
-    sb = Session(make_spec(b, torch.nn.functional.mse_loss, (X, y), optimizer=torch.optim.SGD(b.parameters(), lr=0.1),
-                           steps=3), config)
-    la, lb = sa.run_to_end().layers[1], sb.run_to_end().layers[1]
+    la, lb = activation_layer_in_both(cm.nn.GELU(), torch.nn.GELU())
     assert lb.activation == "gelu" and lb.mean_local_derivative == pytest.approx(la.mean_local_derivative, rel=1e-12)
     from calcml.debug.torch_backend import activation_kind
     assert activation_kind(torch.nn.GELU(approximate="tanh")) is None   # another function: not measured as this one

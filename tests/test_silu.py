@@ -8,9 +8,9 @@ import pytest
 
 import calcml as cm
 import calcml.nn.functional as F
-from calcml.debug import Session, SessionConfig, probes
+from calcml.debug import probes
 from fd import check_grad
-from helpers import make_spec
+from helpers import activation_layer_in_both
 
 
 def np_silu(x):
@@ -57,19 +57,6 @@ def test_silu_statistics_follow_the_formula_and_saturation_is_by_size():
 
 def test_a_silu_layer_is_measured_the_same_in_both_frameworks():
     torch = pytest.importorskip("torch")
-    cm.manual_seed(0)
-    a = cm.nn.Sequential(cm.nn.Linear(3, 8), cm.nn.SiLU(), cm.nn.Linear(8, 1))
-    b = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.SiLU(),
-                            torch.nn.Linear(8, 1, dtype=torch.float64))
-    with torch.no_grad():
-        for p, q in zip(a.parameters(), b.parameters()):
-            q.copy_(torch.from_numpy(p.data.copy()))
-    X = np.random.default_rng(2).normal(size=(16, 3))
-    y = X[:, :1] ** 2
-    config = SessionConfig(curvature_every=0)
-    sa = Session(make_spec(a, F.mse_loss, (X, y), steps=3), config)
-    sb = Session(make_spec(b, torch.nn.functional.mse_loss, (X, y), optimizer=torch.optim.SGD(b.parameters(), lr=0.1),
-                           steps=3), config)
-    la, lb = sa.run_to_end().layers[1], sb.run_to_end().layers[1]
+    la, lb = activation_layer_in_both(cm.nn.SiLU(), torch.nn.SiLU())
     assert lb.activation == "silu" and lb.mean_local_derivative == pytest.approx(la.mean_local_derivative, rel=1e-12)
     assert lb.saturated_fraction == la.saturated_fraction and lb.dead_fraction is None
