@@ -58,7 +58,33 @@ def _param_list(params) -> list:
     return params
 
 
-class HessianOperator:
+class FlatVectors:
+    """Flat float64 vectors of length n = Σ sizes, and one array per parameter: the layout a
+    Hessian operator's products use (the engine's below, and the PyTorch backend's)."""
+
+    def _layout(self, shapes) -> None:
+        self.shapes = [tuple(shape) for shape in shapes]
+        self.sizes = [int(np.prod(shape)) for shape in self.shapes]
+        self.n = sum(self.sizes)
+        self._offsets = np.cumsum([0] + self.sizes)
+
+    def flatten(self, arrays) -> np.ndarray:
+        out = np.zeros(self.n)
+        for k, a in enumerate(arrays):
+            if a is not None:
+                a = np.asarray(a.data if isinstance(a, Tensor) else a, dtype=np.float64)
+                if a.shape != self.shapes[k]:
+                    raise ValueError(f"array {k} has shape {a.shape}, "
+                                     f"but params[{k}] has shape {self.shapes[k]}")
+                out[self._offsets[k]:self._offsets[k + 1]] = a.reshape(-1)
+        return out
+
+    def unflatten(self, vector: np.ndarray) -> list:
+        return [np.array(vector[self._offsets[k]:self._offsets[k + 1]]).reshape(self.shapes[k])
+                for k in range(len(self.shapes))]
+
+
+class HessianOperator(FlatVectors):
     """H as a linear map v ↦ H·v at the current θ, from one loss Tensor and its graph.
 
     Built once: g = ∇L with create_graph=True (one backward, recorded). Each `matvec` then costs
@@ -77,30 +103,11 @@ class HessianOperator:
             raise ValueError("the loss does not depend on any tensor that requires grad "
                              "(was it computed under cm.no_grad()?)")
         self.loss = loss
-        self.shapes = [p.shape for p in self.params]
-        self.sizes = [p.size for p in self.params]
-        self.n = sum(self.sizes)
-        self._offsets = np.cumsum([0] + self.sizes)
+        self._layout([p.shape for p in self.params])
         with enable_grad():
             self._grads = _grad(loss, self.params, create_graph=True, allow_unused=True)
         # g as numpy, float64 (zeros for parameters the loss does not use)
         self.gradient = self.flatten([None if g is None else g.data for g in self._grads])
-
-    # -- flat vectors <-> per-parameter arrays ------------------------------------------------
-    def flatten(self, arrays) -> np.ndarray:
-        out = np.zeros(self.n)
-        for k, a in enumerate(arrays):
-            if a is not None:
-                a = np.asarray(a.data if isinstance(a, Tensor) else a, dtype=np.float64)
-                if a.shape != self.shapes[k]:
-                    raise ValueError(f"array {k} has shape {a.shape}, "
-                                     f"but params[{k}] has shape {self.shapes[k]}")
-                out[self._offsets[k]:self._offsets[k + 1]] = a.reshape(-1)
-        return out
-
-    def unflatten(self, vector: np.ndarray) -> list:
-        return [np.array(vector[self._offsets[k]:self._offsets[k + 1]]).reshape(self.shapes[k])
-                for k in range(len(self.params))]
 
     # -- the product ----------------------------------------------------------------------------
     def matvec(self, v: np.ndarray) -> np.ndarray:

@@ -405,7 +405,7 @@ class _Traced(TorchTrace):
         self._handles = []
 
 
-class HessianOperator:
+class HessianOperator(_curvature.FlatVectors):
     """H as a linear map v ↦ H·v at the current θ (the calcml engine's HessianOperator, for
     torch): the gradient built once with create_graph=True, each product one more backward.
     Vectors are flat float64 numpy arrays of length n = Σ p.numel()."""
@@ -414,23 +414,9 @@ class HessianOperator:
         if not torch.is_tensor(loss) or loss.numel() != 1:
             raise ValueError("the objective must be a scalar tensor")
         self.params = params
-        self.shapes = [tuple(p.shape) for p in params]
-        self.sizes = [p.numel() for p in params]
-        self.n = sum(self.sizes)
-        self._offsets = np.cumsum([0] + self.sizes)
+        self._layout([p.shape for p in params])
         self._grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
         self.gradient = self.flatten([None if g is None else g.detach().numpy() for g in self._grads])
-
-    def flatten(self, arrays) -> np.ndarray:
-        out = np.zeros(self.n)
-        for k, a in enumerate(arrays):
-            if a is not None:
-                out[self._offsets[k]:self._offsets[k + 1]] = np.asarray(a, dtype=np.float64).reshape(-1)
-        return out
-
-    def unflatten(self, vector: np.ndarray) -> list:
-        return [np.array(vector[self._offsets[k]:self._offsets[k + 1]]).reshape(self.shapes[k])
-                for k in range(len(self.params))]
 
     def matvec(self, v: np.ndarray) -> np.ndarray:
         pieces = self.unflatten(np.asarray(v, dtype=np.float64))
