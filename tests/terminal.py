@@ -61,6 +61,14 @@ class Terminal:
                 break
         raise AssertionError(f"{pattern!r} never appeared; the screen was:\n{self.text()}")
 
+    def wait_for_bytes(self, data: bytes, since: int = 0, timeout: float = 30.0) -> None:
+        """Read until `data` has been written after byte `since` of the output (what a screen
+        shows may be left over from before; the bytes say what was written since)."""
+        end = time.monotonic() + timeout
+        while data not in self.raw[since:]:
+            if time.monotonic() > end or not self.pump(0.1):
+                raise AssertionError(f"{data!r} was not written; the screen was:\n{self.text()}")
+
     def finish(self, timeout=30.0) -> int:
         """Read to the end; the exit status (128 + N for a signal, as a shell reports it)."""
         end = time.monotonic() + timeout
