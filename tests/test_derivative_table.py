@@ -34,7 +34,8 @@ def test_the_four_activations_keep_their_kinds_numbers_and_words():
     """What snapshots, reports and tests have always said, now read from the table."""
     assert probes.ACTIVATIONS[cm.nn.ReLU] == "relu" and probes.ACTIVATIONS[cm.nn.LeakyReLU] == "leaky_relu"
     assert probes.ACTIVATIONS[cm.nn.Sigmoid] == "sigmoid" and probes.ACTIVATIONS[cm.nn.Tanh] == "tanh"
-    assert cm.nn.Softmax not in probes.ACTIVATIONS and cm.nn.Linear not in probes.ACTIVATIONS
+    assert cm.nn.Linear not in probes.ACTIVATIONS
+    assert probes.ACTIVATIONS[cm.nn.Softmax] == "softmax" and "softmax" not in probes.MAX_DERIVATIVE   # row-wise
     assert {k: probes.MAX_DERIVATIVE[k] for k in ("relu", "leaky_relu", "sigmoid", "tanh")} == {
         "relu": 1.0, "leaky_relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
     assert {k: inspector.FACTOR_NOTES[k] for k in ("Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Linear")} == {

@@ -34,7 +34,7 @@ def test_every_sample_is_covered():
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
                      "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
                      "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual",
-                     "torch_train_script", "torch_digits_cnn"}   # the last: a training script (test_torch_script.py)
+                     "torch_train_script", "torch_digits_cnn", "torch_attention"}   # the last: a training script (test_torch_script.py)
 
 
 def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
@@ -61,6 +61,27 @@ def test_torch_digits_cnn_kills_its_relu_channels_and_learns_at_a_lower_rate(tmp
     s = Session(load_model_file(str(fixed), steps=400))
     final = s.run_to_end()
     assert started(s) == set() and final.loss < 0.2
+
+
+def test_torch_attention_saturates_its_softmax_until_scaled_as_the_docstring_says(tmp_path):
+    pytest.importorskip("torch")
+
+    def at_50(path):
+        s = Session(load_model_file(str(path), steps=50))
+        final = s.run_to_end()
+        layers = {layer.name: layer for layer in final.layers}
+        grads = {name: layers[f"block.{name}"].params["weight"].grad_norm for name in "qkv"}
+        return s, final, layers["block.softmax()"], grads
+    s, final, softmax, grads = at_50(SAMPLES / "torch_attention.py")
+    assert started(s) == {"saturation"} and {e.layer for e in s.warnings} == {"block.softmax()"}
+    assert softmax.type == "F.softmax" and softmax.mean_local_derivative < 0.25 / 10
+    assert grads["q"] < grads["v"] / 3 and grads["k"] < grads["v"] / 3
+    fixed = tmp_path / "torch_attention.py"
+    fixed.write_text((SAMPLES / "torch_attention.py").read_text().replace(
+        "SCALE = 4.0 ", "SCALE = 1 / math.sqrt(WIDTH) "))
+    s2, final2, softmax2, grads2 = at_50(fixed)
+    assert started(s2) == set() and softmax2.mean_local_derivative > 2 * softmax.mean_local_derivative
+    assert grads2["q"] > grads["q"] and grads2["k"] > grads["k"] and final2.loss < final.loss
 
 
 def test_xor_mlp_is_healthy_and_learns():

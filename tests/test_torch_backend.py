@@ -317,14 +317,18 @@ class Twice(torch.nn.Module):
         return self.head(self.shared(torch.tanh(self.shared(x))))
 
 
-def test_a_module_called_twice_shows_its_last_call_whole():
-    """Its input, output and both gradients all belong to the same (the last) call, though the
-    first call's gradients arrive later in the backward pass."""
+def test_a_module_called_twice_is_a_layer_per_call_each_call_whole():
+    """`shared` is its first call and `shared@2` its second, each with its own input, output and
+    gradients (though the first call's gradients arrive later in the backward pass); the weights'
+    gradient, the sum over both calls, is on the first row; the functional tanh between them is
+    a layer of its own."""
     torch.manual_seed(0)
     model = Twice()
     X, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
     backend = TorchBackend(model, torch.nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=0.1))
     record = backend.step((X, y))
+    assert [(i.name, i.has_params) for i in backend.layers()] == [
+        ("shared", True), ("tanh()", False), ("shared@2", False), ("head", True)]
     a1 = model.shared(X)
     a1.retain_grad()
     h = torch.tanh(a1)
@@ -332,10 +336,14 @@ def test_a_module_called_twice_shows_its_last_call_whole():
     a2 = model.shared(h)
     a2.retain_grad()
     torch.nn.functional.mse_loss(model.head(a2), y).backward()
-    c = record.captures["shared"]
-    assert np.allclose(c.x, h.detach().numpy(), rtol=1e-13) and np.allclose(c.out, a2.detach().numpy(), rtol=1e-13)
-    assert np.allclose(c.grad_out, a2.grad.numpy(), rtol=1e-12)
-    assert np.allclose(c.grad_x, h.grad.numpy(), rtol=1e-12)
+    first, between, second = (record.captures[name] for name in ("shared", "tanh()", "shared@2"))
+    for c, x, out in ((first, X, a1), (between, a1, h), (second, h, a2)):
+        assert np.allclose(c.x, x.detach().numpy(), rtol=1e-13) and np.allclose(c.out, out.detach().numpy(), rtol=1e-13)
+    assert np.allclose(first.grad_out, a1.grad.numpy(), rtol=1e-12) and first.grad_x is None
+    assert np.allclose(between.grad_x, a1.grad.numpy(), rtol=1e-12)
+    assert np.allclose(between.grad_out, h.grad.numpy(), rtol=1e-12)
+    assert np.allclose(second.grad_out, a2.grad.numpy(), rtol=1e-12)
+    assert np.allclose(second.grad_x, h.grad.numpy(), rtol=1e-12)
     assert np.allclose(record.captures["head"].grad_x, a2.grad.numpy(), rtol=1e-12)
 
 

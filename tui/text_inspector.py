@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from rich.table import Table
 from rich.text import Text
 
+from calcml.debug.probes import SoftmaxProbe
 from calcml.nn.layers import LAYER_OPS
 from calcml.ops import ACTIVATION_OPS
 
@@ -30,7 +31,7 @@ HEALTHY_UPDATE = 1e-3
 # What each kind of layer multiplies the gradient by (by layer type: the note of the op it
 # computes), and each activation's local derivative by name (by kind): from the derivative table.
 FACTOR_NOTES = {name: op.note for name, op in LAYER_OPS.items() if op.note}
-DERIVATIVE_NAMES = {op.name: op.activation.derivative for op in ACTIVATION_OPS}
+DERIVATIVE_NAMES = {op.name: op.activation.derivative for op in ACTIVATION_OPS} | {"softmax": SoftmaxProbe.DERIVATIVE}
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ def activation_kind(module) -> str | None:
 # Everything about an activation is its op's (calcml.ops): these are read from the table.
 _OPS = {op.name: op for op in ops.ACTIVATION_OPS}   # kind -> op
 ACTIVATIONS = {cls: _activation_op(cls).name for cls in nn.ACTIVATIONS if _activation_op(cls) is not None}
+ACTIVATIONS[nn.Softmax] = "softmax"   # not elementwise: SoftmaxProbe
 MAX_DERIVATIVE = {kind: op.activation.max_derivative for kind, op in _OPS.items()}
 
 
@@ -219,7 +220,7 @@ def local_derivative(kind: str, module, output: np.ndarray, x: np.ndarray | None
 
 
 def _derivative(kind: str, module, output: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
-    return ActivationProbe(kind, module).derivative(output, x)
+    return activation_probe(kind, module).derivative(output, x)
 
 
 def activation_stats(kind: str, module, output: np.ndarray, saturation_level: float,
@@ -227,7 +228,47 @@ def activation_stats(kind: str, module, output: np.ndarray, saturation_level: fl
     """(mean local derivative, dead fraction, saturated fraction) of one activation layer: see
     ActivationProbe.stats (this is one quiet call of it)."""
     with np.errstate(all="ignore"):
-        return ActivationProbe(kind, module).stats(output, x, saturation_level)
+        return activation_probe(kind, module).stats(output, x, saturation_level)
+
+
+def activation_probe(kind: str, module):
+    """The probe of one activation layer: its op's (ActivationProbe), or a softmax's."""
+    return SoftmaxProbe(module) if kind == "softmax" else ActivationProbe(kind, module)
+
+
+class SoftmaxProbe:
+    """A softmax layer's statistics. Not elementwise: p = softmax(z) along `dim`, and its Jacobian
+    is diag(p) − ppᵀ, so a logit's own factor is p(1 − p) (at most 1/4, the mean reported) and
+    every entry of a row's Jacobian is at most 1 − max p. A row (one distribution) is saturated
+    when its largest probability is above 1 − saturation_level: almost no gradient reaches its
+    logits (attention that has collapsed onto one key). The saturated fraction is of rows."""
+    __slots__ = ("dim", "key")
+    reads_input = False
+    DERIVATIVE = "softmax: ∂pᵢ/∂zⱼ = pᵢ(δᵢⱼ − pⱼ), so pᵢ(1 − pᵢ) ≤ 1/4 on the diagonal"
+
+    def __init__(self, module):
+        self.dim = getattr(module, "dim", -1)
+        self.key = ("softmax", self.dim)
+
+    def _axis(self, output: np.ndarray) -> int:
+        if self.dim is None:   # nn.Softmax() without dim: torch's legacy choice
+            return 0 if output.ndim in (0, 1, 3) else 1
+        return self.dim
+
+    def derivative(self, output: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        return output * (1 - output)
+
+    def stats(self, output: np.ndarray, x: np.ndarray | None, saturation_level: float, unit_axis: int = -1) -> tuple:
+        if output.size == 0:
+            return float("nan"), None, None
+        d = output * (1 - output)
+        mean = float(np.add.reduce(d, axis=None)) / d.size
+        rows = np.max(output, axis=self._axis(output))
+        saturated = np.count_nonzero(rows > 1 - saturation_level) / rows.size
+        return mean, None, saturated
+
+    def stats_many(self, outputs: list, xs: list, saturation_level: float) -> list:
+        return [self.stats(out, None, saturation_level) for out in outputs]
 
 
 class ActivationProbe:

@@ -66,11 +66,7 @@ class Session:
         self._observed: StepContext | None = None
         self._batches = BatchSource(spec.data, spec.batch_size, spec.seed, getattr(self.backend, "as_batch", as_batch))
         self.params = self.backend.parameters()
-        self.layer_info = self.backend.layers()
-        self.layers = [(layer.name, layer.module) for layer in self.layer_info]
-        self._layout = records.StepLayout(
-            params=tuple((p.name, p.shape, p.layer, p.short) for p in self.params),
-            layers=tuple((layer.name, layer.type, layer.activation) for layer in self.layer_info))
+        self._lay_out()
         self.quantities = make_all()
         for quantity in self.quantities:
             quantity.start(self)
@@ -82,6 +78,21 @@ class Session:
         self.clock = TrainingClock()
         self._rate = Rate()
         self._owner = os.getpid()   # a model that forks: only this process goes on training
+
+    def _lay_out(self) -> None:
+        self.layer_info = self.backend.layers()
+        self.layers = [(layer.name, layer.module) for layer in self.layer_info]
+        self._layout = records.StepLayout(
+            params=tuple((p.name, p.shape, p.layer, p.short) for p in self.params),
+            layers=tuple((layer.name, layer.type, layer.activation) for layer in self.layer_info))
+
+    def _follow_layers(self) -> None:
+        """The backend found more layers in the step it just took (a PyTorch model's activations
+        applied as functions): the quantities that keep a plan of the layers make theirs again."""
+        self._lay_out()
+        for quantity in self.quantities:
+            if quantity.reads_layers:
+                quantity.start(self)
 
     # -- what the quantities know, for front ends and reports --------------------------------
     @property
@@ -346,6 +357,8 @@ class Session:
     def _begin(self, record, traced: bool):
         """Before the update: the finite check, the penalty, and the two-step quantities' first
         half. A StepContext, or the Snapshot of a step that could not go on."""
+        if self.backend.layers() is not self.layer_info:
+            self._follow_layers()
         if traced:
             self.last_trace = record.recorded
         # ‖g‖ per gradient and whether every entry is finite, in one pass in the usual case (a

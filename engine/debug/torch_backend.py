@@ -25,12 +25,14 @@ from .. import curvature as _curvature
 from . import curvatureprobe
 from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamGroups, ParamInfo, StepRecord
 from .snapshot import CurvatureStats
+from .torch_functional import FunctionalLayers
 from .torch_trace import TorchTrace
 from .tracesummary import Location, TraceSummary
 
 # torch's activation modules, as the derivative table's op names (calcml.ops)
 ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.LeakyReLU: "leaky_relu", torch.nn.Sigmoid: "sigmoid",
-               torch.nn.Tanh: "tanh", torch.nn.Softsign: "softsign", torch.nn.SiLU: "silu"}
+               torch.nn.Tanh: "tanh", torch.nn.Softsign: "softsign", torch.nn.SiLU: "silu",
+               torch.nn.Softmax: "softmax"}
 
 
 def activation_kind(module) -> str | None:
@@ -97,6 +99,7 @@ class TorchBackend(ParamGroups, Backend):
         self.optimizer_name = type(optimizer).__name__
         self._needs_closure = isinstance(optimizer, torch.optim.LBFGS)
         self._capturing = False
+        self._placed = False
         self.observing = False
         self._calls: dict = {}
         self._grads_in: dict = {}
@@ -109,44 +112,98 @@ class TorchBackend(ParamGroups, Backend):
         for name, module in self.modules:
             module.register_forward_pre_hook(self._before(name, module))
             module.register_forward_hook(self._after(name))
+        # Found in the first captured forward pass: activations applied as functions, and the
+        # second and later calls of a layer in one pass (each a layer of its own: `name@2`).
+        self._finding = True
+        self._found: dict = {}        # name -> LayerInfo of each layer found
+        self._order: list = []        # the layers in the order they first ran
+        self._repeats: set = set()    # the names of repeated calls kept
+        self._ordinal: dict = {}      # layer -> its calls so far in this forward pass
+        self._open: dict = {}         # layer -> the name its call under way is captured by (None: not)
+        self._depth = 0
+        self._functional = FunctionalLayers(
+            named, {id(module): (info.name, info.activation) for info, (_, module) in zip(self._layer_info, self.modules)},
+            self._enter, self._leave, self._found.__setitem__,
+            enabled=not hasattr(model, "_orig_mod"))   # (a function mode would break a compiled graph)
+        named.register_forward_pre_hook(self._pass_begins)
+        named.register_forward_hook(self._pass_ends, always_call=True)
+
+    def _pass_begins(self, module, args) -> None:
+        if self._capturing:
+            self._depth += 1
+            if self._depth == 1:
+                self._ordinal = {}
+                self._functional.begin()
+
+    def _pass_ends(self, module, args, output) -> None:
+        if self._depth:
+            self._depth -= 1
+            if self._depth == 0:
+                self._functional.end()
+                self._finding = False
 
     # -- capturing each layer's call --------------------------------------------------------
     def _before(self, name, module):
         inplace = bool(getattr(module, "inplace", False))
 
         def hook(module, args):
-            if not self._capturing or not args or not isinstance(args[0], torch.Tensor):
+            if not self._capturing:
                 return
-            x = args[0]
-            # A module called more than once per forward shows its last call: every hook below
-            # keeps what it receives only while its call is the layer's latest.
-            self._count += 1
-            call = self._count
-            made = self._made.get(id(x))
-            if made is not None and made[1] == x._version:
-                # another layer's output, unchanged since: the gradient its hook receives is this one
-                self._same[name] = (made[0], made[2])
-            else:
-                self._same.pop(name, None)
-                if x.requires_grad:
-                    x.register_hook(lambda g: self._keep(self._grads_in, name, call, g))
-            self._calls[name] = [x.detach().clone() if inplace else x, None, call]
+            calls = self._ordinal[name] = self._ordinal.get(name, 0) + 1
+            call = name if calls == 1 else self._repeat(name, calls)
+            self._open[name] = call
+            if call is not None and args and isinstance(args[0], torch.Tensor):
+                self._enter(call, args[0], inplace)
         return hook
+
+    def _repeat(self, name: str, calls: int) -> str | None:
+        """The name of a layer's later call in one forward pass, if it is kept."""
+        call = f"{name}@{calls}"
+        if self._finding:
+            info = next(i for i in self._layer_info if i.name == name)
+            self._found[call] = info._replace(name=call, has_params=False)
+            self._repeats.add(call)
+        return call if call in self._repeats else None
 
     def _after(self, name):
         def hook(module, args, output):
-            if not self._capturing or not isinstance(output, torch.Tensor):
-                return
-            entry = self._calls.setdefault(name, [None, None, 0])
-            if entry[2] == 0:        # a call the pre-hook did not see (no tensor input)
-                self._count += 1
-                entry[2] = self._count
-            call = entry[2]
-            if output.requires_grad:
-                output.register_hook(lambda g: self._keep(self._grads_out, name, call, g))
-            entry[1] = output
-            self._made[id(output)] = (name, output._version, call)
+            if self._capturing and isinstance(output, torch.Tensor):
+                call = self._open.get(name, name)
+                if call is not None:
+                    self._leave(call, output)
         return hook
+
+    def _enter(self, name: str, x, inplace: bool) -> None:
+        """A layer's call begins, on input x (copied first if the layer overwrites it)."""
+        # Micro-batches before one optimiser step (gradient accumulation): the last one's
+        # calls are kept; every hook below keeps what it receives only while its call is the
+        # layer's latest.
+        if self._finding and name not in self._calls:
+            self._order.append(name)
+        self._count += 1
+        call = self._count
+        made = self._made.get(id(x))
+        if made is not None and made[1] == x._version:
+            # another layer's output, unchanged since: the gradient its hook receives is this one
+            self._same[name] = (made[0], made[2])
+        else:
+            self._same.pop(name, None)
+            if x.requires_grad:
+                x.register_hook(lambda g: self._keep(self._grads_in, name, call, g))
+        self._calls[name] = [x.detach().clone() if inplace else x, None, call]
+
+    def _leave(self, name: str, output) -> None:
+        if self._finding and name not in self._calls:
+            self._order.append(name)
+        entry = self._calls.setdefault(name, [None, None, 0])
+        if entry[2] == 0:        # a call the pre-hook did not see (no tensor input)
+            self._count += 1
+            entry[2] = self._count
+        call = entry[2]
+        if output.requires_grad:
+            output.register_hook(lambda g: self._keep(self._grads_out, name, call, g))
+        entry[1] = output
+        self._made[id(output)] = (name, output._version, call)
 
     def _keep(self, grads: dict, name: str, call: int, g) -> None:
         entry = self._calls.get(name)
@@ -158,6 +215,15 @@ class TorchBackend(ParamGroups, Backend):
         return self._param_info
 
     def layers(self) -> list:
+        """The layers: after the first captured step, in the order that step ran them (any it
+        did not run after), with the ones it found (a new list then)."""
+        if self._order and not self._finding and not self._placed:
+            self._placed = True
+            by_name = {info.name: info for info in self._layer_info} | self._found
+            ran = set(self._order)
+            layers = [by_name[name] for name in self._order] + [i for i in self._layer_info if i.name not in ran]
+            if layers != self._layer_info:
+                self._layer_info = layers
         return self._layer_info
 
     def as_batch(self, batch) -> tuple:
@@ -208,6 +274,7 @@ class TorchBackend(ParamGroups, Backend):
 
     def _reset(self) -> None:
         self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
+        self._ordinal, self._open = {}, {}
         self._count = 0
         self._grad_views = {}    # (only this step's: the last step's gradients are let go)
 
@@ -227,6 +294,7 @@ class TorchBackend(ParamGroups, Backend):
         return StepRecord(value, self.grads(), captures, None)
 
     def _captures(self) -> dict:
+        self._finding = False   # (also for a model whose forward passes do not go through its root)
         captures = {}
         for name, (x, out, _) in self._calls.items():
             if out is None:

@@ -1,6 +1,7 @@
 """Activation health: each activation's mean local derivative (its factor in the chain-rule
 product), the fraction of dead units (ReLU: 0 for the whole batch) and of saturated ones
-(sigmoid, tanh: derivative below `saturation_level` of its maximum for the whole batch).
+(sigmoid, tanh: derivative below `saturation_level` of its maximum for the whole batch; a
+softmax's rows: over 1 − `saturation_level` of the weight on one entry).
 
 Warns `dead_relu` at `dead_fraction` or more dead units and `saturation` at `saturated_fraction`
 or more saturated ones: no gradient passes them back.
@@ -27,10 +28,11 @@ STACK_FROM = 3   # layers: below it a stack's own cost is more than the Python i
 
 class ActivationHealth(Quantity):
     name = "activation health"
+    reads_layers = True
     layer_series = ("mean_local_derivative",)
 
     def start(self, session) -> None:
-        self._plan = [(layer.name, probes.ActivationProbe(layer.activation, layer.module),
+        self._plan = [(layer.name, probes.activation_probe(layer.activation, layer.module),
                        f"{layer.name}.mean_local_derivative")
                       for layer in session.backend.layers() if layer.activation is not None]
         self._none = [(None, None, None)] * len(session.backend.layers())
@@ -90,7 +92,13 @@ def _conditions(rows, t) -> list:
                 "dead_relu", name, dead_fraction, t.dead_fraction,
                 f"{name} ({type_name}): {dead_fraction:.0%} of ReLU units output 0 for the whole batch: "
                 f"their derivative is 0, so no gradient reaches the weights before them"))
-        if saturated(saturated_fraction, t):
+        if saturated(saturated_fraction, t) and activation == "softmax":
+            conditions.append(Condition(
+                "saturation", name, saturated_fraction, t.saturated_fraction,
+                f"{name} ({type_name}): {saturated_fraction:.0%} of softmax rows put over {1 - t.saturation_level:.0%} "
+                f"of their weight on one entry: their Jacobian diag(p) − ppᵀ is nearly 0, so almost no "
+                f"gradient reaches those logits"))
+        elif saturated(saturated_fraction, t):
             conditions.append(Condition(
                 "saturation", name, saturated_fraction, t.saturated_fraction,
                 f"{name} ({type_name}): {saturated_fraction:.0%} of {activation} units are saturated: "

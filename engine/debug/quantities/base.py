@@ -20,6 +20,7 @@ class Quantity:
     layer_series: tuple = ()    # '<layer>.<stat>'
     series: tuple = ()          # step-wide series
     always_check = False        # its conditions run every step (they read only a few numbers)
+    reads_layers = False        # start() plans by the backend's layers (run again when they grow)
 
     def start(self, session) -> None:
         """Once, before the first step: what it needs to know of the model and the configuration."""

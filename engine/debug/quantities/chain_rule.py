@@ -23,6 +23,7 @@ def explodes(product: float, t) -> bool:
 
 class ChainRule(Quantity):
     name = "chain-rule product"
+    reads_layers = True
     layer_series = ("grad_out_norm",)
 
     def start(self, session) -> None:

@@ -11,6 +11,7 @@ from .base import Quantity
 
 class Histograms(Quantity):
     name = "histograms"
+    reads_layers = True
 
     def start(self, session) -> None:
         self.bins = session.config.histogram_bins
