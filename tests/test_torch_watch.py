@@ -180,3 +180,66 @@ def test_a_step_gradscaler_skips_is_said_and_not_counted():
     assert len(notes) == 1 and "skipped by torch.amp.GradScaler" in notes[0] and "scaled by 1024" in notes[0]
     assert w.session.stop_info is None          # an overflow AMP handles is not the run's NaN
     assert torch.amp.GradScaler.scale.__module__ == "torch.amp.grad_scaler"   # unwrapped once detached
+
+
+class LogOf(torch.nn.Module):
+    """A Linear, then a log of its output (NaN where it is negative), then dropout and a
+    BatchNorm (so that running it again must put back the RNG and the running statistics)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 4, dtype=torch.float64)
+        self.drop = torch.nn.Dropout(0.5)
+        self.norm = torch.nn.BatchNorm1d(4, dtype=torch.float64)
+        self.head = torch.nn.Linear(4, 1, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.head(self.norm(self.drop(torch.log(self.lin(x)))))
+
+
+def test_a_watched_non_finite_step_is_located_by_op_from_its_forward_pass_run_again():
+    """The loop's forward pass is run again recorded, from the inputs and the RNG state it had:
+    the first non-finite op is the log, in the model's own forward; the running statistics, the
+    RNG and the weights are as the step left them (the update not applied)."""
+    X, y = batch()
+    torch.manual_seed(0)
+    model = LogOf()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    w = calcml.watch(model, optimizer, config=SessionConfig(**CONFIG), on_step=lambda s: None)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.zero_grad()
+    out = model(X)
+    stats = (model.norm.running_mean.clone(), model.norm.running_var.clone(), int(model.norm.num_batches_tracked))
+    torch.nn.functional.mse_loss(out, y).backward()
+    rng = torch.random.get_rng_state()
+    optimizer.step()
+    stop = w.session.stop_info
+    assert stop.reason == "non_finite" and not w.attached
+    assert "forward op #" in stop.detail and "'log'" in stop.detail, stop.detail
+    trace = w.session.snapshot.trace
+    assert trace is not None and [(op.op, op.scope) for op in trace.ops][:2] == [("linear", "lin"), ("log", "")]
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    same = dict(rtol=0, atol=0, equal_nan=True)   # (the log's NaN reached the running statistics)
+    assert torch.allclose(model.norm.running_mean, stats[0], **same)
+    assert torch.allclose(model.norm.running_var, stats[1], **same)
+    assert int(model.norm.num_batches_tracked) == stats[2]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_watched_step_whose_loss_sends_back_a_non_finite_gradient_names_the_loss():
+    X, y = batch()
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    w = calcml.watch(model, optimizer, config=SessionConfig(**CONFIG), on_step=lambda s: None)
+    optimizer.zero_grad()
+    pred = model(X)
+    (pred - y).abs().pow(0.5).mean().backward()      # d√|e|/de is infinite where e = 0
+    optimizer.step()
+    assert w.session.stop_info is None               # every e ≠ 0: finite
+    optimizer.zero_grad()
+    pred = model(X)
+    (pred - pred.detach()).abs().pow(0.5).mean().backward()   # e = 0 everywhere: inf·0 = NaN
+    optimizer.step()
+    stop = w.session.stop_info
+    assert stop.reason == "non_finite", stop
+    assert "'loss' in the loss function produced the first non-finite gradient" in stop.detail, stop.detail

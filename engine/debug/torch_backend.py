@@ -125,15 +125,20 @@ class TorchBackend(ParamGroups, Backend):
             named, {id(module): (info.name, info.activation) for info, (_, module) in zip(self._layer_info, self.modules)},
             self._enter, self._leave, self._found.__setitem__,
             enabled=not hasattr(model, "_orig_mod"))   # (a function mode would break a compiled graph)
-        named.register_forward_pre_hook(self._pass_begins)
+        # An observed step's last forward pass, to run again recorded if it turns out not finite:
+        # (its inputs, the RNG state it began with, the gradient the loss sent back into its output)
+        self._pass: list | None = None
+        named.register_forward_pre_hook(self._pass_begins, with_kwargs=True)
         named.register_forward_hook(self._pass_ends, always_call=True)
 
-    def _pass_begins(self, module, args) -> None:
+    def _pass_begins(self, module, args, kwargs) -> None:
         if self._capturing:
             self._depth += 1
             if self._depth == 1:
                 self._ordinal = {}
                 self._functional.begin()
+                if self.observing:
+                    self._pass = [args, kwargs, torch.random.get_rng_state(), None]
 
     def _pass_ends(self, module, args, output) -> None:
         if self._depth:
@@ -141,6 +146,9 @@ class TorchBackend(ParamGroups, Backend):
             if self._depth == 0:
                 self._functional.end()
                 self._finding = False
+                kept = self._pass
+                if kept is not None and isinstance(output, torch.Tensor) and output.requires_grad:
+                    output.register_hook(lambda g: kept.__setitem__(3, g))
 
     # -- capturing each layer's call --------------------------------------------------------
     def _before(self, name, module):
@@ -416,8 +424,8 @@ class TorchBackend(ParamGroups, Backend):
         """The first op (forward in order, then backward) whose output or passed-on gradient is
         not finite: from the step's own recording, or the step run again recorded."""
         recorded = record.recorded
-        if recorded is None and record.batch is None:   # an observed step: only its captures to go by
-            return _first_non_finite_capture(record, [name for name, _ in self.modules]), TraceSummary(()), None
+        if recorded is None and record.batch is None:   # an observed step
+            return self._locate_observed(record)
         if recorded is None:
             recorded = self._trace()
             X, y = record.batch
@@ -431,6 +439,52 @@ class TorchBackend(ParamGroups, Backend):
             finally:
                 recorded.close()
         return recorded.first_non_finite(), recorded.summary(), recorded
+
+
+    def _locate_observed(self, record: StepRecord):
+        """An observed step's forward pass run again recorded, from the inputs and RNG state it
+        had, and backward from the gradient the loss sent into its output (the user's loss
+        function is not known, so a gradient already not finite there is the loss's). Buffers,
+        the RNG and the gradients are put back as they were. By layer, from the step's captures,
+        where it cannot be run again (no pass seen, an output that is not one tensor, DDP, whose
+        backward would wait for the other processes)."""
+        kept, self._pass = self._pass, None
+        ddp = isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
+        if kept is None or kept[3] is None or ddp:
+            return _first_non_finite_capture(record, [i.name for i in self.layers()]), TraceSummary(()), None
+        args, kwargs, rng, grad_out = kept
+        buffers = [(b, b.detach().clone()) for b in self._named.buffers()]
+        grads = [(p, p.grad) for _, p in self._params]
+        recorded = self._trace()
+        capturing, self._capturing = self._capturing, False
+        try:
+            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+                torch.random.set_rng_state(rng)
+                with recorded:
+                    out = self._named(*args, **kwargs)
+                if torch.isfinite(out).all():
+                    bad = ~torch.isfinite(grad_out)
+                    if bad.any():
+                        return _loss_side(grad_out, bad), recorded.summary(), recorded
+                out.backward(grad_out)
+        except MODEL_ERRORS:
+            pass
+        finally:
+            self._capturing = capturing
+            recorded.close()
+            with torch.no_grad():
+                for b, value in buffers:
+                    b.copy_(value)
+            for p, g in grads:
+                p.grad = g
+        return recorded.first_non_finite(), recorded.summary(), recorded
+
+
+def _loss_side(grad, bad) -> Location:
+    """The gradient arriving at the model's output from the loss was not finite already."""
+    nan, total = int(torch.isnan(grad).sum()), int(bad.sum())
+    kinds = " and ".join(k for k, n in (("nan", nan), ("inf", total - nan)) if n)
+    return Location("backward", "loss", None, 0, total, grad.numel(), kinds)
 
 
 def _first_non_finite_capture(record: StepRecord, order: list):
