@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import calcml                                             # noqa: E402
+import calcml as cm                                       # noqa: E402
 from calcml.debug import Session, SessionConfig           # noqa: E402
 from calcml.debug.codec import plain                      # noqa: E402
 from helpers import make_spec                             # noqa: E402
@@ -63,6 +64,27 @@ def test_a_watched_loop_gives_the_numbers_of_the_same_training_driven():
         assert ra == rb, f"step {a.step}"
     for p, q in zip(driven_model.parameters(), watched_model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_a_watched_loops_curvature_is_that_of_the_same_training_driven():
+    """Measured at the loop's backward(), on the loss it was called on plus the regulariser,
+    before the backward frees the graph: the same λ_max, trace, diagonal and lr edge as the
+    driven session's, which re-evaluates the objective on the step's batch."""
+    X, y = batch()
+    config = dict(CONFIG, curvature_every=3)
+    driven_model, watched_model = mlp(), mlp()
+    driven = Session(make_spec(driven_model, torch.nn.functional.mse_loss, (X.numpy(), y.numpy()),
+                               optimizer=torch.optim.SGD(driven_model.parameters(), lr=0.05),
+                               regularizer=cm.reg.L2(1e-2), steps=7), SessionConfig(**config))
+    driven.run_to_end()
+    optimizer = torch.optim.SGD(watched_model.parameters(), lr=0.05)
+    w = calcml.watch(watched_model, optimizer, steps=7, regularizer=cm.reg.L2(1e-2), config=SessionConfig(**config),
+                     on_step=lambda s: None)
+    users_loop(watched_model, optimizer, 7, X, y)
+    measured = [plain(c) for c in w.session.curvature_history]
+    assert [c["step"] for c in measured] == [1, 4, 7]
+    assert measured == [plain(c) for c in driven.curvature_history]
+    assert w.session.curvature_note is None
 
 
 def wait_until(condition, timeout=10.0):

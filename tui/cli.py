@@ -217,7 +217,7 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
         watch.on_skip = lambda note: print(f"  {note}", file=out, flush=True)
         on_attach(watch)
 
-    attach = Attach(on_attach_with_skips, steps=args.steps, config=session_config(0), on_step=on_step,
+    attach = Attach(on_attach_with_skips, steps=args.steps, config=session_config(args.curvature_every), on_step=on_step,
                     on_done=on_done, name=path, path=path, description=docstring(path))
     error = None
     try:

@@ -149,8 +149,12 @@ class Backend:
 
     # -- measurements that re-evaluate the model ---------------------------------------------
     def curvature(self, record: StepRecord, regularizer, step: int, iters: int, samples: int, seed: int):
-        """λ_max, tr H and diag H of this step's objective (Hessian-vector products): CurvatureStats."""
+        """λ_max, tr H and diag H of this step's objective (Hessian-vector products): CurvatureStats,
+        or None where this step cannot be measured (an observed step whose loss was not seen)."""
         raise NotImplementedError
+
+    curvature_cost = 0.0   # seconds the CurvatureStats curvature() last returned took, when it
+                           # was measured before the call (an observed step's, at its backward)
 
     def gradient_noise(self, record: StepRecord, regularizer, samples: int) -> tuple:
         """({name: ‖std g‖/‖mean g‖}, mean loss, its standard error) over fresh weight draws."""

@@ -112,6 +112,10 @@ class Session:
     def curvature(self):
         return self._curvature.latest
 
+    def curvature_due_next(self) -> bool:
+        """Whether the step under way (not yet observed) is due a curvature measurement."""
+        return not self.done and self._curvature.schedule.due(self.step_count + 1, self.clock)
+
     @property
     def curvature_history(self) -> deque:
         return self._curvature.history

@@ -16,6 +16,7 @@ estimators as the calcml engine's, so both backends give the same numbers on the
 from __future__ import annotations
 
 import math
+import time
 from contextlib import nullcontext
 
 import numpy as np
@@ -128,6 +129,7 @@ class TorchBackend(ParamGroups, Backend):
         # An observed step's last forward pass, to run again recorded if it turns out not finite:
         # (its inputs, the RNG state it began with, the gradient the loss sent back into its output)
         self._pass: list | None = None
+        self._observed_curvature = None   # (step, CurvatureStats or ModelError, seconds it took)
         named.register_forward_pre_hook(self._pass_begins, with_kwargs=True)
         named.register_forward_hook(self._pass_ends, always_call=True)
 
@@ -394,9 +396,37 @@ class TorchBackend(ParamGroups, Backend):
 
     # -- measurements that re-evaluate the model -------------------------------------------------
     def curvature(self, record: StepRecord, regularizer, step: int, iters: int, samples: int, seed: int):
+        if record.batch is None:   # an observed step: measured at its backward, or not at all
+            measured, self._observed_curvature = self._observed_curvature, None
+            if measured is None or measured[0] != step:
+                return None
+            if isinstance(measured[1], ModelError):
+                raise measured[1]
+            self.curvature_cost, stats = measured[2], measured[1]
+            return stats
         try:
             with torch.enable_grad():
-                op = HessianOperator(self._objective(record.batch, regularizer), [p for _, p in self._params])
+                objective = self._objective(record.batch, regularizer)
+        except MODEL_ERRORS as error:
+            raise ModelError("curvature", error) from None
+        return self._curvature_of(objective, step, iters, samples, seed)
+
+    def measure_curvature_at_backward(self, loss, regularizer, step: int, iters: int, samples: int, seed: int) -> None:
+        """An observed step's curvature, from the loss its loop is about to call backward() on
+        (the graph is still whole then; its backward frees it): kept for curvature(record, ...)
+        of that step. (The loop's loss function is not known, so this is the only time.)"""
+        started = time.perf_counter()
+        try:
+            objective = loss if regularizer is None else loss + self._penalty(regularizer)
+            measured = self._curvature_of(objective, step, iters, samples, seed)
+        except ModelError as failure:
+            measured = failure
+        self._observed_curvature = (step, measured, time.perf_counter() - started)
+
+    def _curvature_of(self, objective, step: int, iters: int, samples: int, seed: int) -> CurvatureStats:
+        try:
+            with torch.enable_grad():
+                op = HessianOperator(objective, [p for _, p in self._params])
             lam = float(_curvature.lanczos(op, k=1, iters=iters, tol=1e-6, seed=seed)[0])
             est = _curvature.hutchinson(op, samples=samples, seed=seed)
         except MODEL_ERRORS as error:

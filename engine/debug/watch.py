@@ -5,7 +5,9 @@ before `optimizer.step()` reads the step (each layer's captured input, output an
 the parameters' gradients, the loss) and may hold the loop there while the run is paused; a
 hook after it measures the update and publishes the snapshot. What the script sees: nothing,
 unless it looks at the hooks. While watched, `torch.Tensor.backward` is wrapped to note the loss
-it was called on (a scalar), and the model's modules carry calcml's forward hooks; `detach()`
+it was called on (a scalar; on a step due a curvature measurement, the Hessian-vector products
+are taken there, before the backward frees the graph), and the model's modules carry calcml's
+forward hooks; `detach()`
 removes all of it. A step whose gradients are not finite is not applied (its gradients are set
 to None, which every torch optimiser skips), and the run stops there, with where it began.
 
@@ -38,6 +40,7 @@ def _noting_backward(self, *args, **kwargs):
         for w in tuple(_watching):
             if self is not w._scaled:       # (a GradScaler's scaled loss: its loss was noted unscaled)
                 w.loss, w.grad_scale = self, 1.0
+                w.before_backward(self)
     return _backward(self, *args, **kwargs)
 
 
@@ -86,8 +89,10 @@ class Watch:
         spec = ModelSpec(path=path or "<watched script>", name=name, description=description, model=model, loss=None,
                          data=None, optimizer=optimizer, regularizer=regularizer, batch_size=None, val_data=None,
                          seed=0, steps=steps, framework="torch")
-        # curvature re-evaluates the loss on the step's batch, which a watched loop does not hand over
-        self.session = Session(spec, config or session_config(curvature_every=0), backend=self.backend)
+        # (curvature is measured at the loop's backward(), and not under torch.distributed, where
+        # the other processes would wait for the extra backward passes)
+        self.session = Session(spec, config or session_config(curvature_every=None if self.world == 1 else 0),
+                               backend=self.backend)
         if not start_paused:
             self.session.run()
         self.loss = None
@@ -112,6 +117,15 @@ class Watch:
             torch.Tensor.backward = _noting_backward
             _Scaler.scale, _Scaler.step = _noting_scale, _noting_scaler_step
         atexit.register(self.detach)
+
+    def before_backward(self, loss) -> None:
+        """The loop is about to call backward() on its loss: if the step is due a curvature
+        measurement, it is taken now, while the graph is whole (the backward frees it)."""
+        s = self.session
+        if self.world == 1 and not self._unobserved and loss.requires_grad and s.curvature_due_next():
+            step = s.step_count + 1
+            self.backend.measure_curvature_at_backward(loss, s.regularizer, step, iters=s.config.curvature_iters,
+                                                       samples=s.config.curvature_samples, seed=step - 1)
 
     def skipped(self, scale: float) -> None:
         """GradScaler skipped an optimiser step: nothing trained, nothing to measure."""

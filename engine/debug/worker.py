@@ -491,7 +491,7 @@ def _serve_script(args, channel: _Channel, shutdown: Shutdown, reader: CommandRe
         worker.quit.wait()      # the run is over: held here for the person to look at it
         raise EndScript()
 
-    attach = Attach(on_attach, steps=args.steps, config=session_config(0), on_done=on_done,
+    attach = Attach(on_attach, steps=args.steps, config=session_config(args.curvature_every), on_done=on_done,
                     start_paused=not args.run, name=os.path.basename(args.model), path=args.model,
                     description=docstring(args.model))
     error = None

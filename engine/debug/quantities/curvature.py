@@ -48,6 +48,7 @@ class Curvature(Quantity):
             return
         c, clock = self.config, ctx.clock
         started = clock.now()
+        ctx.backend.curvature_cost = 0.0
         try:
             stats = ctx.backend.curvature(ctx.record, ctx.regularizer, ctx.step, iters=c.curvature_iters,
                                           samples=c.curvature_samples, seed=ctx.step - 1)
@@ -56,10 +57,13 @@ class Curvature(Quantity):
             error = failure.error
             self.note = f"curvature is off: measuring it failed: {type(error).__name__}: {error}"
             return
+        if stats is None:
+            return
         self.latest = stats
         self.history.append(stats)
         cost = clock.now() - started
         clock.untimed(cost)   # not training time
+        cost += ctx.backend.curvature_cost
         self.schedule.measured(ctx.step, cost, clock)
 
     def measure(self, ctx) -> None:
