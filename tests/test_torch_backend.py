@@ -374,3 +374,33 @@ def test_a_compiled_model_gives_the_numbers_of_the_same_model_eager():
         r.pop("steps_per_sec")
     assert [layer["name"] for layer in compiled["layers"]] == ["0", "1", "2"]
     assert close(eager, compiled, tol=1e-12) == []
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_is_measured_in_float32(dtype):
+    """numpy has no bfloat16, and float16 sums lose digits: the statistics of a half-precision
+    model are those of its tensors widened to float32 (as computed here by torch), step-into
+    and the report included."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).to(dtype)
+    X = np.random.default_rng(0).normal(size=(32, 3))
+    y = X[:, :1] ** 2
+    spec = make_spec(model, torch.nn.functional.mse_loss, (X, y), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                     steps=4, regularizer=cm.reg.L2(1e-3))
+    session = Session(spec, SessionConfig(curvature_every=0, detail_every=1))
+    session.step(3)
+    for _ in range(3):
+        session.tick()
+    w = model[0].weight
+    grad = session.backend.grads()["0.weight"]
+    assert grad.dtype == np.float32 and np.array_equal(grad, w.grad.float().numpy())
+    session.step_into()
+    snapshot = session.tick()
+    assert snapshot.trace is not None and snapshot.trace.ops and session.stop_info is None
+    stats = snapshot.layers[0].params["weight"]
+    assert stats.weight_norm == pytest.approx(float(torch.linalg.vector_norm(w.detach().float())), rel=1e-6)
+    assert stats.total_grad_norm == pytest.approx(float(torch.linalg.vector_norm(w.grad.float())), rel=1e-6)
+    tanh = snapshot.layers[1]
+    assert tanh.mean_local_derivative is not None and math.isfinite(tanh.mean_local_derivative)
+    report = build_report(session)
+    assert report["layers"][0]["params"]["weight"]["grad_norm"] == pytest.approx(stats.grad_norm)

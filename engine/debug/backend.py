@@ -124,7 +124,8 @@ class Backend:
         raise NotImplementedError
 
     def weights(self) -> dict:
-        """{name: the parameter's current values} (the arrays themselves, not copies)."""
+        """{name: the parameter's current values} (the arrays themselves, not copies, where the
+        host can view them: a half-precision torch tensor is widened to float32)."""
         raise NotImplementedError
 
     def apply_update(self, record: StepRecord, regularizer) -> None:

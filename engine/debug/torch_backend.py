@@ -27,7 +27,7 @@ from . import curvatureprobe
 from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamGroups, ParamInfo, StepRecord
 from .snapshot import CurvatureStats
 from .torch_functional import FunctionalLayers
-from .torch_trace import TorchTrace
+from .torch_trace import TorchTrace, host
 from .tracesummary import Location, TraceSummary
 
 # torch's activation modules, as the derivative table's op names (calcml.ops)
@@ -59,7 +59,7 @@ def layer_modules(model) -> list:
 
 
 def _numpy(t):
-    return None if t is None else t.detach().numpy()
+    return None if t is None else host(t)
 
 
 def off_cpu(model) -> str | None:
@@ -327,12 +327,12 @@ class TorchBackend(ParamGroups, Backend):
             for name, p in self._params:
                 if not regularizer.applies_to(name, p):
                     continue
-                values = p.detach().numpy()
+                values = host(p)
                 g = regularizer.gradient(values)
                 penalty_grads[name] = g
                 penalty += regularizer.total(values)
                 if p.grad is not None:   # a new tensor: the record's data gradients stay as they were
-                    p.grad = p.grad + torch.from_numpy(np.asarray(g, dtype=values.dtype))
+                    p.grad = p.grad + torch.from_numpy(np.asarray(g, dtype=values.dtype)).to(p.grad.dtype)
         except MODEL_ERRORS as error:
             raise ModelError("regularizer", error) from None
         return penalty_grads, regularizer.lam * penalty
@@ -349,12 +349,12 @@ class TorchBackend(ParamGroups, Backend):
                 continue
             seen = views.get(name)
             if seen is None or seen[0] is not g:
-                seen = views[name] = (g, g.detach().numpy())
+                seen = views[name] = (g, host(g))
             out[name] = seen[1]
         return out
 
     def weights(self) -> dict:
-        return {name: p.detach().numpy() for name, p in self._params}
+        return {name: host(p) for name, p in self._params}
 
     def apply_update(self, record: StepRecord, regularizer) -> None:
         try:
@@ -392,7 +392,7 @@ class TorchBackend(ParamGroups, Backend):
         beta2, step = group["betas"][1], float(state["step"])
         v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
         per_entry = group["lr"] / (v.sqrt() / math.sqrt(1 - beta2 ** step) + group["eps"])
-        return float(np.median(per_entry.detach().numpy()))   # numpy's median: torch's takes the lower middle
+        return float(np.median(host(per_entry)))   # numpy's median: torch's takes the lower middle
 
     # -- measurements that re-evaluate the model -------------------------------------------------
     def curvature(self, record: StepRecord, regularizer, step: int, iters: int, samples: int, seed: int):
@@ -568,7 +568,7 @@ class HessianOperator(_curvature.FlatVectors):
         self.params = params
         self._layout([p.shape for p in params])
         self._grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-        self.gradient = self.flatten([None if g is None else g.detach().numpy() for g in self._grads])
+        self.gradient = self.flatten([None if g is None else host(g) for g in self._grads])
 
     def matvec(self, v: np.ndarray) -> np.ndarray:
         pieces = self.unflatten(np.asarray(v, dtype=np.float64))
@@ -581,7 +581,7 @@ class HessianOperator(_curvature.FlatVectors):
         if total is None:
             return np.zeros(self.n)
         hv = torch.autograd.grad(total, self.params, retain_graph=True, allow_unused=True)
-        return self.flatten([None if h is None else h.detach().numpy() for h in hv])
+        return self.flatten([None if h is None else host(h) for h in hv])
 
     __matmul__ = matvec
 

@@ -33,8 +33,18 @@ def op_name(func) -> str:
     return _ALIASES.get(name, name)
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def host(t):
+    """A tensor as a numpy array: a view of it where numpy has its dtype; half precision (fp16,
+    bf16, which numpy lacks) as float32, so that its statistics accumulate in float32."""
+    t = t.detach()
+    return (t.float() if t.dtype in _HALF else t).numpy()
+
+
 def _numpy(t):
-    return t.detach().cpu().numpy() if torch.is_tensor(t) else t
+    return host(t.cpu()) if torch.is_tensor(t) else t
 
 
 def _stats(t):
