@@ -302,26 +302,29 @@ class ActivationProbe:
         exactly where it is 0 for the whole batch) the dead units."""
         if output.size == 0:
             return float("nan"), None, None
-        if unit_axis not in (-1, output.ndim - 1):   # the units last: channels, for an image batch
-            output = np.moveaxis(output, unit_axis, -1)
-            x = None if x is None else np.moveaxis(x, unit_axis, -1)
-        units = output if output.ndim == 2 else (
-            output.reshape(-1, output.shape[-1]) if output.ndim > 1 else output.reshape(-1, 1))
+        if output.ndim < 2:   # one unit
+            output, unit_axis = output.reshape(-1, 1), 1
+            x = None if x is None else np.reshape(x, output.shape)
         if not self.reads_input:
             x = None
-        elif x is not None and x.shape != units.shape:
-            x = np.reshape(x, units.shape)
-        d = self.derivative(units, x)
-        per_unit = np.add.reduce(d, axis=0)
+        elif x is not None and x.shape != output.shape:
+            x = np.reshape(x, output.shape)
+        d = self.derivative(output, x)
+        # reduced in place over every axis but the units' (moving the channels of an image batch
+        # last would copy it)
+        unit_axis %= d.ndim
+        others = tuple(axis for axis in range(d.ndim) if axis != unit_axis)
+        units = d.shape[unit_axis]
+        per_unit = np.add.reduce(d, axis=others)
         mean = float(np.add.reduce(per_unit)) / d.size   # a NaN derivative gives a NaN mean
         if not math.isfinite(mean) and np.isfinite(d).all():   # finite derivatives whose sum overflowed
             mean = float(np.add.reduce(d / d.size, axis=None))
         dead = saturated = None
         if self.dead:
-            dead = np.count_nonzero(per_unit == 0) / d.shape[1]
+            dead = np.count_nonzero(per_unit == 0) / units
         if self.saturates:
             limit = saturation_level * self.max_derivative
-            saturated = np.count_nonzero(np.logical_and.reduce(np.abs(d) < limit, axis=0)) / d.shape[1]
+            saturated = np.count_nonzero(np.logical_and.reduce(np.abs(d) < limit, axis=others)) / units
         return mean, dead, saturated
 
     def stats_many(self, outputs: list, xs: list, saturation_level: float) -> list:

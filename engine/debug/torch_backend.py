@@ -58,10 +58,6 @@ def layer_modules(model) -> list:
     return layers
 
 
-def _numpy(t):
-    return None if t is None else host(t)
-
-
 def off_cpu(model) -> str | None:
     """The device of the first parameter not on the CPU, or None (statistics are computed on
     the CPU for now: a model on a GPU is refused with what to do, not copied step by step)."""
@@ -306,6 +302,18 @@ class TorchBackend(ParamGroups, Backend):
     def _captures(self) -> dict:
         self._finding = False   # (also for a model whose forward passes do not go through its root)
         captures = {}
+        # one array per tensor: a layer's output is the next one's input, and often its gradient
+        # the next one's input gradient, so a statistic the session keeps per array (a norm) is
+        # computed once for both
+        views: dict = {}
+
+        def array(t):
+            if t is None:
+                return None
+            a = views.get(id(t))
+            if a is None:
+                a = views[id(t)] = host(t)
+            return a
         for name, (x, out, _) in self._calls.items():
             if out is None:
                 continue
@@ -314,7 +322,7 @@ class TorchBackend(ParamGroups, Backend):
                 source, source_call = self._same[name]
                 if self._calls.get(source, (None, None, -1))[2] == source_call:   # that call's gradient
                     grad_x = self._grads_out.get(source)
-            captures[name] = Capture(_numpy(x), _numpy(out), _numpy(grad_x), _numpy(self._grads_out.get(name)),
+            captures[name] = Capture(array(x), array(out), array(grad_x), array(self._grads_out.get(name)),
                                      1 if out.dim() in (4, 5) else -1)   # N×C×H×W(×D): a unit is a channel
         return captures
 
