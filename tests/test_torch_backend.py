@@ -5,6 +5,7 @@ is captured as the calculus says. Skipped where torch is not installed."""
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -355,20 +356,26 @@ def test_a_model_off_the_cpu_is_refused_with_what_to_do(monkeypatch):
         TorchBackend(model, torch.nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=0.1))
 
 
-def test_a_compiled_model_gives_the_numbers_of_the_same_model_eager():
-    """torch.compile (the aot_eager backend: no C compiler needed) runs calcml's hooks; the layers
-    keep the names of the model it wraps, and every statistic is the eager model's."""
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_a_compiled_model_gives_the_numbers_of_the_same_model_eager(backend):
+    """torch.compile runs calcml's hooks (outside its graphs); the layers keep the names of the
+    model it wraps, and every statistic is the eager model's, curvature included (measured
+    through the model eager: a compiled graph has no double backward). aot_eager needs no C
+    compiler; inductor does."""
+    if backend == "inductor" and not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("inductor compiles C++: no C compiler here")
     X, y = data()
     snaps = []
     for compiled in (False, True):
         torch.manual_seed(0)
         net = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.Tanh(),
                                   torch.nn.Linear(8, 2, dtype=torch.float64))
-        model = torch.compile(net, backend="aot_eager") if compiled else net
+        model = torch.compile(net, backend=backend) if compiled else net
         s = Session(make_spec(model, torch.nn.functional.mse_loss, (X, y),
                               optimizer=torch.optim.SGD(model.parameters(), lr=0.1), steps=4),
-                    SessionConfig(detail_every=1, curvature_every=0))
+                    SessionConfig(detail_every=1, curvature_every=2))
         snaps.append(s.run_to_end())
+        assert s.curvature_note is None and len(s.curvature_history) == 2
     eager, compiled = (plain(x) for x in snaps)
     for r in (eager, compiled):
         r.pop("steps_per_sec")

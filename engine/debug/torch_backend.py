@@ -107,8 +107,8 @@ class TorchBackend(ParamGroups, Backend):
         self._grad_views: dict = {}   # name -> (the .grad tensor, its numpy view)
         self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
         for name, module in self.modules:
-            module.register_forward_pre_hook(self._before(name, module))
-            module.register_forward_hook(self._after(name))
+            module.register_forward_pre_hook(_eager(self._before(name, module)))
+            module.register_forward_hook(_eager(self._after(name)))
         # Found in the first captured forward pass: activations applied as functions, and the
         # second and later calls of a layer in one pass (each a layer of its own: `name@2`).
         self._finding = True
@@ -126,8 +126,8 @@ class TorchBackend(ParamGroups, Backend):
         # (its inputs, the RNG state it began with, the gradient the loss sent back into its output)
         self._pass: list | None = None
         self._observed_curvature = None   # (step, CurvatureStats or ModelError, seconds it took)
-        named.register_forward_pre_hook(self._pass_begins, with_kwargs=True)
-        named.register_forward_hook(self._pass_ends, always_call=True)
+        named.register_forward_pre_hook(_eager(self._pass_begins), with_kwargs=True)
+        named.register_forward_hook(_eager(self._pass_ends), always_call=True)
 
     def _pass_begins(self, module, args, kwargs) -> None:
         if self._capturing:
@@ -374,8 +374,9 @@ class TorchBackend(ParamGroups, Backend):
             raise ModelError("optimizer", error) from None
 
     def _objective(self, batch, regularizer):
+        """The loss on a batch, through the model eager (a compiled graph has no double backward)."""
         X, y = batch
-        loss = self.loss_fn(self.model(X), y)
+        loss = self.loss_fn(getattr(self.model, "_orig_mod", self.model)(X), y)
         if regularizer is not None:
             loss = loss + self._penalty(regularizer)
         return loss
@@ -516,6 +517,12 @@ class TorchBackend(ParamGroups, Backend):
             for p, g in grads:
                 p.grad = g
         return recorded.first_non_finite(), recorded.summary(), recorded
+
+
+def _eager(hook):
+    """A hook torch.compile leaves out of its graphs (a graph break there) rather than tracing
+    calcml's bookkeeping into them, recompiling for each layer's name."""
+    return torch.compiler.disable(hook, recursive=True)
 
 
 def _loss_side(grad, bad) -> Location:
