@@ -106,9 +106,10 @@ class TorchBackend(ParamGroups, Backend):
         self._count = 0          # calls seen this step (each layer call is numbered)
         self._grad_views: dict = {}   # name -> (the .grad tensor, its numpy view)
         self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
+        eager = _eager if hasattr(model, "_orig_mod") else (lambda hook: hook)   # (its cost, only where needed)
         for name, module in self.modules:
-            module.register_forward_pre_hook(_eager(self._before(name, module)))
-            module.register_forward_hook(_eager(self._after(name)))
+            module.register_forward_pre_hook(eager(self._before(name, module)))
+            module.register_forward_hook(eager(self._after(name)))
         # Found in the first captured forward pass: activations applied as functions, and the
         # second and later calls of a layer in one pass (each a layer of its own: `name@2`).
         self._finding = True
@@ -126,8 +127,8 @@ class TorchBackend(ParamGroups, Backend):
         # (its inputs, the RNG state it began with, the gradient the loss sent back into its output)
         self._pass: list | None = None
         self._observed_curvature = None   # (step, CurvatureStats or ModelError, seconds it took)
-        named.register_forward_pre_hook(_eager(self._pass_begins), with_kwargs=True)
-        named.register_forward_hook(_eager(self._pass_ends), always_call=True)
+        named.register_forward_pre_hook(eager(self._pass_begins), with_kwargs=True)
+        named.register_forward_hook(eager(self._pass_ends), always_call=True)
 
     def _pass_begins(self, module, args, kwargs) -> None:
         if self._capturing:
