@@ -53,7 +53,7 @@ def text_of(screen, selector: str) -> str:
 # through the real app
 # ---------------------------------------------------------------------------------------------
 
-def test_v_opens_the_view_with_the_sessions_numbers_and_escape_q_v_close_it():
+def test_v_opens_the_view_with_the_sessions_numbers_and_escape_or_v_close_it():
     backend = regression(steps=12)
     b = backend.session.bayes
     assert b.elbo is not None and b.noise_step == 11 and b.gradient_noise
@@ -63,7 +63,7 @@ def test_v_opens_the_view_with_the_sessions_numbers_and_escape_q_v_close_it():
         app = App(backend)
         async with app.run_test(size=(140, 44)) as pilot:
             main = app.screen
-            for key in ("escape", "q", "v"):
+            for key in ("escape", "v"):   # (q quits: tests/test_tui_keys.py)
                 screen = await open_view(app, pilot)
                 summary = text_of(screen, "#bayes-summary")
                 assert "ELBO = E_q[log p(y|X,θ)] − KL(q‖prior)" in summary

@@ -54,7 +54,7 @@ class BayesScreen(LiveViewScreen):
     """The ELBO's terms over the steps, posterior σ per layer, gradient noise, the MC loss; HMC's state."""
 
     BINDINGS = LiveViewScreen.BINDINGS + [
-        Binding("q,v", "dismiss", "back", show=False),
+        Binding("v", "dismiss", "back", show=False),
         Binding("h", "app.curvature", "curv", show=False),   # works, but leaves the footer room at 80 columns
     ]
     DEFAULT_CSS = CSS

@@ -49,7 +49,7 @@ class CurvatureScreen(LiveViewScreen):
     """λ_max, tr H and the lr edge over the steps; the Hessian diagonal per parameter; Newton's state."""
 
     BINDINGS = LiveViewScreen.BINDINGS + [
-        Binding("q,h", "dismiss", "back", show=False),
+        Binding("h", "dismiss", "back", show=False),
         Binding("v", "app.bayes", "bayes", show=False),   # works, but leaves the footer room at 80 columns
     ]
     DEFAULT_CSS = CSS

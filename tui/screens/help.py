@@ -18,7 +18,8 @@ HELP = """\
   v       Bayesian view: the ELBO's terms, posterior σ, gradient noise, HMC's state
   [ ]     halve / double the learning rate
   g       plots (on narrow terminals)   ctrl+p  command palette
-  ?       this help                q   quit (ctrl+q too)
+  ?       this help                q   quit, from every screen (ctrl+q too)
+  escape  back to the main screen, from every view
 
 [b]In the views[/b]
   step into   n/j/↓ next op, p/k/↑ previous, f first NaN/Inf, m forward↔backward of the op,
@@ -49,13 +50,13 @@ HELP = """\
   small where the data constrain the weights. Gradient noise ‖std g‖/‖mean g‖ above 1:
   one weight draw's gradient is mostly noise.
 
-press escape or ? to close
+press escape or ? to close, q to quit
 """
 
 
 class HelpScreen(ModalScreen):
     BINDINGS = [Binding("escape", "dismiss", "close"), Binding("question_mark", "dismiss", "close"),
-                Binding("q", "dismiss", "close", show=False)]
+                Binding("q", "app.quit", "quit")]   # (a modal screen: the app's own binding does not reach here)
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 90; max-width: 100%; height: auto; max-height: 100%;

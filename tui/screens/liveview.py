@@ -19,6 +19,7 @@ from textual.widgets import Footer, Static
 from ..format import num
 from ..messages import StateChanged
 from ..throttle import Throttle
+from .footer import quiet_app_keys
 
 WIDE = 120                       # from this many columns the plots and the tables sit side by side
 
@@ -30,6 +31,7 @@ class LiveViewScreen(Screen):
         Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
         Binding("enter", "nothing", show=False),    # main-screen keys that mean nothing here
         Binding("g", "nothing", show=False),
+        *quiet_app_keys("b", "r", "s"),   # they work; hidden so that the footer (and q quit) fits
     ]
     TITLE_ID = ""
     PLOT_EVERY = 0.3             # seconds between plot redraws at most

@@ -36,7 +36,6 @@ class StepIntoScreen(Screen):
 
     BINDINGS = [
         Binding("escape", "close", "back"),
-        Binding("q", "close", "back", show=False),
         Binding("n,j,down", "move(1)", "next op", priority=True),
         Binding("p,k,up", "move(-1)", "previous op", priority=True),
         Binding("home", "go_first", "first", priority=True),

@@ -1,0 +1,50 @@
+"""One meaning for q on every screen: quit; escape goes back. Each screen as a person reaches it."""
+from __future__ import annotations
+
+import pytest
+
+from calcml.tui.app import DebuggerApp
+from tui_helpers import local, run, settle
+
+# how each screen is opened from the main one, and its class name
+SCREENS = [("enter", "InspectorScreen"), ("r", "RegularisationScreen"), ("h", "CurvatureScreen"),
+           ("v", "BayesScreen"), ("question_mark", "HelpScreen"), ("s", "StepIntoScreen")]
+
+
+@pytest.mark.parametrize("key,name", SCREENS, ids=[name for _, name in SCREENS])
+def test_escape_goes_back_and_q_quits_from_every_screen(key, name):
+    async def body():
+        for leave in ("escape", "q"):
+            backend = local(steps=3)
+            app = DebuggerApp(backend)
+            async with app.run_test(size=(120, 36)) as pilot:
+                await settle(pilot, lambda: backend.state.snapshot is not None)
+                await pilot.press(key)
+                await settle(pilot, lambda: type(app.screen).__name__ == name, what=f"{name} open")
+                await pilot.press(leave)
+                if leave == "escape":
+                    await settle(pilot, lambda: type(app.screen).__name__ != name, what=f"{name} closed")
+                    assert len(app.screen_stack) == 1 and not app.quitting
+                else:
+                    await settle(pilot, lambda: app.quitting, what=f"q quits from {name}")
+                    assert app.return_code == 0
+    run(body())
+
+
+def test_in_the_breakpoints_dialog_q_is_typed_and_escape_goes_back():
+    """The one place q is not quit: where a breakpoint is typed, it is a letter."""
+    async def body():
+        backend = local(steps=3)
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settle(pilot, lambda: backend.state.snapshot is not None)
+            await pilot.press("b")
+            await settle(pilot, lambda: type(app.screen).__name__ == "BreakpointsScreen")
+            await pilot.press("q")
+            await settle(pilot, lambda: app.screen.query_one("#bp-input").value == "q")
+            assert not app.quitting
+            await pilot.press("escape")
+            await settle(pilot, lambda: len(app.screen_stack) == 1)
+            await pilot.press("q")
+            await settle(pilot, lambda: app.quitting)
+    run(body())
