@@ -48,3 +48,23 @@ def test_in_the_breakpoints_dialog_q_is_typed_and_escape_goes_back():
             await pilot.press("q")
             await settle(pilot, lambda: app.quitting)
     run(body())
+
+
+def test_a_screenshot_without_a_downloads_folder_goes_to_the_working_directory(tmp_path, monkeypatch):
+    from calcml.tui import app as app_module
+    monkeypatch.setattr(app_module, "user_downloads_path", lambda: tmp_path / "no-such-Downloads")
+    monkeypatch.chdir(tmp_path)
+
+    async def body():
+        backend = local(steps=1)
+        app = DebuggerApp(backend)
+        notes = []
+        app.notify = lambda message, **kw: notes.append((message, kw.get("severity", "information")))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, lambda: backend.state.snapshot is not None)
+            app.action_screenshot()
+            await settle(pilot, lambda: list(tmp_path.glob("*.svg")) and notes, what="the screenshot saved and said")
+        saved = list(tmp_path.glob("*.svg"))
+        assert len(saved) == 1 and "<svg" in saved[0].read_text()
+        assert notes[-1][1] != "error" and str(tmp_path) in notes[-1][0]
+    run(body())

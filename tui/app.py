@@ -18,7 +18,10 @@ import gc
 import signal
 import sys
 import time
+from pathlib import Path
 from weakref import WeakKeyDictionary
+
+from platformdirs import user_downloads_path
 
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
@@ -339,6 +342,15 @@ class DebuggerApp(App):
     def action_help(self) -> None:
         from .screens.help import HelpScreen
         self.push_screen(HelpScreen())
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """A screenshot (command palette) goes to the Downloads folder where there is one, else
+        to the working directory (Textual would fail without one); the note says where."""
+        if path is None:
+            downloads = user_downloads_path()
+            path = str(downloads if downloads.is_dir() else Path.cwd())
+        return super().deliver_screenshot(filename, path, time_format)
 
     async def action_quit(self) -> None:
         self._quit(0)
