@@ -103,6 +103,32 @@ def test_unknown_parameter_or_layer_refused_by_the_session(text):
     assert len(s.breakpoints) == 0
 
 
+def test_a_refusal_lists_the_names_in_the_models_order():
+    cm.manual_seed(0)
+    model = cm.nn.Sequential(*[layer for _ in range(6) for layer in (cm.nn.Linear(2, 2), cm.nn.Tanh())])
+    s = Session(make_spec(model, F.mse_loss, (np.zeros((4, 2)), np.zeros((4, 2)))))
+    with pytest.raises(BreakpointError) as info:
+        s.add_breakpoint('grad_norm("layers.0.weight") < 1e-6')
+    listed = str(info.value).split("parameters are: ")[1].split(", ")
+    assert listed == [p.name for p in s.params] and listed[:3] == ["0.weight", "0.bias", "2.weight"]
+    assert listed.index("10.weight") > listed.index("8.bias")     # not as text: "10" < "2"
+
+
+def test_the_readmes_breakpoint_examples_are_accepted_on_a_sample():
+    import re
+    from pathlib import Path
+    from calcml.debug import load_model_file
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "README.md").read_text().split("### Breakpoints")[1].split("###")[0]
+    examples = [e for e in re.findall(r"`([^`]+)`", section.split("Conditions may use")[0])
+                if any(c in e for c in "<>=")]
+    assert len(examples) == 4, examples
+    s = Session(load_model_file(str(root / "sample_models" / "dead_relu.py")))
+    for text in examples:
+        s.add_breakpoint(text)
+    assert len(s.breakpoints) == 4
+
+
 def test_known_names_accepted_by_the_session():
     s = session()
     for text in ['grad_norm("0.weight") < 1e-6 and step > 3', 'dead_fraction("1") >= 0.5',

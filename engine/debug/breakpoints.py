@@ -4,8 +4,8 @@ Conditions are small expressions over the step's statistics, parsed with `ast` a
 by walking the tree (never `eval`), e.g.
 
     loss > 2
-    grad_norm("layers.0.weight") < 1e-6 and step > 100
-    dead_fraction("layers.1") >= 0.5
+    grad_norm("0.weight") < 1e-6 and step > 100
+    dead_fraction("1") >= 0.5
 
 A condition is refused when it is written (BreakpointError, saying why) rather than failing while
 training runs: it must be at most MAX_CHARS characters, MAX_NODES parts and MAX_DEPTH levels of
@@ -34,7 +34,7 @@ PARAM_FUNCTIONS = ("grad_norm", "penalty_grad_norm", "total_grad_norm", "weight_
 LAYER_FUNCTIONS = ("grad_in_norm", "grad_out_norm", "grad_ratio", "mean_local_derivative",
                    "dead_fraction", "saturated_fraction")
 HELP = (f"a warning kind ({', '.join(KINDS)}), 'step N', 'every N', or a condition such as "
-        f"'loss > 2' or 'grad_norm(\"layers.0.weight\") < 1e-6' using {', '.join(VARIABLES)} and "
+        f"'loss > 2' or 'grad_norm(\"0.weight\") < 1e-6' using {', '.join(VARIABLES)} and "
         f"{', '.join(PARAM_FUNCTIONS + LAYER_FUNCTIONS)}(name), abs, min, max")
 
 _COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
@@ -121,7 +121,7 @@ def parse(text: str, id: int = 0, params=(), layers=()) -> Breakpoint:
         raise BreakpointError(f"{text!r} does not parse (it is nested too deeply or contains a null "
                               f"byte): give {HELP}") from None
     _check_size(tree.body, text)
-    _check(tree.body, text, set(params), set(layers))
+    _check(tree.body, text, dict.fromkeys(params), dict.fromkeys(layers))   # (ordered: refusals list them as the model has them)
     return Breakpoint(id, "condition", text, tree.body)
 
 
@@ -143,7 +143,7 @@ def _check_size(node, text: str) -> None:
                      if not isinstance(child, _LEAVES))
 
 
-def _check(node, text: str, params: set, layers: set) -> None:
+def _check(node, text: str, params: dict, layers: dict) -> None:
     """Allow only comparisons, arithmetic, and/or/not, numbers, known names and functions, each
     function with the arguments it takes."""
     calls = [c for c in ast.walk(node) if isinstance(c, ast.Call)]
@@ -166,24 +166,24 @@ def _check(node, text: str, params: set, layers: set) -> None:
                 raise BreakpointError(f"{text!r}: unknown function {ast.unparse(sub.func)!r}; give {HELP}")
             if len(sub.args) != 1 or sub.keywords or not (
                     isinstance(sub.args[0], ast.Constant) and isinstance(sub.args[0].value, str)):
-                raise BreakpointError(f"{text!r}: {name}() takes one quoted name, e.g. {name}(\"layers.0\")")
+                raise BreakpointError(f"{text!r}: {name}() takes one quoted name, e.g. {name}(\"0\")")
             arg = sub.args[0].value
             known = params if name in PARAM_FUNCTIONS else layers
             if known and arg not in known:
                 what = "parameter" if name in PARAM_FUNCTIONS else "layer"
                 raise BreakpointError(f"{text!r}: no {what} named {arg!r}; "
-                                      f"{what}s are: {', '.join(sorted(known))}")
+                                      f"{what}s are: {', '.join(known)}")   # (in the model's order)
         elif isinstance(sub, ast.Name):
             if sub.id in PARAM_FUNCTIONS + LAYER_FUNCTIONS + tuple(_HELPERS):
                 if id(sub) not in called:
-                    example = "abs(loss - 1)" if sub.id in _HELPERS else f'{sub.id}("layers.0")'
+                    example = "abs(loss - 1)" if sub.id in _HELPERS else f'{sub.id}("0")'
                     raise BreakpointError(f"{text!r}: {sub.id} is a function; call it, e.g. {example}")
             elif sub.id not in VARIABLES:
                 raise BreakpointError(f"{text!r}: unknown name {sub.id!r}; give {HELP}")
         elif isinstance(sub, ast.Constant):
             if isinstance(sub.value, str) and id(sub) not in names:
                 raise BreakpointError(f"{text!r}: a quoted name is only for the per-parameter and per-layer "
-                                      f"functions, e.g. grad_norm(\"layers.0.weight\")")
+                                      f"functions, e.g. grad_norm(\"0.weight\")")
             if not isinstance(sub.value, (int, float, str)) or isinstance(sub.value, bool):
                 raise BreakpointError(f"{text!r}: only numbers, and quoted names inside a function, "
                                       f"are allowed")
