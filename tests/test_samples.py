@@ -104,6 +104,22 @@ def test_deep_sigmoid_shows_vanishing_gradients(deep_pair):
     assert "18" not in layers                              # not the last Linear: the reference
 
 
+def test_the_vanishing_warning_names_the_factors_that_shrink_the_gradient():
+    """At the step it starts, the message counts the factors ‖∂L/∂in‖/‖∂L/∂out‖ below 1 between
+    the layer and the loss, and names the smallest, as the layers' own numbers give them."""
+    steps = []
+    s, _ = run("deep_sigmoid", steps=20, on_step=steps.append)
+    event = next(w for w in s.warnings if w.kind == "vanishing_gradient" and w.layer == "0")
+    layers = next(snap for snap in steps if snap.step == event.step).layers
+    above = [(layer.grad_in_norm / layer.grad_out_norm, layer) for layer in layers[1:]
+             if layer.grad_in_norm is not None and layer.grad_out_norm]
+    factor, smallest = min(above, key=lambda pair: pair[0])
+    shrinking = sum(f < 1 for f, _ in above)
+    assert shrinking > 1 and smallest.type == "Sigmoid"
+    assert (f"{shrinking} factors below 1, the smallest {smallest.name} (Sigmoid) ×{factor:.3g}"
+            in event.message), event.message
+
+
 def test_deep_relu_is_quiet_and_learns_far_better(deep_pair):
     (sig, sig_final), (relu, relu_final) = deep_pair
     assert started(relu) == set() and relu.state == "finished"

@@ -56,14 +56,15 @@ class ChainRule(Quantity):
         # From the numbers, without building the layers' statistics (a vanishing gradient often
         # holds for many steps in a row, and this check then runs every step).
         t, acts, grads = ctx.thresholds, ctx.layer_acts, ctx.layer_grads
-        rows = [(name, type_name, has_params, grads[i][2], acts[i][1])
+        rows = [(name, type_name, has_params, grads[i][2], acts[i][1], grads[i][1])
                 for i, (name, type_name, has_params) in enumerate(self._rows)]
         flagged = {layer for layer, numbers in zip(self._param_layers, ctx.param_numbers) if exploding(numbers[0], t)}
         return _conditions(rows, flagged, t)
 
 
 def _rows_of(layers) -> list:
-    return [(l.name, l.type, bool(l.params), l.grad_out_norm, l.dead_fraction) for l in layers]
+    """(name, type, has weights, ‖∂L/∂out‖, dead fraction, ‖∂L/∂in‖) per layer."""
+    return [(l.name, l.type, bool(l.params), l.grad_out_norm, l.dead_fraction, l.grad_in_norm) for l in layers]
 
 
 def _products(rows) -> list:
@@ -91,13 +92,21 @@ def chain_conditions(layers, t) -> list:
 def _conditions(rows, flagged, t) -> list:
     dead_above, seen = {}, False   # whether a ReLU layer between a layer and the loss has dead units
     kinds_above, kinds = {}, set()  # the layer types between a layer and the loss
-    for name, type_name, _, _, dead_fraction in reversed(rows):
+    # the factors ‖∂L/∂in‖/‖∂L/∂out‖ of those layers: how many shrink it, and the smallest
+    smallest_above, smallest, shrinking = {}, None, 0
+    for name, type_name, _, grad_out, dead_fraction, grad_in in reversed(rows):
         dead_above[name] = seen
         seen = seen or dead(dead_fraction, t)
         kinds_above[name] = frozenset(kinds)
         kinds.add(type_name)
+        smallest_above[name] = (shrinking, smallest)
+        if grad_in is not None and grad_out:
+            factor = grad_in / grad_out
+            shrinking += factor < 1
+            if smallest is None or factor < smallest[0]:
+                smallest = (factor, name, type_name)
     conditions = []
-    for (name, type_name, _, _, _), product in _products(rows):
+    for (name, type_name, *_), product in _products(rows):
         if name in flagged:
             continue
         if vanishing(product, t):
@@ -106,7 +115,8 @@ def _conditions(rows, flagged, t) -> list:
             conditions.append(Condition(
                 "vanishing_gradient", name, product, t.vanishing_ratio,
                 f"{name} ({type_name}): the chain-rule product from the loss down to this layer is "
-                f"{fmt(product)}: the gradient vanishes on its way back ({_why_small(kinds_above[name])})"))
+                f"{fmt(product)}: the gradient vanishes on its way back{_smallest(smallest_above[name])} "
+                f"({_why_small(kinds_above[name])})"))
         elif explodes(product, t):
             conditions.append(Condition(
                 "exploding_gradient", name, product, t.exploding_ratio,
@@ -118,6 +128,15 @@ def _conditions(rows, flagged, t) -> list:
 def gradient_conditions(layers, t) -> list:
     """Every gradient warning of a step: parameters over the norm limit, then the chain products."""
     return exploding_conditions(layers, t) + chain_conditions(layers, t)
+
+
+def _smallest(above) -> str:
+    """The factors that shrink the gradient, in words: how many, and the smallest."""
+    shrinking, factor = above
+    if not shrinking:
+        return ""
+    value, name, type_name = factor
+    return f"; {shrinking} factor{'s' if shrinking != 1 else ''} below 1, the smallest {name} ({type_name}) ×{fmt(value)}"
 
 
 def _why_small(kinds) -> str:
