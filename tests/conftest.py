@@ -10,3 +10,15 @@ sys.path when it loads this file, before it collects any test file: `from fd imp
 works under `python -m pytest` from the repository root and when one file is run alone
 (`python -m pytest tests/test_bayes.py`), with nothing added to sys.path by hand.
 """
+
+import pytest
+
+# The interface's tests (Textual's Pilot, snapshots, calcml-debug in a real pseudo-terminal) are
+# most of the suite's time: `-m "not interface"` leaves them out.
+INTERFACE_FILES = ("test_exit_paths.py", "test_terminal_driver.py")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name.startswith("test_tui_") or item.path.name in INTERFACE_FILES:
+            item.add_marker(pytest.mark.interface)

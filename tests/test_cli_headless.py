@@ -261,7 +261,7 @@ def test_usage_errors_exit_2(args, expect):
 
 @pytest.mark.parametrize("flag, text, expect", [
     ("--break-if", "loss >", "'loss >' does not parse"),
-    ("--break-if", 'grad_norm("nope") < 1', "no parameter named 'nope'; parameters are: 0.bias, 0.weight"),
+    ("--break-if", 'grad_norm("nope") < 1', "no parameter named 'nope'; parameters are: 0.weight, 0.bias"),
     ("--break-if", "__import__('os').system('true')", "unknown function"),
     ("--break-on", "bogus", "'bogus' is not a warning kind"),
 ])
