@@ -307,6 +307,9 @@ def test_a_warning_that_holds_is_reported_once_and_clears_when_fixed_in_the_sess
         snaps.append(snap)
     assert [(e.kind, e.event, e.step) for e in s.warnings] == [("dead_relu", "start", 1), ("dead_relu", "clear", 13)]
     assert snaps[2].warnings[0].event == "clear" and all(not x.warnings for i, x in enumerate(snaps) if i != 2)
+    relu = next(layer for layer in snaps[2].layers if layer.name == snaps[2].warnings[0].layer)
+    assert snaps[2].warnings[0].message.startswith(
+        f"cleared: dead_relu on {relu.name}: the dead fraction is now {relu.dead_fraction:.3g} against the limit 0.5")
     assert all(any(c.kind == "dead_relu" for c in x.holding) for x in snaps[:2])
     assert all(not x.holding for x in snaps[2:])
 
@@ -353,3 +356,38 @@ def test_the_session_warns_exactly_when_the_full_checks_find_a_condition(
         full = {(c.kind, c.layer) for c in gradient_conditions(built, t) + activation_conditions(built, t)}
         holding = {(c.kind, c.layer) for c in snap.holding if c.kind in LAYER_KINDS}
         assert holding == full, f"step {snap.step}"
+
+
+def test_a_clear_says_what_changed_not_the_start_again():
+    monitor = WarningMonitor(Thresholds(clear_after=2))
+    c = Condition("dead_relu", "1", 0.6, 0.5, "1 (ReLU): 60% of ReLU units output 0 ...")
+    assert [e.event for e in monitor.update(1, [c])] == ["start"]
+    assert monitor.update(2, [], lambda c: ("the dead fraction", 0.1, 0.5)) == []
+    (clear,) = monitor.update(3, [], lambda c: ("the dead fraction", 0.125, 0.5))
+    assert clear.event == "clear" and clear.value == 0.125 and clear.threshold == 0.5
+    assert clear.message == ("cleared: dead_relu on 1: the dead fraction is now 0.125 against the limit 0.5 "
+                             "(it was 0.6 when it last held)")
+    monitor.update(4, [c])
+    monitor.update(5, [])
+    (quiet,) = monitor.update(6, [], lambda c: None)      # nothing to say of it now
+    assert quiet.message == "cleared: dead_relu on 1 has not held for 2 steps in a row (it was 0.6 against 0.5)"
+
+
+def test_lr_too_large_clears_saying_the_lr_and_the_edge_now():
+    from pathlib import Path
+    from calcml.debug import load_model_file
+    spec = load_model_file(str(Path(__file__).resolve().parents[1] / "sample_models" / "lr_edge.py"))
+    s = Session(spec, SessionConfig(curvature_every=5), max_steps=20)
+    s.step(2)
+    for _ in range(2):
+        s.tick()
+    assert any(w.kind == "lr_too_large" for w in s.warnings)
+    s.set_lr(s.lr / 4)
+    s.step(10)
+    for _ in range(10):
+        s.tick()
+    clear = next(w for w in s.warnings if w.kind == "lr_too_large" and w.event == "clear")
+    edge = s.curvature.lr_edge * s.config.thresholds.lr_edge_factor
+    assert clear.message.startswith(f"cleared: lr_too_large: the learning rate is now {s.lr:.3g} "
+                                    f"against the limit {edge:.3g}"), clear.message
+    assert clear.value == s.lr and clear.value < clear.threshold

@@ -56,6 +56,17 @@ class WarningEvent(Struct, frozen=True):
     event: str = "start"   # 'start' or 'clear'
 
 
+def cleared_message(c: Condition, told, quiet: int) -> str:
+    """What a clear says: what changed (`told`: what, its value now, the limit now), else that it
+    has not held for `quiet` steps, with the value it had."""
+    subject = f"{c.kind} on {c.layer}" if c.layer else c.kind
+    if told is not None and told[1] is not None:
+        what, value, limit = told
+        return (f"cleared: {subject}: {what} is now {fmt(value)} against the limit {fmt(limit)} "
+                f"(it was {fmt(c.value)} when it last held)")
+    return f"cleared: {subject} has not held for {quiet} steps in a row (it was {fmt(c.value)} against {fmt(c.threshold)})"
+
+
 def fmt(x: float) -> str:
     return f"{x:.3g}"
 
@@ -76,7 +87,9 @@ class WarningMonitor:
     thresholds: Thresholds = field(default_factory=Thresholds)
     active: dict = field(default_factory=dict)   # (kind, layer) -> _Active
 
-    def update(self, step: int, conditions: list) -> list:
+    def update(self, step: int, conditions: list, now=None) -> list:
+        """`now(condition)`: (what, its value now, the limit now) of a condition that clears, or
+        None: the clear then says what changed, not the start's words again."""
         if not conditions and not self.active:   # the usual step: nothing holds, nothing to clear
             return []
         events = []
@@ -98,8 +111,11 @@ class WarningMonitor:
             if entry.quiet_steps >= self.thresholds.clear_after:
                 c = entry.condition
                 del self.active[key]
-                events.append(WarningEvent(step, c.kind, c.layer, c.op, c.value, c.threshold,
-                                           f"cleared: {c.message}", event="clear"))
+                told = now(c) if now is not None else None
+                value, threshold = (told[1], told[2]) if told is not None and told[1] is not None else (c.value,
+                                                                                                      c.threshold)
+                events.append(WarningEvent(step, c.kind, c.layer, c.op, value, threshold,
+                                           cleared_message(c, told, self.thresholds.clear_after), event="clear"))
         return events
 
     def holding(self) -> list:

@@ -384,6 +384,15 @@ class Session:
             quantity.before_update(ctx)
         return ctx
 
+    def _now(self, condition, layers, ctx):
+        """What a clearing condition's quantity says of it now (see WarningMonitor.update)."""
+        for quantity in self._checks:
+            if condition.kind in quantity.kinds:
+                told = quantity.now(condition, layers, ctx)
+                if told is not None:
+                    return told
+        return None
+
     def _finish(self, ctx: StepContext) -> Snapshot:
         """After the update: every quantity's numbers, the warnings, the history, breakpoints."""
         self.step_count = step = ctx.step
@@ -400,7 +409,7 @@ class Session:
         for quantity in self._checks:
             if quantity.always_check or quantity in ctx.warn:
                 conditions += quantity.conditions(layers, ctx)
-        events = self.monitor.update(step, conditions)
+        events = self.monitor.update(step, conditions, lambda c: self._now(c, layers, ctx))
         self.warnings.extend(events)
         self.history.record(step, ctx.series)
         hit = self._check_breakpoints(step, ctx.record.loss, layers, events)

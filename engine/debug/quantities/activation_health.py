@@ -70,6 +70,17 @@ class ActivationHealth(Quantity):
                     if dead(stats[1], t) or saturated(stats[2], t):
                         ctx.warn.add(self)
 
+    kinds = ("dead_relu", "saturation")
+
+    def now(self, condition, layers, ctx):
+        layer = next((l for l in layers if l.name == condition.layer), None)
+        if layer is None:
+            return None
+        t = ctx.thresholds
+        if condition.kind == "dead_relu":
+            return "the dead fraction", layer.dead_fraction, t.dead_fraction
+        return "the saturated fraction", layer.saturated_fraction, t.saturated_fraction
+
     def conditions(self, layers, ctx) -> list:
         # From the numbers, without building the layers' statistics (these warnings often hold
         # for many steps in a row, and this check then runs every step).

@@ -34,3 +34,10 @@ class Quantity:
     def conditions(self, layers, ctx) -> list:
         """diagnostics.Condition list for this step (`layers`: the built LayerStats)."""
         return []
+
+    kinds: tuple = ()           # the warning kinds its conditions have
+
+    def now(self, condition, layers, ctx):
+        """(what, its value now, the limit now) for one of its conditions that has just cleared,
+        so that the clear says what changed; None where it cannot say."""
+        return None

@@ -52,6 +52,16 @@ class ChainRule(Quantity):
             if any(vanishing(v / top, t) or explodes(v / top, t) for v in weighted[:-1]):
                 ctx.warn.add(self)
 
+    kinds = ("vanishing_gradient", "exploding_gradient")
+
+    def now(self, condition, layers, ctx):
+        t = ctx.thresholds
+        if condition.threshold == t.exploding_norm:   # (GradientNorms' exploding_gradient)
+            return None
+        product = next((p for layer, p in chain_products(layers) if layer.name == condition.layer), None)
+        limit = t.vanishing_ratio if condition.kind == "vanishing_gradient" else t.exploding_ratio
+        return None if product is None else ("the chain-rule product", product, limit)
+
     def conditions(self, layers, ctx) -> list:
         # From the numbers, without building the layers' statistics (a vanishing gradient often
         # holds for many steps in a row, and this check then runs every step).

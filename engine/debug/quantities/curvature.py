@@ -86,6 +86,14 @@ class Curvature(Quantity):
     def conditions(self, layers, ctx) -> list:
         return curvature_conditions(self.latest, ctx.backend.lr, ctx.thresholds)
 
+    kinds = ("lr_too_large",)
+
+    def now(self, condition, layers, ctx):
+        c = self.latest
+        if c is None or c.lr_edge is None:
+            return None
+        return "the learning rate", ctx.backend.lr, ctx.thresholds.lr_edge_factor * c.lr_edge
+
 
 def curvature_conditions(curvature, lr: float, t) -> list:
     """lr_too_large: the learning rate is past the gradient-descent stability edge measured from

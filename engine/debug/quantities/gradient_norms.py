@@ -44,6 +44,15 @@ class GradientNorms(Quantity):
     def conditions(self, layers, ctx) -> list:
         return exploding_conditions(layers, ctx.thresholds)
 
+    kinds = ("exploding_gradient",)
+
+    def now(self, condition, layers, ctx):
+        t = ctx.thresholds
+        layer = next((l for l in layers if l.name == condition.layer), None)
+        if condition.threshold != t.exploding_norm or layer is None or not layer.params:
+            return None
+        return "the largest ‖∇θ‖", max(p.grad_norm for p in layer.params.values()), t.exploding_norm
+
 
 def exploding_conditions(layers, t) -> list:
     conditions = []

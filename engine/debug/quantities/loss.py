@@ -49,6 +49,11 @@ class Loss(Quantity):
     def conditions(self, layers, ctx) -> list:
         return loss_conditions(self.loss, self.first, self.best, ctx.thresholds)
 
+    kinds = ("loss_diverging",)
+
+    def now(self, condition, layers, ctx):
+        return "the loss", self.loss, ctx.thresholds.diverge_factor * self.best
+
 
 def loss_conditions(loss: float, first: float, best: float, t) -> list:
     if not diverging(loss, first, best, t):
