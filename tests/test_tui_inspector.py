@@ -334,6 +334,17 @@ def test_histogram_rebin_keeps_every_count_and_never_hides_a_nonzero_bin():
     assert len(sparkline(np.arange(100.0), 20)) == 20 and sparkline([], 5) == ""
 
 
+def test_a_series_that_hardly_moves_draws_flat_and_one_that_moves_spans_the_height():
+    noise = 3.65 + 1e-4 * np.random.default_rng(0).standard_normal(40)      # ±0.003%: noise
+    assert set(sparkline(noise, 20)) == {"▄"}
+    assert sparkline(np.linspace(3.0, 4.0, 20), 20)[0] == "▁" and sparkline(np.linspace(3.0, 4.0, 20), 20)[-1] == "█"
+    moved = sparkline(np.r_[np.full(10, 3.65), np.full(10, 3.668)], 20)    # +0.5%: shows, about the middle
+    assert "▁" < moved[0] < "▄" < moved[-1] < "█"
+    grads = 1e-3 * (1 + 0.02 * np.random.default_rng(1).standard_normal(80))   # log scale: ±2%
+    assert set(sparkline(grads, 20, log=True)) <= {"▁", "▂"}
+    assert sparkline(np.geomspace(1e-6, 1e-2, 80), 20, log=True)[-1] == "█"
+
+
 def test_histogram_keeper_keeps_the_last_snapshot_with_histograms():
     class Snap:
         def __init__(self, step, histograms):

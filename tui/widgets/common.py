@@ -190,6 +190,10 @@ def between(lo: float, hi: float, t):
         return lo * (1 - t) + hi * t
 
 
+SPARK_SPAN = 0.01      # linear sparklines: changes under 1% of the value barely move
+SPARK_DECADES = 0.1    # log sparklines: changes under a factor of 10^0.1 (26%) barely move
+
+
 def sparkline(values, width: int = 20, log: bool = False) -> str:
     """The last values of a series, one block character each (each a stretch of steps, see
     `group_means`; a missing one is a gap), from the lowest to the highest: on a linear scale,
@@ -206,13 +210,23 @@ def sparkline(values, width: int = 20, log: bool = False) -> str:
         return " " * len(values)
     lo, hi = float(finite.min()), float(finite.max())
     flat = not hi > lo if log else hi - lo <= 1e-12 * max(abs(hi), 1e-300)
+    # A series that hardly moves is drawn nearly flat, not stretched over the full height: the
+    # span drawn is at least SPARK_SPAN of its size (linear, centred on it) or SPARK_DECADES
+    # decades (log, from its lowest).
     top = len(SPARK) - 1
+    middle = None
+    if not flat and log and hi - lo < SPARK_DECADES:
+        hi = lo + SPARK_DECADES
+    elif not flat and not log and math.isfinite(hi - lo) and hi - lo < SPARK_SPAN * max(abs(lo), abs(hi)):
+        middle, span = (lo + hi) / 2, SPARK_SPAN * max(abs(lo), abs(hi))
     out = []
     for v in values:
         if not math.isfinite(v):
             out.append(" ")
         elif flat:
             out.append(SPARK[0] if log else SPARK[3])
+        elif middle is not None:   # centred on the flat level
+            out.append(SPARK[min(max(int(round(3 + (v - middle) / span * top)), 0), top)])
         else:   # the span may be inf (−1e308..1e308): `fraction` measures it in halves
             level = int(round(float(fraction(v, lo, hi)) * top))
             out.append(SPARK[min(max(level, 0), top)])
