@@ -226,3 +226,26 @@ def test_snapshot_regularisation_deep_after_switching_to_l2(snap_compare):
         await pilot.pause(0.5)
 
     assert snap_compare(App(backend), run_before=switch_and_train, terminal_size=(100, 32))
+
+
+def test_a_weights_trend_has_no_holes_and_ends_at_the_number_its_heading_shows():
+    """‖θ‖ and sparsity are measured every few steps: the sparkline carries the last value over
+    the steps between (no gaps, no invented jumps), and the '→' end is the measurement the
+    heading shows, not the history's last point (which may be a mean over several steps)."""
+    import numpy as np
+    from calcml.debug.snapshot import ParamStats
+    from calcml.tui.text_regularisation import param_lines
+    steps = np.arange(1, 41, dtype=float)
+    norms = np.full(40, np.nan)
+    norms[::8] = np.linspace(1.0, 2.0, 5)
+    sparsity = np.full(40, np.nan)
+    sparsity[::8] = [0.0, 0.2, 0.4, 0.6, 0.79]          # the last point: a mean over a compacted stretch
+    p = ParamStats("0.weight", (4, 4), 0.1, 0.01, 0.11, 2.0, 0.01, 0.005, 0.8)
+    lines = [line.plain for line in param_lines("0", "weight", p, {"step": steps, "0.weight.weight_norm": norms,
+                                                                     "0.weight.sparsity": sparsity}, None, None, 100)]
+    assert "sparsity 80%" in lines[0]
+    trend = {line.split()[0]: line for line in lines if line.strip().startswith(("‖θ‖", "sparsity"))}
+    for label in ("‖θ‖", "sparsity"):
+        spark = trend[label][11:].split("  ")[0]
+        assert spark and " " not in spark, trend[label]
+    assert trend["sparsity"].rstrip().endswith("→ 80%") and trend["‖θ‖"].split("→ ")[1].startswith("2 ")

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from .format import num, pct
 from .text_histogram import histogram_lines
-from .widgets.common import first_last, sparkline
+from .widgets.common import carried_forward, first_last, sparkline
 
 SPARSE_BELOW = 1e-3            # the session's sparsity threshold (Thresholds.sparsity_threshold)
 
@@ -89,15 +89,19 @@ def param_lines(layer_name: str, param_name: str, stats, history: dict, now_hist
 
     label_width = 11
     spark_width = max(min(width - label_width - 40, 40), 8)
-    for name, label, fmt in ((f"{p.name}.weight_norm", "‖θ‖", num), (f"{p.name}.sparsity", "sparsity", pct)):
+    for name, label, fmt, now in ((f"{p.name}.weight_norm", "‖θ‖", num, p.weight_norm),
+                                  (f"{p.name}.sparsity", "sparsity", pct, p.sparsity)):
         values = history.get(name)
         line = Text(f"  {label:<{label_width - 2}}", style="dim")
         ends = first_last(history, name)
         if values is None or ends is None:
             line.append("no history yet", style="dim")
         else:
-            line.append(sparkline(values, spark_width), style="green")
+            # measured every few steps: the last value carried between (no holes), and the end
+            # is the number the heading shows (the history's last point may be a mean of several)
+            line.append(sparkline(carried_forward(values), spark_width), style="green")
             first_step, first, last = ends
+            last = now if now is not None else last
             line.append(f"  {fmt(first)} at step {first_step} → {fmt(last)}", style="dim")
             if fmt is num and first:
                 line.append(f" ({(last - first) / abs(first):+.1%})", style="dim")
