@@ -85,3 +85,39 @@ def test_a_live_app_leaves_its_start_up_out_of_later_garbage_collections():
             await pilot.pause(0.1)
             assert gc.get_freeze_count() == 0        # tests' apps: untouched
     run(body())
+
+
+def test_loss_axis_labels_are_short_and_a_loss_spanning_decades_is_on_a_log_scale():
+    import re
+    import numpy as np
+    from calcml.tui.widgets.loss_plot import short
+    assert [short(x) for x in (0.25, 1.0, 3200.0, 7520941226841268702674944.0, -0.0123, 1e-7, 0.0)] == [
+        "0.25", "1", "3.2k", "7.5e24", "-0.0123", "1e-7", "0"]
+    diverging = {"step": np.arange(1, 51), "loss": np.geomspace(1.0, 7.52e24, 50)}
+    backend = local("xor_mlp.py", steps=2)
+
+    def labels(text):
+        return [line.split("┤")[0].strip() for line in text.splitlines() if "┤" in line]
+
+    async def body():
+        app = DebuggerApp(backend, clock=lambda: 1e9)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.pause()
+            plot = app.query_one(LossPlot)
+            plot.show(diverging)                             # auto: 24 decades, a log scale
+            text = plot.render().plain
+            assert "loss (log scale)" in text and {"1e0", "1e20"} <= set(labels(text))
+            assert all(len(label) <= 6 for label in labels(text)), labels(text)
+            plot.show({"step": np.arange(1, 4), "loss": np.array([0.9, 0.5, 0.25])})   # under 100×: linear
+            assert "log scale" not in plot.render().plain
+            app.backend.state.history = diverging
+            for scale in ("log", "linear", "auto"):
+                await pilot.press("l")
+                await settle(pilot, lambda: plot.scale == scale)
+                text = plot.render().plain
+                assert ("log scale" in text) == (scale != "linear"), scale
+                assert all(len(label) <= 6 for label in labels(text)), (scale, labels(text))
+            await pilot.press("l", "l")                      # linear: 7.5e24 at the top, not 25 digits
+            await settle(pilot, lambda: plot.scale == "linear")
+            assert "7.5e24" in labels(plot.render().plain) and not re.search(r"\d{8}", plot.render().plain)
+    run(body())

@@ -36,7 +36,7 @@ from .terminal_driver import terminal_driver
 from .text_layers import warning_line
 from .widgets.gradient_flow_plot import GradientFlowPlot
 from .widgets.layers import LayerTable
-from .widgets.loss_plot import LossPlot
+from .widgets.loss_plot import SCALES, LossPlot
 from .widgets.status import StatusBar
 
 TABLE_HZ = 4
@@ -61,6 +61,7 @@ class DebuggerApp(App):
         Binding("left_square_bracket", "lr_down", "lr÷2", key_display="[", show=False),
         Binding("right_square_bracket", "lr_up", "lr×2", key_display="]", show=False),
         Binding("g", "toggle_plots", "plots"),
+        Binding("l", "loss_scale", "loss scale", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
@@ -351,6 +352,14 @@ class DebuggerApp(App):
             downloads = user_downloads_path()
             path = str(downloads if downloads.is_dir() else Path.cwd())
         return super().deliver_screenshot(filename, path, time_format)
+
+    def action_loss_scale(self) -> None:
+        """The loss plot's y axis: auto (log when the loss spans 100x or more), log, linear."""
+        plot = self.query_one(LossPlot)
+        plot.scale = SCALES[(SCALES.index(plot.scale) + 1) % len(SCALES)]
+        plot.show(self.backend.state.history)
+        self.notify(f"loss axis: {plot.scale}" + (" (log when the loss spans 100× or more)" if plot.scale == "auto" else ""),
+                    timeout=2)
 
     async def action_quit(self) -> None:
         self._quit(0)

@@ -18,6 +18,7 @@ HELP = """\
   v       Bayesian view: the ELBO's terms, posterior σ, gradient noise, HMC's state
   [ ]     halve / double the learning rate
   g       plots (on narrow terminals)   ctrl+p  command palette
+  l       loss axis: auto (log when the loss spans 100×), log, linear
   ?       this help                q   quit, from every screen (ctrl+q too)
   escape  back to the main screen, from every view
 
