@@ -158,6 +158,32 @@ def test_step_3_pauses_the_run_at_step_3():
     run(body())
 
 
+def test_the_main_screen_says_which_breakpoint_paused_the_run_and_the_values_that_made_it_true():
+    backend = local()
+
+    async def body():
+        app = make_app(backend)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await open_dialog(app, pilot)
+            await add(app, pilot, 'grad_norm("0.weight") > 0 and step == 4')
+            await pilot.press("escape", "space")
+            backend.pump(10)
+            app.poll()
+            await settle(pilot, lambda: backend.state.state == "paused")
+            hit = backend.state.snapshot.hit
+            g = backend.state.snapshot.layers[0].params["weight"].grad_norm
+            assert hit.step == 4 and f"{g:.4g}" in hit.why
+            status = plain(app.query_one("#status"), 160)
+            assert "PAUSED at breakpoint 1" in status
+            assert 'grad_norm("0.weight") > 0 and step == 4 holds (' in status and f"{g:.4g}" in status
+            await pilot.press("space")                          # running again: the reason goes
+            backend.pump(2)
+            app.poll()
+            await settle(pilot, lambda: backend.state.snapshot.step > 4)
+            assert "holds" not in plain(app.query_one("#status"), 160)
+    run(body())
+
+
 def test_d_and_delete_remove_the_selected_breakpoint():
     backend = local()
 

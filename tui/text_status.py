@@ -33,11 +33,14 @@ def status_text(state) -> Text:
     if stop and state.state == "stopped":
         label += f" ({stop['reason']})"
     why = stop_summary(stop) if stop and state.state == "stopped" else ""
-    if snap is not None and snap.hit is not None and state.state == "paused":
-        label += " at breakpoint"
+    hit = snap.hit if snap is not None and state.state == "paused" else None
+    if hit is not None:
+        label += f" at breakpoint {hit.id}"
     line.append(f" {label} ", style=STATE_STYLE.get(state.state, "bold") + " reverse")
     if why:   # what stopped it comes first: it is what a person needs to read
         line.append(f"  {why}", style="bold red")
+    if hit is not None:   # which condition, and the values that made it true (as headless says it)
+        line.append(f"  {hit.why}", style="bold yellow")
     if snap is not None:
         line.append(f"  step {snap.step}")
         line.append(f"  epoch {snap.epoch}")
