@@ -659,3 +659,22 @@ def test_a_snapshots_layers_read_late_are_those_of_its_step():
     for step in (1, 2, 3, 11, 12):
         assert for_json(plain(kept[step].layers)) == read_at_once[step], f"step {step}"
     assert kept[11].layers == tuple(kept[11].layers) and len(kept[11].layers) == len(read_at_once[11])
+
+
+def test_a_finished_run_trains_on_and_a_stopped_one_does_not():
+    from pathlib import Path
+    from calcml.debug import load_model_file
+    samples = Path(__file__).resolve().parents[1] / "sample_models"
+    s = Session(load_model_file(str(samples / "xor_mlp.py")), max_steps=5)
+    s.run_to_end()
+    assert s.state == "finished" and s.step_count == 5
+    s.train_on(7)
+    final = s.run_to_end()
+    assert s.state == "finished" and s.step_count == 12 and final.step == 12
+    assert [h for h in s.history.series("loss") if h == h][-1] == final.loss
+    stopped = Session(load_model_file(str(samples / "nan_demo.py")))
+    stopped.run_to_end()
+    assert stopped.state == "stopped"
+    stopped.train_on(5)
+    assert stopped.run_to_end() is None or stopped.state == "stopped"
+    assert stopped.state == "stopped"

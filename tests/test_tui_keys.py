@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from calcml.tui.app import DebuggerApp
-from tui_helpers import local, run, settle
+from tui_helpers import local, run, screen_text, settle
 
 # how each screen is opened from the main one, and its class name
 SCREENS = [("enter", "InspectorScreen"), ("r", "RegularisationScreen"), ("h", "CurvatureScreen"),
@@ -67,4 +67,41 @@ def test_a_screenshot_without_a_downloads_folder_goes_to_the_working_directory(t
         saved = list(tmp_path.glob("*.svg"))
         assert len(saved) == 1 and "<svg" in saved[0].read_text()
         assert notes[-1][1] != "error" and str(tmp_path) in notes[-1][0]
+    run(body())
+
+
+def test_t_trains_a_finished_run_on_with_what_the_person_set():
+    """Once a sample has run its steps, t trains as many steps again (at least 100), keeping the
+    lr and regulariser chosen; the lr keys work again; t means nothing before the end."""
+    async def body():
+        backend = local(steps=0)
+        session = backend.session
+        session.max_steps = 30
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settle(pilot, lambda: backend.state.snapshot is not None)
+            assert app.check_action("train_on", ()) is False          # not finished: hidden
+            await pilot.press("space")
+            while backend.state.state != "finished":
+                backend.pump(10)
+                app.poll()
+                await pilot.pause()
+            assert backend.state.snapshot.step == 30 and app.check_action("lr_up", ()) is None
+            app.refresh_bindings()
+            await settle(pilot, lambda: "train on" in screen_text(app), what="t train on in the footer")
+            backend.set_regularizer("L2", 1e-3)
+            backend.pump(1)
+            lr = session.lr
+            await pilot.press("t")
+            backend.pump(1)
+            app.poll()
+            await settle(pilot, lambda: backend.state.state == "running")
+            assert session.max_steps == 130 and app.check_action("lr_up", ()) is True
+            await pilot.press("left_square_bracket")                    # halve the lr: works again
+            while backend.state.state != "finished":
+                backend.pump(20)
+                app.poll()
+                await pilot.pause()
+            assert backend.state.snapshot.step == 130
+            assert session.lr == lr / 2 and backend.state.snapshot.regularizer == ("L2", 1e-3)
     run(body())

@@ -43,6 +43,7 @@ TABLE_HZ = 4
 PLOT_HZ = 2
 NARROW = 110   # below this many columns, plots share the screen with the table (key g)
 LR_FACTOR = 2.0
+TRAIN_ON_AT_LEAST = 100
 
 
 class DebuggerApp(App):
@@ -62,6 +63,7 @@ class DebuggerApp(App):
         Binding("right_square_bracket", "lr_up", "lr×2", key_display="]", show=False),
         Binding("g", "toggle_plots", "plots"),
         Binding("l", "loss_scale", "loss scale", show=False),
+        Binding("t", "train_on", "train on"),   # in the footer once the run has finished
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
@@ -246,6 +248,8 @@ class DebuggerApp(App):
             return not done or None
         if action in ("lr_up", "lr_down"):
             return not done or None
+        if action == "train_on":
+            return state == "finished"
         if action == "toggle_plots":
             return self.screen.has_class("-narrow") or False
         return True
@@ -257,6 +261,7 @@ class DebuggerApp(App):
             ("Pause / resume training", "space", self.action_toggle_pause),
             ("One training step", "n, while paused", self.action_next_step),
             ("Step into one iteration", "s: op by op, forward then backward", self.action_step_into),
+            ("Train on", "t: a finished run trains as many steps again", self.action_train_on),
             ("Inspect the selected layer", "enter: the chain rule down to it", self.action_inspect),
             ("Regularisation view", "r: none / L1 / L2 and λ", self.action_regularisation),
             ("Curvature view", "h: λ_max and the lr edge, the Hessian diagonal, Newton's state",
@@ -300,6 +305,15 @@ class DebuggerApp(App):
 
     def action_continue(self) -> None:
         self.backend.run()
+
+    def action_train_on(self) -> None:
+        """A finished run trains on for as many steps again as it ran (100 at least)."""
+        if self.backend.state.state != "finished":
+            return
+        snap = self.backend.state.snapshot
+        n = max(TRAIN_ON_AT_LEAST, snap.step if snap is not None else 0)
+        self.backend.train_on(n)
+        self.notify(f"training on: {n} more steps", timeout=2)
 
     def action_lr_up(self) -> None:
         self._scale_lr(LR_FACTOR)

@@ -250,6 +250,9 @@ class Backend:
     def step_into(self):
         self.command(commands.StepInto())
 
+    def train_on(self, n: int):
+        self.command(commands.TrainOn(n))
+
     def set_lr(self, lr: float):
         self.command(commands.SetLr(lr))
 

@@ -42,6 +42,15 @@ class Step(Command, tag="step"):
             raise ValueError(f"step(n) takes at most {MAX_STEPS:,} steps at a time, got {self.n}")
 
 
+class TrainOn(Command, tag="train_on"):
+    """A finished run trains `n` more steps (running): its end moves on, and nothing else changes."""
+    n: Annotated[int, Meta(ge=1, le=MAX_STEPS)] = 100
+
+    def check(self) -> None:
+        if not 1 <= self.n <= MAX_STEPS:
+            raise ValueError(f"train on needs 1 to {MAX_STEPS:,} more steps, got {self.n}")
+
+
 class StepInto(Command, tag="step_into"):
     """One training iteration recorded op by op (the trace is in the next snapshot)."""
 
@@ -94,7 +103,7 @@ class Quit(Command, tag="quit"):
     """End the run: the training side writes its report and leaves."""
 
 
-Any = Union[Run, Pause, Step, StepInto, SetLr, ScaleLr, SetRegularizer, AddBreakpoint, RemoveBreakpoint,
+Any = Union[Run, Pause, Step, TrainOn, StepInto, SetLr, ScaleLr, SetRegularizer, AddBreakpoint, RemoveBreakpoint,
             Stop, Quit]
 NAMES = {t.__struct_config__.tag: t for t in Any.__args__}
 

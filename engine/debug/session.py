@@ -143,6 +143,10 @@ class Session:
     def step(self, n: int = 1) -> None:
         self.submit(commands.Step(int(n)))
 
+    def train_on(self, n: int) -> None:
+        """A finished run: train `n` more steps."""
+        self.submit(commands.TrainOn(int(n)))
+
     def step_into(self) -> None:
         """One training iteration recorded op by op (the trace is in the next snapshot)."""
         self.submit(commands.StepInto())
@@ -224,6 +228,10 @@ class Session:
             self.backend.set_lr(self.backend.lr * command.factor)
         elif kind is commands.SetRegularizer:
             self._switch_regularizer(command.kind_name(), command.lam)
+        elif kind is commands.TrainOn:
+            if self.state == FINISHED:   # (a stopped run stays stopped: what stopped it still holds)
+                self.max_steps = self.step_count + command.n
+                self.state = RUNNING
         elif self.done:
             return
         elif kind is commands.Run:

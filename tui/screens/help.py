@@ -12,6 +12,7 @@ HELP = """\
   space   pause / resume          n   one training step (paused)
   s       step into: one iteration op by op (paused)
   c       continue                b   breakpoints
+  t       train on: a finished run trains as many steps again (100 at least)
   enter   inspect the selected layer: the chain rule down to it
   r       regularisation view: none / L1 / L2 and λ, live
   h       curvature view: λ_max, the lr edge, the Hessian diagonal, Newton's state
