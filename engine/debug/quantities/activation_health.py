@@ -103,15 +103,12 @@ def _conditions(rows, t) -> list:
                 "dead_relu", name, dead_fraction, t.dead_fraction,
                 f"{name} ({type_name}): {dead_fraction:.0%} of ReLU units output 0 for the whole batch: "
                 f"their derivative is 0, so no gradient reaches the weights before them"))
-        if saturated(saturated_fraction, t) and activation == "softmax":
-            conditions.append(Condition(
-                "saturation", name, saturated_fraction, t.saturated_fraction,
-                f"{name} ({type_name}): {saturated_fraction:.0%} of softmax rows put over {1 - t.saturation_level:.0%} "
-                f"of their weight on one entry: their Jacobian diag(p) − ppᵀ is nearly 0, so almost no "
-                f"gradient reaches those logits"))
-        elif saturated(saturated_fraction, t):
-            conditions.append(Condition(
-                "saturation", name, saturated_fraction, t.saturated_fraction,
-                f"{name} ({type_name}): {saturated_fraction:.0%} of {activation} units are saturated: "
-                f"their derivative is below {t.saturation_level:.0%} of its maximum, so the gradient stops"))
+        if saturated(saturated_fraction, t):
+            what = (f"softmax rows put over {1 - t.saturation_level:.0%} of their weight on one entry: their "
+                    f"Jacobian diag(p) − ppᵀ is nearly 0, so almost no gradient reaches those logits"
+                    if activation == "softmax" else
+                    f"{activation} units are saturated: their derivative is below {t.saturation_level:.0%} of "
+                    f"its maximum, so the gradient stops")
+            conditions.append(Condition("saturation", name, saturated_fraction, t.saturated_fraction,
+                                        f"{name} ({type_name}): {saturated_fraction:.0%} of {what}"))
     return conditions
