@@ -32,6 +32,8 @@ Two ways of driving the session are timed, because they differ:
            steps pending; everything is measured on the last of them). The target rows.
   run      session.run() once, then session.tick() per step: how the worker trains when the
            interface (or --run) starts training; histograms only every `histogram_every` steps.
+           As under the interface, the session keeps a copy of the weights before every step
+           (`may_pause`), so that a pause pressed after any step measures that step's update.
 
 Why per-step ratios: the machine is a noisy, shared 2-core box, so absolute times mean little.
 Only per-step times inside timed rounds are compared (model building and warm-up are outside
@@ -195,6 +197,7 @@ class SessionSteps:
         self.drive = drive
         self.count = 0
         if drive == "run":
+            self.session.may_pause = True   # as under the interface: a pause may come after any step
             self.session.run()
 
     def steps(self, n: int) -> None:

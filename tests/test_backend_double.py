@@ -149,3 +149,48 @@ def test_observed_steps_pause_the_loop_at_its_boundary():
     assert backend.updates == 3 and s.step_count == 3 and published.empty()
     assert [e.layer for e in starts(s, "vanishing_gradient")] == ["a"]
     assert list(s.history.series("step")) == [1, 2, 3]
+
+
+def test_a_pause_in_an_observed_loop_measures_the_last_step_at_rest():
+    """Under a front end a pause can come after any step: the loop, held at its next boundary,
+    has the last step's ‖θ‖ and ‖Δθ‖ measured there (they are otherwise measured every 1,000)."""
+    import time
+    backend = FakeBackend(a_scale=1.0)
+    s = Session(spec(), SessionConfig(curvature_every=0, detail_every=1000), backend=backend)
+    s.may_pause = True
+    after: list = []
+
+    def users_loop():
+        while True:
+            record = backend.record()
+            if not s.observe_step(record):
+                break
+            backend.apply_update(record, None)
+            after.append({k: w.copy() for k, w in backend.w.items()})
+            s.observed_update_done()
+            if len(after) == 5:
+                s.pause()
+
+    loop = threading.Thread(target=users_loop, daemon=True)
+    loop.start()
+    s.run()
+    deadline = time.monotonic() + 10   # (the held loop replaces the snapshot before it waits)
+    while time.monotonic() < deadline and not _measured_at_rest(s, after):
+        time.sleep(0.01)
+    assert len(after) == 5 and s.state == "paused" and s.snapshot.step == 5
+    for layer in s.snapshot.layers:
+        for p in layer.params.values():
+            w, dw = after[4][p.name], after[4][p.name] - after[3][p.name]
+            assert np.isclose(p.weight_norm, np.linalg.norm(w), rtol=1e-12)
+            assert np.isclose(p.update_norm, np.linalg.norm(dw), rtol=1e-12)
+    s.stop()
+    loop.join(10)
+    assert not loop.is_alive() and backend.updates == 5
+
+
+def _measured_at_rest(s, after) -> bool:
+    snapshot = s.snapshot
+    if len(after) < 5 or snapshot is None or snapshot.step != 5:
+        return False
+    return bool(np.isclose(snapshot.layers[0].params["weight"].weight_norm, np.linalg.norm(after[4]["a.weight"]),
+                           rtol=1e-12))

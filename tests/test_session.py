@@ -678,3 +678,106 @@ def test_a_finished_run_trains_on_and_a_stopped_one_does_not():
     stopped.train_on(5)
     assert stopped.run_to_end() is None or stopped.state == "stopped"
     assert stopped.state == "stopped"
+
+
+# -- the numbers measured at rest: a pause, a breakpoint, the end -----------------------------------
+def _rest_session(steps=None, **config):
+    model = mlp()
+    s = Session(make_spec(model, F.mse_loss, regression_data(), steps=steps),
+                config=SessionConfig(detail_every=1000, histogram_every=1000, **config))
+    return model, s
+
+
+def _assert_measured_now(snap, model, before):
+    """The snapshot's ‖θ‖, ‖Δθ‖, update ratio and sparsity are those of the weights now and of the
+    last step's update (computed here from copies of the weights), and its histograms are taken."""
+    now = weights(model)
+    for layer in snap.layers:
+        for p in layer.params.values():
+            w, dw = now[p.name], now[p.name] - before[p.name]
+            assert close(p.weight_norm, np.linalg.norm(w))
+            assert close(p.update_norm, np.linalg.norm(dw)) and np.linalg.norm(dw) > 0
+            assert close(p.update_ratio, np.linalg.norm(dw) / np.linalg.norm(w))
+    counts, edges = snap.histograms["0.weight.weight_hist"]
+    assert close(edges[0], now["0.weight"].min()) and close(edges[-1], now["0.weight"].max())
+    assert sum(counts) == now["0.weight"].size
+
+
+def test_a_pause_while_running_measures_the_last_step_at_rest():
+    model, s = _rest_session()
+    s.may_pause = True          # as under the interface, where space pauses after any step
+    s.run()
+    for _ in range(6):
+        s.tick()
+    before = weights(model)
+    assert s.tick().layers[0].params["weight"].weight_norm != np.linalg.norm(before["0.weight"])
+    s.pause()
+    assert s.tick() is None and s.state == "paused" and s.snapshot.step == 7
+    _assert_measured_now(s.snapshot, model, before)
+    before = weights(model)
+    s.step(1)
+    _assert_measured_now(s.tick(), model, before)
+
+
+def test_a_pause_without_a_front_end_keeps_no_copy_of_the_weights():
+    model, s = _rest_session()     # headless: only breakpoints and the end stop a run, and both are known
+    s.run()
+    for _ in range(7):
+        s.tick()
+    stale = s.snapshot.layers[0].params["weight"].weight_norm
+    s.pause()
+    s.tick()
+    assert s.snapshot.layers[0].params["weight"].weight_norm == stale   # step 1's: nothing was held
+
+
+def test_a_breakpoint_measures_its_step_at_rest_and_into_the_history():
+    model, s = _rest_session()
+    s.add_breakpoint("loss < 1e9 and step >= 7")
+    s.run()
+    for _ in range(6):
+        s.tick()
+    before = weights(model)
+    snap = s.tick()
+    assert snap.hit is not None and snap.step == 7 and s.state == "paused"
+    _assert_measured_now(snap, model, before)
+    steps = s.history.series("step")
+    measured = steps[np.isfinite(s.history.series("0.weight.weight_norm"))].astype(int).tolist()
+    assert measured == [1, 7]
+
+
+def test_the_last_step_is_measured_at_rest():
+    model, s = _rest_session(steps=7)
+    s.run()
+    for _ in range(6):
+        s.tick()
+    before = weights(model)
+    snap = s.tick()
+    assert snap.state == "finished"
+    _assert_measured_now(snap, model, before)
+
+
+def test_a_breakpoint_on_an_update_ratio_reads_every_step():
+    """update_ratio is measured every few steps; a breakpoint that reads it has it every step, so
+    it fires at the first step where it holds (found here from copies of the weights)."""
+    model = mlp()
+    probe = copy.deepcopy(model)
+    X, y = regression_data()
+    optimizer = cm.optim.SGD(probe.parameters(), lr=0.1)
+    ratios = []
+    for _ in range(40):
+        w = probe[0].weight.data.copy()
+        loss = F.mse_loss(probe(cm.tensor(X)), cm.tensor(y))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        new = probe[0].weight.data
+        ratios.append(float(np.linalg.norm(new - w) / np.linalg.norm(new)))
+    assert ratios[0] > ratios[-1]
+    limit = (ratios[12] + ratios[13]) / 2 if ratios[12] > ratios[13] else None
+    first = next(k + 1 for k, r in enumerate(ratios) if r < limit)
+    assert first % 10 and first > 1
+    s = Session(make_spec(model, F.mse_loss, (X, y)), config=SessionConfig(detail_every=1000))
+    s.add_breakpoint(f'update_ratio("0.weight") < {limit!r}')
+    snap = s.run_to_end()
+    assert snap.hit is not None and snap.step == first
+    assert close(snap.layers[0].params["weight"].update_ratio, ratios[first - 1])

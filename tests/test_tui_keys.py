@@ -105,3 +105,31 @@ def test_t_trains_a_finished_run_on_with_what_the_person_set():
             assert backend.state.snapshot.step == 130
             assert session.lr == lr / 2 and backend.state.snapshot.regularizer == ("L2", 1e-3)
     run(body())
+
+
+def test_a_pause_shows_the_weights_and_updates_of_the_step_it_stopped_at():
+    """‖W‖ and upd/W are measured every few steps; the table shows the paused step's own."""
+    import numpy as np
+
+    from calcml.tui.format import num
+    from tui_helpers import backend_with
+    backend = backend_with("xor_mlp.py", detail_every=1000)
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("space")
+            backend.pump(30)
+            weight = backend.session.model[0].weight.data
+            before = weight.copy()
+            backend.pump(1)
+            await pilot.press("space")
+            backend.pump(1)
+            assert backend.session.state == "paused" and backend.session.step_count == 31
+            norm = np.linalg.norm(weight)
+            ratio = np.linalg.norm(weight - before) / norm
+            shown = backend.state.snapshot.layers[0].params["weight"]
+            assert np.isclose(shown.weight_norm, norm, rtol=1e-12) and np.isclose(shown.update_ratio, ratio, rtol=1e-12)
+            await settle(pilot, lambda: num(ratio) in screen_text(app), what="upd/W of step 31 on screen")
+            assert num(norm) in screen_text(app)
+    run(body())

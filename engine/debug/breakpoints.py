@@ -31,6 +31,7 @@ class BreakpointError(ValueError):
 VARIABLES = ("loss", "val_loss", "step", "epoch", "lr", "lambda_max", "lr_edge")
 PARAM_FUNCTIONS = ("grad_norm", "penalty_grad_norm", "total_grad_norm", "weight_norm", "update_norm",
                    "update_ratio", "sparsity", "effective_lr", "hessian_diag")
+DETAIL_FUNCTIONS = ("weight_norm", "update_norm", "update_ratio", "sparsity", "effective_lr")  # passes over every weight
 LAYER_FUNCTIONS = ("grad_in_norm", "grad_out_norm", "grad_ratio", "mean_local_derivative",
                    "dead_fraction", "saturated_fraction")
 HELP = (f"a warning kind ({', '.join(KINDS)}), 'step N', 'every N', or a condition such as "
@@ -264,15 +265,26 @@ class Breakpoints:
     def __init__(self):
         self._items: dict[int, Breakpoint] = {}
         self._next_id = 1
+        # A condition reads a weight's norm, update or sparsity: the session measures those every
+        # step (they are otherwise measured every few), so that the condition sees every step's.
+        self.reads_detail = False
 
     def add(self, text: str, params=(), layers=()) -> Breakpoint:
         bp = parse(text, self._next_id, params, layers)
         self._items[bp.id] = bp
         self._next_id += 1
+        self._reread()
         return bp
 
     def remove(self, bp_id: int) -> bool:
-        return self._items.pop(bp_id, None) is not None
+        removed = self._items.pop(bp_id, None) is not None
+        self._reread()
+        return removed
+
+    def _reread(self) -> None:
+        self.reads_detail = any(
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DETAIL_FUNCTIONS
+            for bp in list(self._items.values()) if bp.kind == "condition" for node in ast.walk(bp.value))
 
     def __iter__(self):
         return iter(list(self._items.values()))

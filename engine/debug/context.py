@@ -14,7 +14,8 @@ from .snapshot import EMPTY
 class StepContext:
     __slots__ = ("step", "record", "backend", "regularizer", "thresholds", "clock", "traced", "resting",
                  "grad_norms", "penalty_grads", "penalty", "param_numbers", "layer_grads", "layer_acts",
-                 "detail", "hessian", "series", "warn", "failures", "detailed", "_norms")
+                 "detail", "hessian", "series", "warn", "failures", "detailed", "hold", "wants_detail",
+                 "_norms")
 
     def __init__(self, step: int, record, backend, regularizer, thresholds, clock, traced: bool, resting: bool):
         self.step = step                  # the step being taken, counted from 1
@@ -36,6 +37,8 @@ class StepContext:
         self.series: dict = {}            # history values of this step
         self.warn: set = set()            # quantities with a number over a threshold: run their full checks
         self.detailed = False             # this step measures what needs a pass over every weight
+        self.hold = False                 # keep θ before the step: a pause or breakpoint may come after it
+        self.wants_detail = False         # a breakpoint reads a weight's norm, update or sparsity
         self.failures: list = []          # (what, error): the model's code failed in a measurement
         self._norms: dict = {}
 

@@ -31,7 +31,7 @@ from .diagnostics import WarningEvent, WarningMonitor
 from .history import History
 from .loader import ModelSpec, user_traceback
 from .quantities import (ActivationHealth, Bayes, ChainRule, Curvature, GradientNorms, Histograms, Loss,
-                         OptimizerState, make_all)
+                         OptimizerState, UpdateRatio, make_all)
 from .quantities.base import Quantity
 from .rate import Rate
 from .schedule import TrainingClock
@@ -64,6 +64,10 @@ class Session:
         self._pending_steps = 0
         self._pending_traced = False
         self._observed: StepContext | None = None
+        # A front end is attached that can pause the run at any moment (not only where a step
+        # count or the end says it will stop): each step keeps what measuring it at rest needs.
+        self.may_pause = False
+        self._unsettled: StepContext | None = None   # the latest step, if it was not measured at rest
         self._batches = BatchSource(spec.data, spec.batch_size, spec.seed, getattr(self.backend, "as_batch", as_batch))
         self.params = self.backend.parameters()
         self._lay_out()
@@ -73,6 +77,7 @@ class Session:
         by_type = {type(q): q for q in self.quantities}
         self._loss, self._curvature, self._bayes = by_type[Loss], by_type[Curvature], by_type[Bayes]
         self._optimizer_state, self._histograms = by_type[OptimizerState], by_type[Histograms]
+        self._update_ratio = by_type[UpdateRatio]
         self._before = [q for q in self.quantities if type(q).before_update is not Quantity.before_update]
         self._checks = [by_type[kind] for kind in (GradientNorms, ChainRule, ActivationHealth, Loss, Curvature)]
         self.clock = TrainingClock()
@@ -187,6 +192,8 @@ class Session:
     def tick(self) -> Snapshot | None:
         """Apply queued commands, then train one step if running or steps are pending."""
         self._apply_commands()
+        if self.done or (self.state != RUNNING and self._pending_steps == 0):
+            self._settle()
         if self.done:
             return None
         if self.state == RUNNING or self._pending_steps > 0:
@@ -293,6 +300,7 @@ class Session:
         `observed_update_done()`. False: the run has ended, or this step failed (a NaN, or the
         model's code raised) and the run stopped: the update must not happen."""
         self.wait_at_boundary()
+        self._unsettled = None
         if self.done:
             return False
         traced, self._pending_traced = self._pending_traced, False
@@ -333,6 +341,8 @@ class Session:
             if self._pending_steps > 0:
                 self._pending_steps -= 1
                 return
+            # (the step the loop is held at has already replaced the gradients: its weights only)
+            self._settle(histograms=False)
             try:
                 self._apply(*self._commands.get(timeout=timeout))
             except queue.Empty:
@@ -344,11 +354,14 @@ class Session:
         try:
             batch = self._batches.next()
         except StopIteration:
+            self._settle()
             self._stop("data_exhausted", "the model file's data iterator has no more batches")
             return self._publish_stopped()
         except MODEL_ERRORS as error:
+            self._settle()
             self._stop("error", "the model file's data raised an error:\n" + _describe_error(error, spec.path))
             return self._publish_stopped()
+        self._unsettled = None   # (the step replaces the gradients and activations it would read)
         try:
             record = self.backend.step(batch, traced)
         except ModelError as failure:
@@ -380,6 +393,8 @@ class Session:
             return self._non_finite(record)
         ctx = StepContext(self.step_count + 1, record, self.backend, self.regularizer, self.config.thresholds,
                           self.clock, traced, self._rests_after_this_step())
+        ctx.hold = self.may_pause or len(self.breakpoints) > 0
+        ctx.wants_detail = self.breakpoints.reads_detail
         ctx.grad_norms = {name: n for name, (n, _) in checked.items()}
         if self.regularizer is not None:
             try:
@@ -408,8 +423,7 @@ class Session:
             quantity.measure(ctx)
         for what, error in ctx.failures:
             self._stop("error", what + _describe_error(error, self.spec.path))
-        layers = records.StepLayers(self._layout, ctx.param_numbers, ctx.layer_grads, ctx.detail, ctx.hessian,
-                                   ctx.layer_acts)
+        layers = self._step_layers(ctx)
         # A quantity's quick look at its numbers (ctx.warn) decides whether its full check runs
         # (the layers' statistics are built the first time one of them reads them); the loss and
         # curvature checks are cheap: every step.
@@ -419,11 +433,14 @@ class Session:
                 conditions += quantity.conditions(layers, ctx)
         events = self.monitor.update(step, conditions, lambda c: self._now(c, layers, ctx))
         self.warnings.extend(events)
-        self.history.record(step, ctx.series)
         hit = self._check_breakpoints(step, ctx.record.loss, layers, events)
         if self.max_steps is not None and step >= self.max_steps and not self.done:
             self.state = FINISHED
         resting = self.done or (self.state != RUNNING and self._pending_steps == 0)
+        if resting and not ctx.resting and self._update_ratio.settle(ctx, ctx.series):
+            layers = self._step_layers(ctx)   # (a breakpoint fired: the step is measured at rest)
+        self.history.record(step, ctx.series)
+        self._unsettled = None if resting else ctx
         snapshot = Snapshot(
             step=step, epoch=self.epoch, state=self.state, loss=ctx.record.loss, val_loss=self._loss.last_val,
             penalty=ctx.penalty, lr=self.lr, steps_per_sec=self._rate.tick(), regularizer=self._regularizer_pair(),
@@ -432,6 +449,22 @@ class Session:
             curvature=self.curvature, optimizer_state=self._optimizer_state.latest, bayes=self.bayes)
         self.snapshot = snapshot
         return snapshot
+
+    def _step_layers(self, ctx: StepContext) -> records.StepLayers:
+        return records.StepLayers(self._layout, ctx.param_numbers, ctx.layer_grads, ctx.detail, ctx.hessian,
+                                  ctx.layer_acts)
+
+    def _settle(self, histograms: bool = True) -> None:
+        """The run has come to rest after a step that did not expect to be the last before it (a
+        pause pressed while running): what is measured at rest is measured now, from the weights
+        that step left, into its snapshot. (The step is already in the history without them.)"""
+        ctx, self._unsettled = self._unsettled, None
+        if ctx is None or self.snapshot is None or self.snapshot.step != ctx.step:
+            return
+        changes = {"histograms": self._histograms.take(ctx, resting=True)} if histograms else {}
+        if self._update_ratio.settle(ctx, None):
+            changes["layers"] = self._step_layers(ctx)
+        self.snapshot = replace(self.snapshot, **changes)
 
     def _rests_after_this_step(self) -> bool:
         """Whether the run will stand still after the step about to be taken (paused with no

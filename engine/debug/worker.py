@@ -89,6 +89,7 @@ def _notes(session: Session) -> tuple:
 class Worker:
     def __init__(self, session: Session, channel: _Channel):
         self.session = session
+        session.may_pause = True   # a person can pause it after any step: each is measured at rest then
         self.channel = channel
         self.wake = threading.Event()
         self.quit = threading.Event()
