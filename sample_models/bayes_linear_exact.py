@@ -24,7 +24,7 @@ Python), the layer being `model`:
     model.weight_sigma.ravel()    vs  exact_std       (within 5% or so; marginal_std is 1.7× larger)
 The gradient is a one-draw Monte Carlo estimate, so μ and σ never settle exactly: at a constant
 learning rate η they jitter around the optimum, σ by about √(0.35·η) relative (2-3% here).
-Press ] to double η and watch the jitter grow; the small η (and init_sigma = 0.03, near the
+Press ] to double η (once the run has ended, then t to train on) and watch the jitter grow; the small η (and init_sigma = 0.03, near the
 answer σn/√N, instead of the default 0.05) is what makes 3000 steps enough.
 """
 import numpy as np

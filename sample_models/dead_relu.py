@@ -2,8 +2,9 @@
 
 The hidden layer's biases start at −0.8, so for most units (about 78% here) z = Wx + b is
 negative for every input and ReLU(z) = max(0, z) outputs 0. Where z < 0, ReLU's derivative is
-0, so the chain rule sends no gradient to those units' weights or biases: they never recover. Watch the layer table's
-'dead' column and the dead_relu warning; then try cm.nn.init.zeros_ on the biases instead.
+0, so the chain rule sends no gradient to those units' weights or biases: they never recover.
+Watch the layer table's activation column ('dead 78%') and the dead_relu warning; then try
+cm.nn.init.zeros_ on the biases instead.
 """
 import calcml as cm
 import calcml.nn.functional as F

@@ -15,7 +15,7 @@ NOT the usual per-datum mean: a loss n times smaller is the log density of p(θ|
 
 What to look for, in the optimiser's report after each step (its state_info: the debugger's
 optimizer state): the acceptance rate, about 0.9 here, and |ΔH| of each proposal. The step
-size is the lr, so press ] once: ε = 0.5 is at leapfrog's stability limit 2/√λ_max ≈ 0.5
+size is the lr, so press ] once (once the run has ended, then t to train on): ε = 0.5 is at leapfrog's stability limit 2/√λ_max ≈ 0.5
 (λ_max ≈ 16, the curvature of U along the posterior's narrowest direction; gradient descent's
 edge would be 2/λ_max), |ΔH| jumps and only about 10% of the proposals are accepted; [ comes
 back. The loss (= U) does not fall to a minimum: it wanders around its typical value, and the

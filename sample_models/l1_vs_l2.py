@@ -5,7 +5,9 @@ the pull fades as a weight shrinks and the 17 irrelevant weights end small but n
 L1 adds λΣ|θ| (gradient λ·sign θ): the same push for every weight, however small, so the
 irrelevant ones are driven to zero and the model becomes sparse.
 This file starts with L1: watch 'sparsity' climb in the regularisation view (key r), then switch
-to L2 there (or set regularizer = cm.reg.L2(0.05)) and watch the weights shrink without vanishing.
+to L2 there (key 2, or set regularizer = cm.reg.L2(0.05)) and watch the weights shrink without
+vanishing: sparsity falls back to a few per cent. If the run has ended first, press t to train on
+(or ctrl+r to start again from step 0 with the regulariser you chose).
 """
 import calcml as cm
 import calcml.nn.functional as F

@@ -6,8 +6,10 @@ converges only while η < 2/λ_max. This file computes λ_max from the data and 
 η = 1.1 × 2/λ_max: the error along that one direction grows by |1 − 2.2| = 1.2 per step, which
 is slow at first (the loss even falls for a few steps, as the other directions converge) and
 then explodes. The debugger measures λ_max itself (Lanczos on exact Hessian-vector products)
-and warns lr_too_large at step 1 with the numbers. Press [ to halve the learning rate: the
-warning clears and the loss falls. The curvature view (key h) plots lr against the edge.
+and warns lr_too_large at step 1 with the numbers. The run is over in a second or two: press
+ctrl+r to start it again from step 0 (paused, the same seed), then [ to halve the learning rate
+and space to run: no warning this time, and the loss falls. The curvature view (key h) plots lr
+against the edge.
 """
 import numpy as np
 

@@ -112,3 +112,20 @@ def test_in_the_interface_a_pause_holds_the_script_and_n_steps_it(tmp_path):
     data = json.loads(report.read_text())
     assert data["steps"] == held + 1 and data["stopped"]["reason"] == "user"
     assert "Traceback" not in term.output()
+
+
+def test_the_lr_keys_halve_the_scripts_learning_rate_at_its_optimiser_step(tmp_path):
+    """The docstring's "press [ a few times to halve the learning rate": the script's own
+    optimiser trains at the halved rate (its param_groups), as the report says."""
+    report = tmp_path / "R.json"
+    term = Terminal([SCRIPT, "--json", report, "--", "--epochs", "500", "--lr", "0.5"], size=(140, 40))
+    try:
+        term.wait_for(r"RUNNING", 60)
+        term.child.send("[")
+        term.child.send("[")
+        term.wait_for(r"lr 0\.125\b", 30)
+        term.child.send("q")
+        assert term.finish() == 0
+    finally:
+        term.close()
+    assert json.loads(report.read_text())["lr"] == 0.125

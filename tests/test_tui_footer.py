@@ -39,3 +39,28 @@ def test_a_key_left_out_of_the_footer_still_works():
             await pilot.pause(0.2)
             assert isinstance(app.screen, BreakpointsScreen)
     run(body())
+
+
+def test_the_main_footer_fits_80_columns_before_and_after_the_run_ends():
+    """While the run can train, restart is left out at 80 columns (it works: ctrl+r); once it has
+    ended, run/pause and step, which can do nothing then, make room for train on and restart."""
+    backend = local("xor_mlp.py", steps=3)
+
+    async def body():
+        app = DebuggerApp(backend, clock=lambda: 1e9)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            footer = screen_text(app).rstrip().splitlines()[-1]
+            assert footer.rstrip().endswith("quit") and "run/pause" in footer and "restart" not in footer
+            await pilot.press("space")
+            backend.pump(400)
+            await pilot.pause(0.3)
+            assert backend.state.state == "finished"
+            footer = screen_text(app).rstrip().splitlines()[-1]
+            assert footer.rstrip().endswith("quit") and "train on" in footer and "^r restart" in footer
+            assert "run/pause" not in footer
+            await pilot.resize_terminal(160, 48)
+            await pilot.pause(0.3)
+            footer = screen_text(app).rstrip().splitlines()[-1]
+            assert "run/pause" in footer and "^r restart" in footer and "train on" in footer
+    run(body())

@@ -133,3 +133,67 @@ def test_a_pause_shows_the_weights_and_updates_of_the_step_it_stopped_at():
             await settle(pilot, lambda: num(ratio) in screen_text(app), what="upd/W of step 31 on screen")
             assert num(norm) in screen_text(app)
     run(body())
+
+
+def test_ctrl_r_restarts_from_step_0_with_the_same_seed_keeping_what_was_chosen():
+    """A restart loads the model file again with the run's seed and starts paused at step 0, with
+    the lr and regulariser set by key and the breakpoints; the new run trains exactly as a fresh
+    run of the file does with those settings from step 1."""
+    import numpy as np
+
+    from calcml.debug import Session, load_model_file
+    from tui_helpers import SAMPLES
+    backend = local("dead_relu.py")
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            backend.add_breakpoint("step 30")
+            await pilot.press("left_square_bracket")          # lr ÷ 2
+            backend.set_regularizer("L2", 1e-3)
+            await pilot.press("space")
+            backend.pump(40)
+            assert backend.session.step_count == 30 and backend.state.snapshot.hit is not None
+            await settle(pilot, lambda: len(app.query_one("#warnings").lines) > 0, what="dead_relu warned")
+            lr = backend.session.lr
+            await pilot.press("ctrl+r")
+            backend.pump(1)
+            await settle(pilot, lambda: backend.state.snapshot is not None and backend.state.snapshot.step == 0,
+                         what="back at step 0")
+            s = backend.session
+            assert s.step_count == 0 and s.state == "paused" and s.lr == lr
+            assert s.regularizer.kind == "L2" and s.regularizer.lam == 1e-3
+            assert [b["text"] for b in backend.state.breakpoints] == ["step 30"]
+            assert not backend.state.warnings and len(backend.state.history.get("step", [])) == 0
+            await settle(pilot, lambda: len(app.query_one("#warnings").lines) == 0, what="the old warnings gone")
+            assert any(text.startswith("restarted from step 0 (seed 0), keeping 1 breakpoint, lr ")
+                       for _, text in backend.state.logs)
+            await pilot.press("space")
+            backend.pump(40)
+            assert s.step_count == 30 and backend.state.snapshot.hit is not None   # the breakpoint, kept
+            fresh = Session(load_model_file(str(SAMPLES / "dead_relu.py")))
+            fresh.set_lr(lr)
+            fresh.set_regularizer("L2", 1e-3)
+            fresh.step(30)
+            for _ in range(30):
+                fresh.tick()
+            assert np.array_equal(s.history.series("loss"), fresh.history.series("loss"))
+    run(body())
+
+
+def test_a_training_script_is_not_restarted_and_says_why():
+    from calcml.debug import Session, load_model_file
+    from calcml.tui.backend import LocalBackend
+    from tui_helpers import SAMPLES
+    backend = LocalBackend(Session(load_model_file(str(SAMPLES / "xor_mlp.py"))))   # no rebuild: as a script's
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(120, 36)) as pilot:
+            assert app.check_action("restart", ()) is None                 # greyed in the footer
+            app.action_restart()
+            await pilot.pause()
+            assert any("run it again" in str(n.message) for n in app._notifications)
+            backend.restart()                                              # sent anyway: refused with the reason
+            assert "cannot be restarted" in (backend.state.refused or "")
+    run(body())

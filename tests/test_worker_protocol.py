@@ -141,3 +141,26 @@ def test_a_bad_frame_is_reported_and_never_ends_the_reader(tmp_path, monkeypatch
     assert "missing field" in crash[0].read_text()
     assert any("ignored a malformed message" in text for text in logs(backend, "calcml"))
     assert "6 malformed messages ignored" in status_text(state).plain
+
+
+def test_a_restart_in_the_training_process_runs_the_model_file_again_from_step_0(tmp_path, started):
+    """The worker loads the file again (its prints show again), with the run's seed, and the
+    report written at the end is the new run's."""
+    report = tmp_path / "report.json"
+    backend = started(SAMPLES / "xor_mlp.py", steps=40, seed=3, json_path=str(report))
+    assert wait(lambda: backend.state.state == "finished")
+    first = list(backend.state.history["loss"])
+    assert backend.state.model["restartable"] is True
+    backend.set_lr(0.25)
+    backend.restart()
+    assert wait(lambda: backend.state.versions["run"] == 1 and backend.state.snapshot is not None
+                and backend.state.snapshot.step == 0 and backend.state.state == "paused")
+    assert backend.state.snapshot.lr == 0.25 and backend.state.model["seed"] == 3
+    assert any("restarted from step 0 (seed 3), keeping 0 breakpoints, lr 0.25" in text for text in logs(backend))
+    backend.run()
+    assert wait(lambda: backend.state.state == "finished" and len(backend.state.history.get("loss", ())) == 40)
+    second = list(backend.state.history["loss"])
+    assert second[0] == first[0] and second[1:] != first[1:]   # the same start; a different lr after it
+    backend.close()
+    saved = json.loads(report.read_text())
+    assert saved["lr"] == 0.25 and saved["steps"] == 40

@@ -18,7 +18,9 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 
 def local(name: str = "xor_mlp.py", steps: int = 0, **kwargs) -> LocalBackend:
     """An in-process session over a sample model, after `steps` training steps (deterministic)."""
-    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name), **kwargs)))
+    path = str(SAMPLES / name)
+    backend = LocalBackend(Session(load_model_file(path, **kwargs)),
+                           rebuild=lambda seed: Session(load_model_file(path, **{**kwargs, "seed": seed})))
     if steps:
         backend.step(steps)
         backend.pump(steps)
@@ -27,7 +29,9 @@ def local(name: str = "xor_mlp.py", steps: int = 0, **kwargs) -> LocalBackend:
 
 def backend_with(name: str, steps: int = 0, **config) -> LocalBackend:
     """Like `local`, with a SessionConfig from `config` (e.g. curvature_every=0)."""
-    backend = LocalBackend(Session(load_model_file(str(SAMPLES / name)), SessionConfig(**config)))
+    path = str(SAMPLES / name)
+    backend = LocalBackend(Session(load_model_file(path), SessionConfig(**config)),
+                           rebuild=lambda seed: Session(load_model_file(path, seed=seed), SessionConfig(**config)))
     if steps:
         backend.step(steps)
         backend.pump(steps)

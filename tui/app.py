@@ -28,9 +28,10 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, RichLog, TabbedContent, TabPane
+from textual.widgets import RichLog, TabbedContent, TabPane
 
 from .backend import Backend
+from .screens.footer import MainFooter
 from .messages import StateChanged
 from .terminal_driver import terminal_driver
 from .text_layers import warning_line
@@ -64,6 +65,7 @@ class DebuggerApp(App):
         Binding("g", "toggle_plots", "plots"),
         Binding("l", "loss_scale", "loss scale", show=False),
         Binding("t", "train_on", "train on"),   # in the footer once the run has finished
+        Binding("ctrl+r", "restart", "restart", key_display="^r"),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
@@ -101,7 +103,7 @@ class DebuggerApp(App):
             with Vertical(id="plots"):
                 yield GradientFlowPlot(id="gradflow")
                 yield LossPlot(id="loss")
-        yield Footer(compact=True)
+        yield MainFooter(compact=True)
 
     class Wake(Message):
         """Sent from the backend's reader thread when something needs showing now."""
@@ -152,7 +154,10 @@ class DebuggerApp(App):
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int) -> None:
-        self.screen.set_class(width < NARROW, "-narrow")
+        narrow = width < NARROW
+        if narrow != self.screen.has_class("-narrow"):
+            self.refresh_bindings()   # the footer shows other keys (MainFooter)
+        self.screen.set_class(narrow, "-narrow")
 
     # -- keeping up with the state ---------------------------------------------------------
     def poll(self) -> None:
@@ -175,6 +180,9 @@ class DebuggerApp(App):
             self.query_one(LayerTable).show(state.snapshot, state.history)
         if "state" in changed and state.state != self._state_name:
             self._state_name = state.state
+            self.refresh_bindings()
+        if "run" in changed and previous:
+            self.query_one("#warnings", RichLog).clear()   # a restart: the old run's warnings go
             self.refresh_bindings()
         if "warnings" in changed:
             self._show_new_warnings(state)
@@ -250,6 +258,9 @@ class DebuggerApp(App):
             return not done or None
         if action == "train_on":
             return state == "finished"
+        if action == "restart":   # a model file; a training script's loop is its own
+            model = self.backend.state.model
+            return bool(model and model.get("restartable")) or None
         if action == "toggle_plots":
             return self.screen.has_class("-narrow") or False
         return True
@@ -262,6 +273,8 @@ class DebuggerApp(App):
             ("One training step", "n, while paused", self.action_next_step),
             ("Step into one iteration", "s: op by op, forward then backward", self.action_step_into),
             ("Train on", "t: a finished run trains as many steps again", self.action_train_on),
+            ("Restart", "ctrl+r: back to step 0 with the same seed, keeping your lr, regulariser and breakpoints",
+             self.action_restart),
             ("Inspect the selected layer", "enter: the chain rule down to it", self.action_inspect),
             ("Regularisation view", "r: none / L1 / L2 and λ", self.action_regularisation),
             ("Curvature view", "h: λ_max and the lr edge, the Hessian diagonal, Newton's state",
@@ -314,6 +327,16 @@ class DebuggerApp(App):
         n = max(TRAIN_ON_AT_LEAST, snap.step if snap is not None else 0)
         self.backend.train_on(n)
         self.notify(f"training on: {n} more steps", timeout=2)
+
+    def action_restart(self) -> None:
+        """Back to step 0: the model file loaded again with the same seed, paused; the lr and
+        regulariser set with keys, and the breakpoints, are kept."""
+        model = self.backend.state.model
+        if not (model and model.get("restartable")):
+            self.notify("a training script runs its own loop: quit and run it again to restart", timeout=4)
+            return
+        self.backend.restart()
+        self.notify("restarting from step 0", timeout=2)
 
     def action_lr_up(self) -> None:
         self._scale_lr(LR_FACTOR)

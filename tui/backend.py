@@ -57,7 +57,7 @@ class DebugState:
         self.bad_frame_note: str | None = None
         self.last_message = time.monotonic()
         self.versions = {k: 0 for k in ("model", "snapshot", "history", "warnings", "logs", "breakpoints",
-                                        "state", "trace")}
+                                        "state", "trace", "run")}   # run: a restart went back to step 0
         self.wake = None                       # called (from the reader thread) on urgent changes
         self.trace = None                      # the latest step-into, kept until the next one
         self.trace_step: int | None = None
@@ -137,6 +137,15 @@ class DebugState:
                 self.state = "stopped"
                 self._add_event(step, "error", message["message"])
                 self._bump("state")
+                urgent = True
+            elif kind == "restarted":
+                # a new run of the same model file: what was shown of the old one goes (the
+                # model's output stays, with a line saying where the new run begins)
+                self.snapshot, self.first_histograms, self.history = None, None, {}
+                self.warnings.clear()
+                self.trace = self.trace_step = self.stop = self.refused = None
+                self._log("calcml", f"restarted from step 0 (seed {message['seed']}), keeping {message['kept']}\n")
+                self._bump("run", "snapshot", "history", "warnings", "trace", "state")
                 urgent = True
             elif kind == "quitting":
                 self.quitting.set()
@@ -252,6 +261,9 @@ class Backend:
 
     def train_on(self, n: int):
         self.command(commands.TrainOn(n))
+
+    def restart(self):
+        self.command(commands.Restart())
 
     def set_lr(self, lr: float):
         self.command(commands.SetLr(lr))
@@ -439,14 +451,16 @@ class LocalBackend(Backend):
     Messages still go through the wire's codec, so what the app sees is what a worker sends.
     """
 
-    def __init__(self, session, auto_ticks: int = 0):
+    def __init__(self, session, auto_ticks: int = 0, rebuild=None):
+        """`rebuild(seed)`: a new session over the same model file, for a restart (None: none)."""
         super().__init__()
-        from calcml.debug.worker import Worker, model_info
+        from calcml.debug.worker import Worker
 
         self.session = session
         self.auto_ticks = auto_ticks     # ticks per poll() (0: only pump() trains)
         self._worker = Worker(session, _LocalChannel(self.state))
-        self.state.apply(decode(wire.encode({"type": "hello", "model": model_info(session)})))
+        self._worker.rebuild = rebuild
+        self.state.apply(decode(wire.encode(self._worker.hello())))
         first = session.initial_snapshot()
         self._worker._sent = first
         self.state.apply(decode(wire.encode({"type": "snapshot", "snapshot": first})))
@@ -458,7 +472,8 @@ class LocalBackend(Backend):
     def pump(self, ticks: int = 1) -> None:
         """Run up to `ticks` session ticks and publish everything (no coalescing)."""
         for _ in range(ticks):
-            snapshot = self.session.tick()
+            snapshot = self._worker.tick()
+            self.session = self._worker.session   # (a new one after a restart)
             if snapshot is not None:
                 self._worker.publish(snapshot, force=True)
         self._worker.publish(None, force=True)

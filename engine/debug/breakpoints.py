@@ -276,6 +276,19 @@ class Breakpoints:
         self._reread()
         return bp
 
+    def adopt(self, old: "Breakpoints", params=(), layers=()) -> list:
+        """Take `old`'s breakpoints, ids and all, checked against this model's names (a model
+        file edited before a restart may have lost some); the texts of those refused."""
+        refused = []
+        for bp in old:
+            try:
+                self._items[bp.id] = parse(bp.text, bp.id, params, layers)
+            except BreakpointError:
+                refused.append(bp.text)
+        self._next_id = max(self._next_id, old._next_id)
+        self._reread()
+        return refused
+
     def remove(self, bp_id: int) -> bool:
         removed = self._items.pop(bp_id, None) is not None
         self._reread()

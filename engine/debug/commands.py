@@ -51,6 +51,12 @@ class TrainOn(Command, tag="train_on"):
             raise ValueError(f"train on needs 1 to {MAX_STEPS:,} more steps, got {self.n}")
 
 
+class Restart(Command, tag="restart"):
+    """Back to step 0: the model file loaded again with the run's seed, paused, with the lr,
+    regulariser and breakpoints the person chose (a training script, whose loop is its own, is
+    refused)."""
+
+
 class StepInto(Command, tag="step_into"):
     """One training iteration recorded op by op (the trace is in the next snapshot)."""
 
@@ -103,7 +109,7 @@ class Quit(Command, tag="quit"):
     """End the run: the training side writes its report and leaves."""
 
 
-Any = Union[Run, Pause, Step, TrainOn, StepInto, SetLr, ScaleLr, SetRegularizer, AddBreakpoint, RemoveBreakpoint,
+Any = Union[Run, Pause, Step, TrainOn, Restart, StepInto, SetLr, ScaleLr, SetRegularizer, AddBreakpoint, RemoveBreakpoint,
             Stop, Quit]
 NAMES = {t.__struct_config__.tag: t for t in Any.__args__}
 

@@ -68,6 +68,7 @@ class Session:
         # count or the end says it will stop): each step keeps what measuring it at rest needs.
         self.may_pause = False
         self._unsettled: StepContext | None = None   # the latest step, if it was not measured at rest
+        self._chosen: dict = {}   # what a person set by command ("lr", "regularizer"): a restart keeps it
         self._batches = BatchSource(spec.data, spec.batch_size, spec.seed, getattr(self.backend, "as_batch", as_batch))
         self.params = self.backend.parameters()
         self._lay_out()
@@ -191,7 +192,7 @@ class Session:
 
     def tick(self) -> Snapshot | None:
         """Apply queued commands, then train one step if running or steps are pending."""
-        self._apply_commands()
+        self.apply_commands()
         if self.done or (self.state != RUNNING and self._pending_steps == 0):
             self._settle()
         if self.done:
@@ -222,7 +223,8 @@ class Session:
             if self.done or (self.state == PAUSED and self._pending_steps == 0 and self._commands.empty()):
                 return self.snapshot
 
-    def _apply_commands(self) -> None:
+    def apply_commands(self) -> None:
+        """Apply the queued commands now (a step boundary: tick() does this first)."""
         commands_ = self._commands
         while not commands_.empty():   # only this thread takes commands out, so get_nowait has one
             self._apply(*commands_.get_nowait())
@@ -231,10 +233,13 @@ class Session:
         kind = type(command)
         if kind is commands.SetLr:
             self.backend.set_lr(command.value)
+            self._chosen["lr"] = True
         elif kind is commands.ScaleLr:
             self.backend.set_lr(self.backend.lr * command.factor)
+            self._chosen["lr"] = True
         elif kind is commands.SetRegularizer:
             self._switch_regularizer(command.kind_name(), command.lam)
+            self._chosen["regularizer"] = True
         elif kind is commands.TrainOn:
             if self.state == FINISHED:   # (a stopped run stays stopped: what stopped it still holds)
                 self.max_steps = self.step_count + command.n
@@ -255,6 +260,27 @@ class Session:
             self._pending_traced = True
         elif kind is commands.Stop:
             self._stop("user", detail or "stopped by the user")
+
+    def keep_settings_of(self, old: "Session") -> str:
+        """A restart: what a person chose in the `old` run of the same model file (its
+        breakpoints; the lr and the regulariser, where set by command) holds here from step 0.
+        Says what was kept, in words."""
+        refused = self.breakpoints.adopt(old.breakpoints, params=[p.name for p in self.params],
+                                         layers=[layer.name for layer in self.layer_info])
+        n = len(self.breakpoints)
+        kept = [f"{n} breakpoint{'s' * (n != 1)}"]
+        if refused:
+            kept.append("not " + ", ".join(repr(text) for text in refused) + " (the model no longer has those names)")
+        if old._chosen.get("lr"):
+            self.backend.set_lr(old.lr)
+            self._chosen["lr"] = True
+            kept.append(f"lr {old.lr:.4g}")
+        if old._chosen.get("regularizer"):
+            self.regularizer = old.regularizer
+            self._chosen["regularizer"] = True
+            kept.append("no regulariser" if old.regularizer is None
+                        else f"{old.regularizer.kind} λ={old.regularizer.lam:g}")
+        return ", ".join(kept)
 
     def _switch_regularizer(self, kind: str, lam) -> None:
         current = self.regularizer
@@ -335,7 +361,7 @@ class Session:
         """Block until the run may take another step (running, or a step pending, which this
         takes) or has ended; or until `timeout` seconds pass."""
         while True:
-            self._apply_commands()
+            self.apply_commands()
             if self.done or self.state == RUNNING:
                 return
             if self._pending_steps > 0:

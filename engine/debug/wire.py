@@ -102,6 +102,7 @@ class ModelData(_Data):
     noise_every: Union[Int, None] = None
     noise_samples: Union[Int, None] = None
     bayes_note: Union[str, None] = None
+    restartable: Union[bool, None] = None   # a model file (not a training script): it can start again
 
 
 class BreakpointItem(_Data):
@@ -163,6 +164,12 @@ class ReportFrame(_Frame, tag="report"):
     message: Union[str, None] = None
 
 
+class RestartedFrame(_Frame, tag="restarted"):
+    """The run went back to step 0 (a new hello, snapshot, breakpoints and history follow)."""
+    seed: Union[Int, None]
+    kept: str             # what the new run keeps from the old one, in words
+
+
 class QuittingFrame(_Frame, tag="quitting"):
     pass
 
@@ -172,7 +179,7 @@ class ByeFrame(_Frame, tag="bye"):
 
 
 Message = Union[HelloFrame, LoadingFrame, SnapshotFrame, HistoryFrame, LogFrame, BreakpointsFrame,
-                RefusedFrame, StateFrame, ErrorFrame, ReportFrame, QuittingFrame, ByeFrame]
+                RefusedFrame, StateFrame, ErrorFrame, ReportFrame, RestartedFrame, QuittingFrame, ByeFrame]
 
 
 # What the interface sends, told apart by "cmd": the vocabulary declared in commands.py.

@@ -104,6 +104,16 @@ class Worker:
         self._curvature = _notes(session)
         self._publishing = threading.Lock()   # the training thread, or the flusher while a step hangs
         self._last_tick = time.monotonic()
+        # A model file can start again (restart): `rebuild(seed)` gives a new session over it,
+        # loaded again with that seed; None for a training script, whose loop is its own.
+        self.rebuild = None
+        self.on_restart = None        # called with the new session (the report then covers it)
+        self._restart = False
+
+    def hello(self) -> dict:
+        info = model_info(self.session)
+        info["restartable"] = self.rebuild is not None
+        return {"type": "hello", "model": info}
 
     def handle(self, command: dict) -> None:
         s = self.session
@@ -121,6 +131,11 @@ class Worker:
                 self.send_breakpoints()
             elif isinstance(command, commands.Quit):   # (from the pipe, the command reader ends the run itself)
                 self.quit.set()
+            elif isinstance(command, commands.Restart):
+                if self.rebuild is None:
+                    raise ValueError("a training script runs its own loop, so it cannot be restarted from "
+                                     "here: quit and run it again")
+                self._restart = True   # done by the training thread, between steps
             else:
                 s.submit(command)
         except (BreakpointError, ValueError, KeyError, TypeError) as error:
@@ -183,7 +198,7 @@ class Worker:
             # a failed measurement turned curvature or gradient noise off: the front end learns why
             # from the model info
             self._curvature = _notes(s)
-            self.channel.send({"type": "hello", "model": model_info(s)})
+            self.channel.send(self.hello())
         if (s.state, s.stop_info) != self._state:
             self._state = (s.state, s.stop_info)
             self.channel.send({"type": "state", "state": s.state, "stop": s.stop_info})
@@ -191,11 +206,47 @@ class Worker:
             self.channel.send({"type": "history", "series": wire.history_to_wire(s.history)})
             self._history_step, self._last_history = s.step_count, now
 
+    def tick(self):
+        """One session tick (a restart asked for first): its snapshot, or None."""
+        if self._restart:
+            self.restart()
+        return self.session.tick()
+
+    def restart(self) -> None:
+        """Back to step 0, on the training thread: a new session over the model file, loaded again
+        with the run's seed, paused, keeping what the person chose; the front end is told and sent
+        the new run's model, first snapshot, breakpoints and (empty) history."""
+        self._restart = False
+        old = self.session
+        old.apply_commands()   # what was sent before the restart (an lr) is part of what it keeps
+        try:
+            new = self.rebuild(old.spec.seed)
+        except ModelFileError as error:
+            self.channel.send({"type": "refused", "cmd": "restart", "message": f"restart failed: {error}"})
+            return
+        kept = new.keep_settings_of(old)
+        with self._publishing:
+            self.session = new
+            new.may_pause = True
+            self._events, self._histograms, self._urgent = [], None, 0
+            self._curvature = _notes(new)
+            if self.on_restart is not None:
+                self.on_restart(new)
+            self.channel.send({"type": "restarted", "seed": new.spec.seed, "kept": kept})
+            self.channel.send(self.hello())
+            self._sent = new.initial_snapshot()
+            self.channel.send({"type": "snapshot", "snapshot": self._sent})
+            self.send_breakpoints()
+            self._state = (new.state, new.stop_info)
+            self.channel.send({"type": "state", "state": new.state, "stop": None})
+            self.channel.send({"type": "history", "series": wire.history_to_wire(new.history)})
+            self._history_step = 0
+
     def loop(self) -> None:
         threading.Thread(target=self.flush_while_busy, daemon=True, name="calcml-flush").start()
         while not self.quit.is_set():
             self._last_tick = time.monotonic()
-            snapshot = self.session.tick()
+            snapshot = self.tick()
             self._last_tick = time.monotonic()
             if snapshot is not None:
                 self.publish(snapshot)
@@ -411,7 +462,8 @@ def _serve(args, channel: _Channel, shutdown: Shutdown, reader: CommandReader) -
     if not _add_breakpoints(session, args.breaks, channel):
         shutdown.finish()
         return 2
-    worker = _start_worker(session, channel, shutdown)
+    worker = _start_worker(session, channel, shutdown, rebuild=lambda seed: Session(
+        load_model_file(args.model, seed=seed, steps=args.steps), session_config(args.curvature_every)))
     if shutdown.why is not None:   # quit while loading
         shutdown.finish()
         return 0
@@ -438,11 +490,16 @@ def _add_breakpoints(session: Session, texts: list, channel: _Channel) -> bool:
     return True
 
 
-def _start_worker(session: Session, channel: _Channel, shutdown: Shutdown) -> Worker:
+def _start_worker(session: Session, channel: _Channel, shutdown: Shutdown, rebuild=None) -> Worker:
     """The worker for a session that has its model: the front end told what the model is and
     shown its first snapshot and the breakpoints."""
     worker = Worker(session, channel)
-    channel.send({"type": "hello", "model": model_info(session)})
+    worker.rebuild = rebuild
+
+    def restarted(new: Session) -> None:
+        shutdown.session = new
+    worker.on_restart = restarted
+    channel.send(worker.hello())
     worker._sent = session.initial_snapshot()
     channel.send({"type": "snapshot", "snapshot": worker._sent})
     worker.send_breakpoints()

@@ -2,24 +2,47 @@
 
 A sub-screen's footer lists its own keys and the main screen's. Below NARROW columns that is more
 than fits, so the footer goes compact and drops the palette hint (ctrl+p still works), and the
-main screen's view keys (b, h, v; r, s) keep working from the sub-screen without a place in its
+main screen's view keys (b, h, v; r, s) and ctrl+r keep working from the sub-screen without a place in its
 footer (? help lists them).
 """
 from __future__ import annotations
 
 from textual.binding import Binding
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 NARROW = 110
 
 
 def quiet_app_keys(*keys: str) -> list:
-    """Bindings that pass these main-screen keys on to the app, hidden from the footer."""
-    actions = {"b": "breakpoints", "r": "regularisation", "h": "curvature", "v": "bayes", "s": "step_into"}
-    return [Binding(key, f"app.{actions[key]}", show=False) for key in keys]
+    """Bindings that pass these main-screen keys on to the app, hidden from the footer (and
+    ctrl+r, restart, which the main screen's footer shows)."""
+    actions = {"b": "breakpoints", "r": "regularisation", "h": "curvature", "v": "bayes", "s": "step_into",
+               "ctrl+r": "restart"}
+    return [Binding(key, f"app.{actions[key]}", show=False) for key in (*keys, "ctrl+r")]
 
 
 def fit_footer(screen, width: int) -> None:
     narrow = width < NARROW
     screen.set_class(narrow, "-narrow-footer")
     screen.query_one(Footer).compact = narrow
+
+
+class MainFooter(Footer):
+    """The main screen's footer. Below NARROW columns not every key fits: while the run can
+    still train, ctrl+r (restart) is left out; once it has ended, the keys that can no longer
+    do anything (run/pause, step) make room for it and for t (train on). Every key works
+    whether shown or not (? help lists them)."""
+
+    ENDED_ONLY = ("restart",)
+    TRAINING_ONLY = ("toggle_pause", "next_step")
+
+    def compose(self):
+        if self.app.size.width >= NARROW:
+            yield from super().compose()
+            return
+        ended = self.app.backend.state.state in ("finished", "stopped")
+        drop = self.TRAINING_ONLY if ended else self.ENDED_ONLY
+        for widget in super().compose():
+            if not (isinstance(widget, FooterKey) and widget.action in drop):
+                yield widget

@@ -13,6 +13,7 @@ HELP = """\
   s       step into: one iteration op by op (paused)
   c       continue                b   breakpoints
   t       train on: a finished run trains as many steps again (100 at least)
+  ctrl+r  restart from step 0 (paused, same seed), keeping your lr, regulariser, breakpoints
   enter   inspect the selected layer: the chain rule down to it
   r       regularisation view: none / L1 / L2 and λ, live
   h       curvature view: λ_max, the lr edge, the Hessian diagonal, Newton's state
