@@ -68,6 +68,8 @@ def real_frames() -> tuple:
 
     # xor: the first snapshot (histograms), a breakpoint hit, a step-into trace, the history
     s = _session("xor_mlp.py", curvature_every=3)
+    # (first: it clears the front end's run, which the frames below then fill again)
+    add("restarted", {"type": "restarted", "seed": 0, "kept": "1 breakpoint, lr 0.05"})
     add("xor hello", {"type": "hello", "model": model_info(s)})
     add("xor initial snapshot", _snap(s.initial_snapshot()))
     s.add_breakpoint("step 4")
@@ -197,6 +199,8 @@ def consume(frame) -> None:
         message["path"], message["ok"], message.get("message")
     elif kind == "loading":
         message["path"] + ""
+    elif kind == "restarted":
+        message["kept"] + str(message["seed"])
 
 
 # -- round trips -----------------------------------------------------------------------------------
@@ -204,7 +208,7 @@ def consume(frame) -> None:
 def test_every_kind_of_frame_is_covered():
     kinds = {frame["type"] for _, frame in real_frames()}
     assert kinds == {"hello", "snapshot", "history", "log", "breakpoints", "refused", "state", "error",
-                     "report", "loading", "quitting", "bye"}
+                     "report", "loading", "restarted", "quitting", "bye"}
     tags = {t.__struct_config__.tag for t in wire.Message.__args__}
     assert tags == kinds
 
@@ -301,7 +305,7 @@ MAPS = {"snapshot.layers[].params", "snapshot.histograms", "series", "snapshot.c
 TUPLES = {"snapshot.regularizer", "snapshot.histograms{}", "snapshot.trace.ops[].value",
           "snapshot.trace.ops[].upstream", "snapshot.trace.ops[].factors[]", "snapshot.trace.ops[].grads[]"}
 LATER_MODEL_FIELDS = ("curvature_every", "curvature_note", "bayes_layers", "sampler", "noise_every",
-                      "noise_samples", "bayes_note")
+                      "noise_samples", "bayes_note", "restartable")
 _PARAM = "snapshot.layers[].params{}."
 _LAYER = "snapshot.layers[]."
 _BAYES = "snapshot.bayes."
@@ -335,6 +339,7 @@ NULLABLE = {
     "history": {"series{}[]"},
     "hello": {"model.description", "model.seed", "model.steps"} | {f"model.{k}" for k in LATER_MODEL_FIELDS},
     "state": {"stop"}, "breakpoints": {"error"}, "refused": {"cmd"}, "report": {"message"},
+    "restarted": {"seed"},   # (a model file may set none)
 }
 # where any JSON scalar is accepted (an optimiser's state: numbers, strings, booleans)
 ANY_SCALAR = {"snapshot.optimizer_state{}"}

@@ -78,7 +78,7 @@ def model_info(session: Session) -> dict:
             "curvature_every": session.curvature_every, "curvature_note": session.curvature_note,
             "bayes_layers": list(backend.bayes_layers), "sampler": backend.sampler,
             "noise_every": session.config.noise_every, "noise_samples": session.config.noise_samples,
-            "bayes_note": session.bayes_note}
+            "bayes_note": session.bayes_note, "restartable": False}   # (a worker that can restart says so)
 
 
 def _notes(session: Session) -> tuple:
