@@ -1,6 +1,8 @@
 """Ops built from the primitives in `ops.py`, in their numerically stable forms.
 
-Their gradients come from the primitives' rules: nothing here has a backward of its own.
+Their gradients come from the primitives' rules: nothing here has a backward of its own. Each
+op is named after its part of the formula (tracing.name: 'z − max z', 'log Σ e^(z − max z)'),
+which is what stepping into an iteration shows for it.
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 
 from . import ops
 from .tensor import Tensor, _apply, _lift
+from .tracing import name as _name
 
 
 def _shift(x: Tensor, axis):
@@ -22,8 +25,7 @@ def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
     """log Σ exp(x), shifted by the max so that exp never overflows."""
     # The shift is a constant: logsumexp is unchanged by it, so no gradient flows through it.
     shift = _shift(x, axis)
-    shifted = x - shift
-    result = shifted.exp().sum(axis=axis, keepdims=True).log() + shift
+    result = _name(_log_sum_exp(_name(x - shift, "z − max z"), axis) + shift, "logsumexp(z)")
     if not keepdims:
         result = result.reshape(np.squeeze(result.data, axis=axis).shape)
     return result
@@ -36,12 +38,17 @@ def log_softmax(x: Tensor, axis=-1) -> Tensor:
     instead would round log-probabilities to the precision of |m| (1e-4 relative in float32
     for logits near 1e4).
     """
-    shifted = x - _shift(x, axis)
-    return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
+    shifted = _name(x - _shift(x, axis), "z − max z")
+    return _name(shifted - _log_sum_exp(shifted, axis), "log softmax(z)")
+
+
+def _log_sum_exp(shifted: Tensor, axis) -> Tensor:
+    exp = _name(shifted.exp(), "e^(z − max z)")
+    return _name(_name(exp.sum(axis=axis, keepdims=True), "Σ e^(z − max z)").log(), "log Σ e^(z − max z)")
 
 
 def softmax(x: Tensor, axis=-1) -> Tensor:
-    return log_softmax(x, axis=axis).exp()
+    return _name(log_softmax(x, axis=axis).exp(), "softmax(z)")
 
 
 def softplus(x: Tensor) -> Tensor:
@@ -52,8 +59,10 @@ def softplus(x: Tensor) -> Tensor:
     sign(0) = 0 would make the second derivative 0 instead of 1/4 at x = 0): on each side the
     formula is an exact smooth identity for softplus, so derivatives of every order are right.
     """
-    magnitude = x * np.where(x.data >= 0, 1.0, -1.0).astype(x.dtype)
-    return (x + magnitude) * 0.5 + (-magnitude).exp().log1p()
+    magnitude = _name(x * np.where(x.data >= 0, 1.0, -1.0).astype(x.dtype), "|z|")
+    positive = _name(_name(x + magnitude, "z + |z|") * 0.5, "max(z, 0) = (z + |z|)/2")
+    tail = _name(_name(_name(-magnitude, "−|z|").exp(), "e^−|z|").log1p(), "log(1 + e^−|z|)")
+    return _name(positive + tail, "softplus(z) = max(z, 0) + log(1 + e^−|z|)")
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:

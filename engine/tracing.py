@@ -8,6 +8,11 @@
 
 The trace keeps references to the arrays the engine made anyway, never copies. When no
 trace is active the engine pays one attribute lookup per op.
+
+Values are called t0, t1, ... (a parameter by its name): a letter, so that a value is never read
+as an op's number (#4 is the fifth op; t4 the fifth value). A library function (a loss, a
+composite such as log_softmax) can give the ops it runs names that show its formula with
+`name(tensor, '(ŷ − y)²')`; the step-into view shows them beside the primitive's own name.
 """
 from __future__ import annotations
 
@@ -44,8 +49,8 @@ class ForwardOp:
 
     def __repr__(self) -> str:
         where = f" [{self.scope}]" if self.scope else ""
-        args = ", ".join(f"%{i}" for i in self.inputs)
-        return f"%{self.id} = {self.op}({args}){where} shape={self.value.shape}"
+        args = ", ".join(f"t{i}" for i in self.inputs)
+        return f"t{self.id} = {self.op}({args}){where} shape={self.value.shape}"
 
 
 @dataclass
@@ -72,8 +77,8 @@ class BackwardOp:
 
     def __repr__(self) -> str:
         where = f" [{self.scope}]" if self.scope else ""
-        sent = ", ".join(f"%{i}" for i, g in zip(self.inputs, self.grads) if g is not None)
-        return f"d/d%{self.id} {self.op}{where} -> {sent}"
+        sent = ", ".join(f"t{i}" for i, g in zip(self.inputs, self.grads) if g is not None)
+        return f"d/dt{self.id} {self.op}{where} -> {sent}"
 
 
 class Trace:
@@ -84,6 +89,7 @@ class Trace:
         self.backward: list[BackwardOp] = []
         self.values: dict[int, object] = {}   # value id -> Tensor (keeps them alive)
         self.leaves: dict[int, object] = {}   # value ids of inputs no recorded op produced
+        self.names: dict[int, str] = {}       # value id -> the name a library function gave its op
         self._ids: dict[int, int] = {}
         self._previous = None
 
@@ -133,9 +139,9 @@ class Trace:
         return self.values[vid].data
 
     def label(self, vid: int) -> str:
-        """A name for a value: the tensor's name if it has one (e.g. 'layers.0.weight'), else %id."""
+        """A name for a value: the tensor's name if it has one (e.g. 'layers.0.weight'), else t<id>."""
         name = getattr(self.values[vid], "name", None)
-        return name or f"%{vid}"
+        return name or f"t{vid}"
 
     def ops_in(self, scope: str) -> list:
         """Forward ops recorded inside a module (or its children)."""
@@ -151,6 +157,14 @@ class Trace:
         global active
         active = self._previous
         return False
+
+
+def name(tensor, text: str):
+    """Name the op that made `tensor` (e.g. '(ŷ − y)²') in the trace being recorded, if one is;
+    returns `tensor`. Costs one lookup when nothing is recorded."""
+    if active is not None and hasattr(tensor, "_op"):
+        active.names[active.value_id(tensor)] = text
+    return tensor
 
 
 def _data(x):

@@ -10,8 +10,9 @@ ENGINE = ROOT / "engine"
 QUANTITIES = ENGINE / "debug" / "quantities"
 
 # What a quantity may import from calcml.debug: the backend interface and the framework-free
-# modules (statistics of arrays, thresholds and conditions, schedules, the published records).
-QUANTITY_MAY_IMPORT = {"backend", "diagnostics", "probes", "schedule", "snapshot", "context"}
+# modules (statistics of arrays, thresholds and conditions, schedules, the published records,
+# the data view's reading of outputs on host arrays).
+QUANTITY_MAY_IMPORT = {"backend", "diagnostics", "probes", "schedule", "snapshot", "context", "dataview", "batchnoise"}
 # The calcml engine's own modules, which only a calcml backend may use.
 ENGINE_INTERNALS = {"tensor", "ops", "tracing", "scope", "nn", "optim", "curvature", "bayes", "mcmc", "reg",
                     "data", "composites", "gradcheck", "calcml_backend", "bayesprobe", "curvatureprobe",

@@ -205,7 +205,7 @@ def _stats(shape):
 @pytest.mark.parametrize("op", ops.PRIMITIVES, ids=_ids)
 def test_every_primitive_explains_its_chain_rule(op):
     n = len(op.formulas)
-    labels = [f"%{k}" for k in range(n)]
+    labels = [f"t{k}" for k in range(n)]
     summary = OpSummary(0, "backward", op.name, 9, "", None, tuple(labels), op.formulas, upstream=_stats((4, 3)),
                         factors=tuple(_stats((4, 3)) for _ in labels), grads=tuple(_stats((4, 3)) for _ in labels))
     rule, lines = chain_rule(summary)
@@ -214,20 +214,20 @@ def test_every_primitive_explains_its_chain_rule(op):
         assert line.startswith(f"dL/d{label} = ") and "{" not in line and "vector-Jacobian" not in line
     if op.elementwise:   # upstream × the formula's right-hand side
         assert rule == ops.ELEMENTWISE_RULE
-        assert all(line.startswith(f"dL/d{label} = dL/d%9 × ") for line, label in zip(lines, labels))
+        assert all(line.startswith(f"dL/d{label} = dL/dt9 × ") for line, label in zip(lines, labels))
     else:
         assert op.chain, f"{op.name} has no words of its own for its chain rule"
 
 
 def test_an_op_the_table_does_not_know_is_routed_back():
-    summary = OpSummary(0, "backward", "frobnicate", 9, "", None, ("%1",), ("?",), upstream=_stats((2,)),
+    summary = OpSummary(0, "backward", "frobnicate", 9, "", None, ("t1",), ("?",), upstream=_stats((2,)),
                         factors=(None,), grads=(_stats((2,)),))
-    assert chain_rule(summary) == (ops.ROUTED_RULE, ["dL/d%1 = vector-Jacobian product of dL/d%9 (see the formula)"])
+    assert chain_rule(summary) == (ops.ROUTED_RULE, ["dL/dt1 = vector-Jacobian product of dL/dt9 (see the formula)"])
 
 
 def test_leaky_relu_chain_rule_line():
-    summary = OpSummary(0, "backward", "leaky_relu", 9, "1", "LeakyReLU", ("%5",), ops.LEAKY_RELU.formulas,
+    summary = OpSummary(0, "backward", "leaky_relu", 9, "1", "LeakyReLU", ("t5",), ops.LEAKY_RELU.formulas,
                         upstream=_stats((4, 3)), factors=(_stats((4, 3)),), grads=(_stats((4, 3)),))
     rule, lines = chain_rule(summary)
     assert rule == "gradient passed on = upstream × local factor (entry by entry)"
-    assert lines == ["dL/d%5 = dL/d%9 × (1 if %5 > 0 else α)"]
+    assert lines == ["dL/dt5 = dL/dt9 × (1 if t5 > 0 else α)"]

@@ -314,9 +314,9 @@ def test_a_warning_that_holds_is_reported_once_and_clears_when_fixed_in_the_sess
     assert all(not x.holding for x in snaps[2:])
 
 
-def test_kinds_are_the_documented_seven():
+def test_kinds_are_the_documented_eight():
     assert set(KINDS) == {"vanishing_gradient", "exploding_gradient", "dead_relu", "saturation",
-                          "non_finite", "loss_diverging", "lr_too_large"}
+                          "non_finite", "loss_diverging", "lr_too_large", "batch_noise"}
 
 
 # -- the session's quick look at the numbers -----------------------------------------------------------

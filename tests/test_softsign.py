@@ -106,7 +106,7 @@ def test_step_into_writes_out_softsigns_chain_rule():
     rule, lines = chain_rule(backward)
     x = backward.inputs[0]
     assert rule == "gradient passed on = upstream × local factor (entry by entry)"
-    assert lines == [f"dL/d{x} = dL/d%{backward.id} × (1/(1 + |{x}|)^2)"]
+    assert lines == [f"dL/d{x} = dL/dt{backward.id} × (1/(1 + |{x}|)^2)"]
     assert backward.factors[0] is not None and 0 < backward.factors[0].max <= 1
     text = "\n".join(str(part) for part in backward_detail(backward).renderables)
     assert "1/(1 + |z|)^2" in text

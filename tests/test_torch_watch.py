@@ -61,6 +61,10 @@ def test_a_watched_loop_gives_the_numbers_of_the_same_training_driven():
         for r in (ra, rb):
             r.pop("steps_per_sec")
             r.pop("epoch")          # a watched loop's epochs are its own: the session sees only steps
+        # the data view draws the data, which a watched loop keeps to itself: it says so instead
+        view = rb.pop("data_view")
+        assert ra.pop("data_view") is None or a.step == 8
+        assert view is None or (view["kind"] == "none" and "own loop feeds the model" in view["note"])
         assert ra == rb, f"step {a.step}"
     for p, q in zip(driven_model.parameters(), watched_model.parameters()):
         assert torch.equal(p, q)

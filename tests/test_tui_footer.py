@@ -5,7 +5,7 @@ from calcml.tui.app import DebuggerApp
 from calcml.tui.screens.breakpoints import BreakpointsScreen
 from calcml.tui.screens.inspector import InspectorScreen
 from calcml.tui.screens.regularisation import RegularisationScreen
-from tui_helpers import local, run, screen_text
+from tui_helpers import local, run, screen_text, settle
 
 
 @pytest.mark.parametrize("keys,screen", [(["down", "enter"], InspectorScreen), (["r"], RegularisationScreen)])
@@ -54,13 +54,40 @@ def test_the_main_footer_fits_80_columns_before_and_after_the_run_ends():
             assert footer.rstrip().endswith("quit") and "run/pause" in footer and "restart" not in footer
             await pilot.press("space")
             backend.pump(400)
-            await pilot.pause(0.3)
             assert backend.state.state == "finished"
-            footer = screen_text(app).rstrip().splitlines()[-1]
-            assert footer.rstrip().endswith("quit") and "train on" in footer and "^r restart" in footer
-            assert "run/pause" not in footer
+
+            def footer():
+                return screen_text(app).rstrip().splitlines()[-1]
+            # the footer is composed again once the app has taken in the new state
+            await settle(pilot, lambda: "train on" in footer(), what="train on in the footer")
+            assert footer().rstrip().endswith("quit") and "^r restart" in footer() and "run/pause" not in footer()
             await pilot.resize_terminal(160, 48)
-            await pilot.pause(0.3)
-            footer = screen_text(app).rstrip().splitlines()[-1]
-            assert "run/pause" in footer and "^r restart" in footer and "train on" in footer
+            await settle(pilot, lambda: "run/pause" in footer(), what="run/pause back at 160 columns")
+            assert "^r restart" in footer() and "train on" in footer()
+    run(body())
+
+
+@pytest.mark.parametrize("name, shown, left_out", [
+    ("xor_mlp.py", ["d data"], ["v post"]),            # 2-D inputs, no posterior
+    ("hmc_logreg.py", ["v post"], ["d data"]),         # a posterior, and 2-D inputs: not room for both
+    ("l1_vs_l2.py", [], ["v post", "d data"]),         # nothing for either view to draw
+])
+def test_at_80_columns_the_footer_keeps_the_views_this_model_has_something_for(name, shown, left_out):
+    backend = local(name, steps=3)
+
+    async def body():
+        app = DebuggerApp(backend, clock=lambda: 1e9)
+        async with app.run_test(size=(80, 24)) as pilot:
+            def footer():
+                return " ".join(screen_text(app).rstrip().splitlines()[-1].split())
+
+            def as_promised():
+                text = footer()
+                return all(key in text for key in shown) and not any(key in text for key in left_out)
+            # (the footer is composed again once the app has the model's information)
+            await settle(pilot, as_promised, what=f"{shown} and not {left_out} in the footer")
+            assert footer().endswith("quit") and "h curv" in footer()
+            await pilot.press("d")                  # left out or not, the key works
+            await pilot.pause(0.2)
+            assert type(app.screen).__name__ == "DataScreen"
     run(body())

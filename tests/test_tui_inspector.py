@@ -430,3 +430,84 @@ def test_a_covered_inspector_is_told_what_it_missed_when_the_view_above_it_close
             assert "step 8" in str(inspector.query_one("#insp-title").content)
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------
+# an activation's mean f' against its size, and the mini-batch noise panel
+# ---------------------------------------------------------------------------------------------
+
+def _relu_net_session(config=None):
+    import calcml as cm
+    import calcml.nn.functional as F
+    from calcml.debug import SessionConfig
+    from helpers import make_spec
+    cm.manual_seed(1)
+    model = cm.nn.Sequential(cm.nn.Linear(3, 8), cm.nn.ReLU(), cm.nn.Linear(8, 1))
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(64, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]]) + 2.0 * rng.normal(size=(64, 1))
+    spec = make_spec(model, F.mse_loss, (X, y), batch_size=16, steps=20)
+    return Session(spec, config or SessionConfig(curvature_every=0)), model, X, y
+
+
+def test_an_activations_size_is_the_gradient_weighted_rms_of_its_derivative_not_its_mean():
+    """What the chain summary says of a ReLU row, checked against numpy: the mean is the fraction
+    of entries on; the size ‖∂L/∂in‖/‖∂L/∂out‖ is √(Σ f'²g²/Σ g²), g = ∂L/∂out in closed form."""
+    from calcml.tui.text_inspector import mean_and_size
+    s, model, X, y = _relu_net_session()
+    from calcml.data import DataLoader
+    W1, b1, W2, b2 = (p.data.copy() for p in model.parameters())
+    s.step(1)
+    snap = s.tick()
+    # the step's batch: the first of the same seeded DataLoader the session shuffles with
+    Xb, yb = next(iter(DataLoader((X, y), batch_size=16, shuffle=True, seed=0)))
+    z = Xb @ W1.T + b1
+    on = (z > 0).astype(float)                       # ReLU's f': 0 or 1
+    pred = np.maximum(z, 0) @ W2.T + b2
+    g = (2 / len(Xb)) * (pred - yb) @ W2             # ∂L/∂(ReLU's output), mean squared error
+    relu = snap.layers[1]
+    assert relu.mean_local_derivative == pytest.approx(on.mean(), rel=1e-12)
+    assert relu.grad_ratio == pytest.approx(np.sqrt(np.sum(on * g * g) / np.sum(g * g)), rel=1e-9)
+    assert abs(relu.grad_ratio - relu.mean_local_derivative) > 1e-3   # they do differ here
+    summary = " ".join(plain(chain_summary(chain_links(snap.layers, "0"), snap.layers[0]), width=400).split())
+    assert mean_and_size({"relu"}) in summary and "√(Σ f′²·g² / Σ g²)" in summary
+
+
+def test_the_inspector_shows_the_mini_batch_noise_of_the_layers_parameters():
+    from calcml.debug import SessionConfig
+    session, _, _, _ = _relu_net_session(SessionConfig(curvature_every=0, batch_noise_every=2,
+                                                                    batch_noise_groups=4))
+    backend = LocalBackend(session)
+    backend.step(4)
+    backend.pump(4)
+
+    async def scenario():
+        app = App(backend)
+        async with app.run_test(size=(160, 60)) as pilot:
+            screen = await open_inspector(app, pilot, row=0)
+            b = backend.state.snapshot.batch_noise
+            assert b is not None and b.step == 4
+            text = " ".join(plain(screen.query_one("#batch-noise").content, width=300).split())
+            assert f"step 4, from {b.groups} micro-batches of {b.group_size} of the batch's 16 examples" in text
+            assert f"weight {num(b.by_param['0.weight'])}" in text and f"bias {num(b.by_param['0.bias'])}" in text
+            assert f"whole model: noise/signal {num(b.noise_signal)}" in text
+            assert "‖standard error of the batch's mean gradient‖ / ‖that gradient‖" in text
+
+    asyncio.run(scenario())
+
+
+def test_the_noise_panel_says_when_it_is_not_measured_yet_or_off():
+    from calcml.debug.snapshot import BatchNoiseStats
+    from calcml.tui.text_batch_noise import batch_noise_panel
+
+    class Snap:
+        lr = 0.1
+        batch_noise = None
+    layer = LayerStats("0", "Linear")
+    assert "Not measured yet" in plain(batch_noise_panel(layer, Snap()))
+    Snap.batch_noise = BatchNoiseStats(step=3, noise_signal=None, batch_size=0, groups=0,
+                                       note="mini-batch noise is off: measuring it failed: ValueError: no")
+    assert "Mini-batch noise is off: measuring it failed: ValueError: no." in plain(batch_noise_panel(layer, Snap()))
+    Snap.batch_noise = BatchNoiseStats(step=3, noise_signal=2.5, batch_size=16, groups=16, group_size=1)
+    text = " ".join(plain(batch_noise_panel(layer, Snap()), width=300).split())
+    assert "per-example gradients" in text and "mostly noise" in text and "about 100 examples" in text

@@ -197,3 +197,31 @@ def test_a_training_script_is_not_restarted_and_says_why():
             backend.restart()                                              # sent anyway: refused with the reason
             assert "cannot be restarted" in (backend.state.refused or "")
     run(body())
+
+
+def test_a_view_opened_again_is_the_one_built_before_brought_up_to_date_and_rebuilt_after_a_restart():
+    backend = local("lr_edge.py", steps=2)
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.press("h")
+            await settle(pilot, lambda: type(app.screen).__name__ == "CurvatureScreen")
+            first = app.screen
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.screen is app.default_screen)
+            backend.step(3)                      # the run moves on while the view is closed
+            backend.pump(3)
+            await pilot.pause()
+            await pilot.press("h")
+            await settle(pilot, lambda: app.screen is first, what="the same view back")
+            await settle(pilot, lambda: "step 5" in screen_text(app), what="the view showing step 5")
+            await pilot.press("escape")
+            await pilot.press("ctrl+r")
+            backend.pump(1)
+            await settle(pilot, lambda: backend.state.snapshot is not None and backend.state.snapshot.step == 0)
+            await pilot.press("h")
+            await settle(pilot, lambda: type(app.screen).__name__ == "CurvatureScreen")
+            assert app.screen is not first       # built again for the new run
+            assert "step 0" in screen_text(app)
+    run(body())

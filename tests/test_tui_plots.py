@@ -1,10 +1,9 @@
-"""The main screen's plots built in a thread: the same picture as a build on the event loop,
-the latest data wins, and nothing is built twice at once."""
-import asyncio
+"""The main screen's loss plot built in a thread: the same picture as a build on the event loop,
+the latest data wins, and nothing is built twice at once (the gradient flow is plain text, drawn
+on the event loop: tests/test_tui_gradflow.py)."""
 import threading
 
 from calcml.tui.app import DebuggerApp
-from calcml.tui.widgets.gradient_flow_plot import GradientFlowPlot
 from calcml.tui.widgets.loss_plot import LossPlot
 from tui_helpers import local, run, settle
 
@@ -23,43 +22,41 @@ def test_background_build_shows_what_a_foreground_build_shows():
             app = DebuggerApp(backend, clock=lambda: 1e9, live=background)
             async with app.run_test(size=(140, 40)) as pilot:
                 await pilot.pause(0.3)
-                for cls in (GradientFlowPlot, LossPlot):
+                for cls in (LossPlot,):
                     plot = app.query_one(cls)
                     assert plot.background is background
                     if background:
                         await settle(pilot, lambda: built(plot), what=f"{cls.__name__} built in the background")
                     texts[(background, cls.__name__)] = plot.render().plain
         run(body())
-    for name in ("GradientFlowPlot", "LossPlot"):
-        assert texts[(True, name)] == texts[(False, name)]
-        assert "step" in texts[(True, name)]
-    assert "gradient flow" in texts[(True, "GradientFlowPlot")]
+    assert texts[(True, "LossPlot")] == texts[(False, "LossPlot")]
+    assert "step" in texts[(True, "LossPlot")]
 
 
 def test_a_figure_asked_for_during_a_build_waits_and_the_latest_wins(monkeypatch):
     backend = local("xor_mlp.py", steps=5)
     gate = threading.Event()
     builds = []
-    original = GradientFlowPlot._build
+    original = LossPlot._build
 
     def slow_build(self, draw, size, theme):
         builds.append(draw)
         gate.wait(5)
         original(self, draw, size, theme)
 
-    monkeypatch.setattr(GradientFlowPlot, "_build", slow_build)
+    monkeypatch.setattr(LossPlot, "_build", slow_build)
 
     async def body():
         app = DebuggerApp(backend, clock=lambda: 1e9, live=True)
         async with app.run_test(size=(140, 40)) as pilot:
-            plot = app.query_one(GradientFlowPlot)
+            plot = app.query_one(LossPlot)
             # the app's first draw starts a build (its thread has entered _build, not just been started)
             await settle(pilot, lambda: plot._building and builds, what="the first build to start")
             history = backend.state.history
             first = len(builds)
             assert plot._building
-            plot.show(history, [])          # two more figures while one is building
-            plot.show(history, [])
+            plot.show(history)              # two more figures while one is building
+            plot.show(history)
             latest = plot._draw
             assert len(builds) == first      # nothing started alongside the running build
             gate.set()

@@ -149,3 +149,25 @@ def test_adam_vs_sgd_curvature_view_shows_the_effective_step_beside_the_hessian_
             text = screen_text(app)
             assert "η/(√v̂+ε)" in text or "effective" in text
     run(body())
+
+
+def test_spirals_data_view_from_the_start_the_regions_wind_round_the_arms():
+    """"Press d at the start, then space: ... from a third of the points classed right to nearly
+    all of them.\""""
+    backend = local("spirals_adam.py")
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("d")
+            await settle(pilot, lambda: type(app.screen).__name__ == "DataScreen")
+            first = backend.state.data_view
+            assert first.step == 0 and first.kind == "classes" and first.classes == 3
+            assert 0.2 < first.accuracy < 0.5
+            await pilot.press("space")
+            backend.pump(600)
+            await settle(pilot, lambda: backend.state.data_view.step == 600, what="the view of the last step")
+            last = backend.state.data_view
+            assert last.accuracy > 0.9 and len(set(last.predicted)) == 3
+            await settle(pilot, lambda: f"accuracy {round(100 * last.accuracy)}%" in screen_text(app))
+    run(body())

@@ -1,6 +1,8 @@
 """The step-into view, driven with Pilot: one iteration op by op, forward then backward."""
 import re
 
+import numpy as np
+
 
 from calcml.debug import Session, load_model_file
 from calcml.tui.app import DebuggerApp
@@ -86,8 +88,8 @@ def test_forward_ops_come_first_then_backward_with_arrows():
             assert str(table.get_row_at(0)[1]) == "→"
             assert str(table.get_row_at(first_backward)[1]) == "←"
             t = op_index(screen.trace, "forward", "tanh")
-            assert str(table.get_row_at(t)[2]) == "tanh" and str(table.get_row_at(t)[3]) == "1 Tanh"
-            assert str(table.get_row_at(t)[4]) == "200×8"
+            assert str(table.get_row_at(t)[2]) == "tanh" and str(table.get_row_at(t)[5]) == "1 Tanh"
+            assert str(table.get_row_at(t)[3]) == "200×8" and str(table.get_row_at(t)[0]) == f"#{t}"
     run(body())
 
 
@@ -162,12 +164,12 @@ def test_forward_detail_shows_formula_inputs_and_value_statistics():
             assert "d tanh(z)/dz = 1 - tanh(z)^2" in text
             assert expression(op) in text and op.inputs[0] in text
             v = op.value
-            row = re.search(r"output %\d+ +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+)", text)
+            row = re.search(r"output t\d+ +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+) +(\S+)", text)
             assert row.groups() == (shape_text(v.shape), num(v.mean), num(v.std), num(v.min), num(v.max),
                                     str(v.zeros), str(v.non_finite))
             # its input came from the add before it: its statistics are shown too
-            source = next(o for o in trace.ops if f"%{o.id}" == op.inputs[0])
-            assert f"{op.inputs[0]} (op #{source.index})" in text
+            source = next(o for o in trace.ops if f"t{o.id}" == op.inputs[0])
+            assert f"{op.inputs[0]} (made by op #{source.index})" in text
             assert f"m: its backward step is op #{op_index(trace, 'backward', 'tanh')}" in text
     run(body())
 
@@ -189,7 +191,7 @@ def test_backward_detail_shows_upstream_factor_and_gradient_passed_on():
             text = view_text(screen)
             assert "← backward op" in text and "d tanh(z)/dz = 1 - tanh(z)^2" in text
             assert "gradient passed on = upstream × local factor" in text
-            x, out = op.inputs[0], f"%{op.id}"
+            x, out = op.inputs[0], f"t{op.id}"
             assert f"dL/d{x} = dL/d{out} × (1 - tanh({x})^2)" in text
 
             def row(label):
@@ -220,7 +222,7 @@ def test_backward_layer_op_states_the_matrix_rule_and_pairs_with_its_forward_op(
                       if o.phase == "backward" and o.scope == "2" and o.op in ("linear", "matmul"))
             screen.select(op.index)
             await pilot.pause()
-            x, w, out = op.inputs[0], op.inputs[1], f"%{op.id}"
+            x, w, out = op.inputs[0], op.inputs[1], f"t{op.id}"
             text = view_text(screen)
             if op.op == "linear":
                 assert "gradient passed on = upstream @ W, upstreamᵀ @ x, Σ upstream" in text
@@ -252,34 +254,34 @@ def _backward(op, inputs, formulas, upstream, factors, grads):
 def test_chain_rule_lines():
     up = _stats((200, 8))
     # an elementwise op: upstream × the formula's right-hand side, written with the input's label
-    tanh = _backward("tanh", ["%5"], ["d tanh(z)/dz = 1 - tanh(z)^2"], up, [_stats((200, 8))], [_stats((200, 8))])
+    tanh = _backward("tanh", ["t5"], ["d tanh(z)/dz = 1 - tanh(z)^2"], up, [_stats((200, 8))], [_stats((200, 8))])
     rule, lines = chain_rule(tanh)
     assert rule == "gradient passed on = upstream × local factor (entry by entry)"
-    assert lines == ["dL/d%5 = dL/d%9 × (1 - tanh(%5)^2)"]
+    assert lines == ["dL/dt5 = dL/dt9 × (1 - tanh(t5)^2)"]
     # a broadcast bias: the gradient is summed back to the bias's shape
-    add = _backward("add", ["%3", "0.bias"], ["d(a+b)/da = 1", "d(a+b)/db = 1"], up,
+    add = _backward("add", ["t3", "0.bias"], ["d(a+b)/da = 1", "d(a+b)/db = 1"], up,
                     [_stats((), 1.0), _stats((), 1.0)], [_stats((200, 8)), _stats((8,))])
-    assert chain_rule(add)[1] == ["dL/d%3 = dL/d%9 × 1",
-                                  "dL/d0.bias = dL/d%9 × 1, summed over the broadcast axes to shape 8"]
+    assert chain_rule(add)[1] == ["dL/dt3 = dL/dt9 × 1",
+                                  "dL/d0.bias = dL/dt9 × 1, summed over the broadcast axes to shape 8"]
     # a product with the targets: the targets need no gradient; b in the formula is the other input
-    mul = _backward("mul", ["%7", "%8"], ["d(a*b)/da = b", "d(a*b)/db = a"], up,
+    mul = _backward("mul", ["t7", "t8"], ["d(a*b)/da = b", "d(a*b)/db = a"], up,
                     [None, _stats((200, 8))], [None, _stats((200, 8))])
-    assert chain_rule(mul)[1] == ["%7: no gradient needed (it does not depend on any weight)",
-                                  "dL/d%8 = dL/d%9 × %7"]
-    mean = _backward("mean", ["%4"], ["d mean(x)/dx_i = 1/n"], _stats(()), [None], [_stats((200, 1))])
-    assert chain_rule(mean)[1] == ["dL/d%4 = dL/d%9 ÷ 200, copied to every averaged element"]
-    matmul = _backward("matmul", ["%6", "%8"], ["d(x@W)/dx = W^T", "d(x@W)/dW = x^T"], _stats((200, 1)),
+    assert chain_rule(mul)[1] == ["t7: no gradient needed (it does not depend on any weight)",
+                                  "dL/dt8 = dL/dt9 × t7"]
+    mean = _backward("mean", ["t4"], ["d mean(x)/dx_i = 1/n"], _stats(()), [None], [_stats((200, 1))])
+    assert chain_rule(mean)[1] == ["dL/dt4 = dL/dt9 ÷ 200, copied to every averaged element"]
+    matmul = _backward("matmul", ["t6", "t8"], ["d(x@W)/dx = W^T", "d(x@W)/dW = x^T"], _stats((200, 1)),
                        [_stats((1, 8)), _stats((8, 200))], [_stats((200, 8)), _stats((8, 1))])
     rule, lines = chain_rule(matmul)
     assert rule == "gradient passed on = upstream @ Wᵀ (to x), xᵀ @ upstream (to W)"
-    assert lines == ["dL/d%6 = dL/d%9 @ %8ᵀ", "dL/d%8 = %6ᵀ @ dL/d%9"]
-    linear = _backward("linear", ["%4", "2.weight", "2.bias"], ["x", "W", "b"], _stats((200, 1)),
+    assert lines == ["dL/dt6 = dL/dt9 @ t8ᵀ", "dL/dt8 = t6ᵀ @ dL/dt9"]
+    linear = _backward("linear", ["t4", "2.weight", "2.bias"], ["x", "W", "b"], _stats((200, 1)),
                        [_stats((1, 8)), _stats((200, 8)), _stats((), 1.0)],
                        [_stats((200, 8)), _stats((1, 8)), _stats((1,))])
     rule, lines = chain_rule(linear)
     assert rule == "gradient passed on = upstream @ W, upstreamᵀ @ x, Σ upstream"
-    assert lines == ["dL/d%4 = dL/d%9 @ 2.weight", "dL/d2.weight = (dL/d%9)ᵀ @ %4",
-                     "dL/d2.bias = dL/d%9 summed over the batch"]
+    assert lines == ["dL/dt4 = dL/dt9 @ 2.weight", "dL/d2.weight = (dL/dt9)ᵀ @ t4",
+                     "dL/d2.bias = dL/dt9 summed over the batch"]
 
 
 # -- NaN and Inf ------------------------------------------------------------------------------------
@@ -306,7 +308,11 @@ def test_f_jumps_to_the_first_non_finite_op_of_the_failing_step():
             assert f"first NaN/Inf: op #{first}" in text and "! NaN/Inf" in text
             assert "(the run stopped here: non_finite)" in text and "step 2" in text
             table = screen.query_one("#si-ops")
-            assert str(table.get_row_at(first)[5]) == "!" and str(table.get_row_at(first - 1)[5]) == ""
+            assert str(table.get_row_at(first)[4]) == "!" and str(table.get_row_at(first - 1)[4]) == ""
+            # its output's mean is over the finite entries only, and says so
+            bad, size = op.value.non_finite, op.value.shape[0] * op.value.shape[1]
+            assert f"{num(op.value.mean)}*" in text
+            assert f"* output t{op.id}: mean, std, min and max of its {size - bad} finite entries only ({bad} of {size} are NaN/Inf)" in " ".join(text.split())
     run(body())
 
 
@@ -451,3 +457,100 @@ def test_snapshot_first_non_finite_80x24(snap_compare):
 
     app = make_app(local("nan_demo.py", steps=1))
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def _at_the_loss(pilot):
+    """Step into, then to the last forward op: the loss's own (its formula named)."""
+    async def run_before(pilot):
+        app = pilot.app
+        await pilot.press("s")
+        app.backend.pump(1)
+        app.poll()
+        await settle(pilot, lambda: not app.screen.waiting)
+        last = max(o.index for o in app.screen.trace.ops if o.phase == "forward")
+        app.screen.select(last)
+        await pilot.pause()
+    return run_before(pilot)
+
+
+def test_snapshot_loss_op_named_after_its_formula_160x48(snap_compare):
+    app = make_app(local("xor_mlp.py", steps=3))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=_at_the_loss)
+
+
+def test_snapshot_loss_op_named_after_its_formula_80x24(snap_compare):
+    app = make_app(local("xor_mlp.py", steps=3))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_at_the_loss)
+
+
+# -- names: values are t<id>, ops #<n>; a library loss's ops show its formula ----------------------
+
+def test_values_are_named_t_and_ops_hash_so_one_is_never_read_as_the_other():
+    backend = local("xor_mlp.py", steps=1)
+    backend.step_into()
+    backend.pump(1)
+    trace = backend.state.trace
+    forward = [o for o in trace.ops if o.phase == "forward"]
+    assert all(re.fullmatch(r"t\d+|[\w.]+\.(weight|bias)", label) for o in forward for label in o.inputs)
+    assert not any("%" in label for o in trace.ops for label in o.inputs)
+    tanh = next(o for o in forward if o.op == "tanh")
+    assert expression(tanh) == f"t{tanh.id} = tanh({tanh.inputs[0]})"
+
+
+def test_a_library_losss_ops_are_named_after_its_formula():
+    """mse_loss: 'ŷ − y', '(ŷ − y)²', 'MSE = mean of (ŷ − y)²'; BCE with logits and cross-entropy
+    likewise, through the composites they are built from; the list's last column shows them."""
+    import calcml as cm
+    import calcml.nn.functional as F
+    from calcml.debug.tracesummary import summarise_trace
+    from calcml.tui.text_stepinto import forward_detail, heading, layer_cell
+
+    pred = cm.Tensor(np.array([[0.5], [2.0]]), requires_grad=True)
+    cases = {
+        "mse": (lambda: F.mse_loss(pred, np.array([[1.0], [1.0]])),
+                ["ŷ − y", "(ŷ − y)²", "MSE = mean of (ŷ − y)²"]),
+        "bce_logits": (lambda: F.binary_cross_entropy_with_logits(pred, np.array([[1.0], [0.0]])),
+                       ["|z|", "z + |z|", "max(z, 0) = (z + |z|)/2", "−|z|", "e^−|z|", "log(1 + e^−|z|)",
+                        "softplus(z) = max(z, 0) + log(1 + e^−|z|)", "y·z", "softplus(z) − y·z",
+                        "BCE = mean of softplus(z) − y·z"]),
+        "ce": (lambda: F.cross_entropy(cm.Tensor(np.array([[0.5, 1.0], [2.0, 0.0]]), requires_grad=True),
+                                       np.array([1, 0])),
+               ["z − max z", "e^(z − max z)", "Σ e^(z − max z)", "log Σ e^(z − max z)", "log softmax(z)",
+                "y·log p (y one-hot)", "Σ y·log p", "CE = −(1/n) Σ y·log p"]),
+    }
+    for key, (loss_fn, names) in cases.items():
+        with cm.trace() as t:
+            loss_fn().backward()
+        summary = summarise_trace(t)
+        forward = [o for o in summary.ops if o.phase == "forward"]
+        assert [o.name for o in forward if o.name] == names, key
+        last = forward[-1]
+        assert layer_cell(last) == f"loss: {names[-1]}"
+        assert f"({names[-1]})" in heading(last).plain
+        assert f"that is    {names[-1]}\n" in plain_group(forward_detail(last, {}))
+        backward = [o for o in summary.ops if o.phase == "backward"]
+        assert {o.name for o in backward if o.name} <= set(names) and any(o.name for o in backward)
+    with cm.trace() as t:   # an op a user's own loss runs stays as it was
+        ((pred - 1.0) * (pred - 1.0)).mean().backward()
+    assert not any(o.name for o in summarise_trace(t).ops)
+
+
+def plain_group(group) -> str:
+    import io
+    from rich.console import Console
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    console.print(group)
+    return console.export_text()
+
+
+def test_statistics_of_an_array_with_nan_say_they_are_of_its_finite_entries():
+    from calcml.tui.text_stepinto import finite_notes, stats_table
+    partial = ArrayStats((2, 2), 1.5, 0.5, 1.0, 2.0, 0, 2)
+    every = ArrayStats((3,), float("nan"), float("nan"), float("nan"), float("nan"), 0, 3)
+    clean = ArrayStats((2,), 1.0, 0.0, 1.0, 1.0, 0, 0)
+    rows = [("output t4", partial), ("input t3", clean), ("input t2", every)]
+    notes = [n.plain for n in finite_notes(rows)]
+    assert notes == ["* output t4: mean, std, min and max of its 2 finite entries only (2 of 4 are NaN/Inf)",
+                     "input t2: every entry is NaN/Inf, so it has no mean, std, min or max"]
+    table = plain_group(stats_table(rows))
+    assert "1.5*" in table and "0.5*" in table and "1*" not in table.split("input t3")[1].split("\n")[0]

@@ -55,6 +55,6 @@ def test_step_into_on_a_torch_model_shows_its_ops():
             assert screen.query_one("#si-ops").row_count == len(trace.ops)
             text = view_text(screen)
             assert "→ forward op #0" in text and "linear in layer inp (Linear)" in text
-            assert "%x0 (data or a constant)" in text and "inp.weight (parameter)" in text
+            assert "x0 (data or a constant)" in text and "inp.weight (parameter)" in text
 
     asyncio.run(scenario())

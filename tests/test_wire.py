@@ -67,7 +67,7 @@ def real_frames() -> tuple:
         frames.append((label, json.loads(wire.encode(frame))))
 
     # xor: the first snapshot (histograms), a breakpoint hit, a step-into trace, the history
-    s = _session("xor_mlp.py", curvature_every=3)
+    s = _session("xor_mlp.py", curvature_every=3, batch_noise_every=2)
     # (first: it clears the front end's run, which the frames below then fill again)
     add("restarted", {"type": "restarted", "seed": 0, "kept": "1 breakpoint, lr 0.05"})
     add("xor hello", {"type": "hello", "model": model_info(s)})
@@ -89,7 +89,7 @@ def real_frames() -> tuple:
     traced = [x for x in _ticks(s, 3) if x.trace is not None]
     assert traced
     add("xor step-into trace", _snap(traced[0]))
-    assert traced[0].curvature is not None
+    assert traced[0].curvature is not None and traced[0].batch_noise is not None
     add("xor history", {"type": "history", "series": wire.history_to_wire(s.history)})
 
     # a NaN stops the run: warnings, a stop, the trace of the step that made it
@@ -300,27 +300,35 @@ def test_non_finite_numbers_travel_as_strings_and_come_back():
 
 # dicts whose keys are names (parameters, series), not fields
 MAPS = {"snapshot.layers[].params", "snapshot.histograms", "series", "snapshot.curvature.hessian_diag",
-        "snapshot.bayes.posterior_sigma", "snapshot.bayes.gradient_noise", "snapshot.optimizer_state"}
+        "snapshot.bayes.posterior_sigma", "snapshot.bayes.gradient_noise", "snapshot.optimizer_state",
+        "snapshot.batch_noise.by_param"}
 # fixed-length arrays: the index is part of the path
 TUPLES = {"snapshot.regularizer", "snapshot.histograms{}", "snapshot.trace.ops[].value",
-          "snapshot.trace.ops[].upstream", "snapshot.trace.ops[].factors[]", "snapshot.trace.ops[].grads[]"}
+          "snapshot.trace.ops[].upstream", "snapshot.trace.ops[].factors[]", "snapshot.trace.ops[].grads[]",
+          "snapshot.data_view.x_range", "snapshot.data_view.y_range", "snapshot.data_view.points[]"}
 LATER_MODEL_FIELDS = ("curvature_every", "curvature_note", "bayes_layers", "sampler", "noise_every",
                       "noise_samples", "bayes_note", "restartable")
 _PARAM = "snapshot.layers[].params{}."
 _LAYER = "snapshot.layers[]."
 _BAYES = "snapshot.bayes."
+_NOISE = "snapshot.batch_noise."
 _OP = "snapshot.trace.ops[]."
+_VIEW = "snapshot.data_view."
 # fields that may be left out: those a record declares with a default
 OPTIONAL = {
     "snapshot": {_PARAM + "effective_lr", _PARAM + "hessian_diag", "snapshot.stop", "snapshot.hit",
                  "snapshot.histograms", "snapshot.trace", "snapshot.curvature", "snapshot.optimizer_state",
                  "snapshot.bayes", "snapshot.warnings[].event", "snapshot.holding[].op",
                  "snapshot.curvature.hessian_diag", "snapshot.curvature.n_params", _OP + "value", _OP + "upstream",
-                 _OP + "factors", _OP + "grads"}
+                 _OP + "factors", _OP + "grads", _OP + "name"}
     | {_LAYER + k for k in ("params", "output_shape", "grad_in_norm", "grad_out_norm", "activation",
                             "mean_local_derivative", "dead_fraction", "saturated_fraction")}
     | {_BAYES + k for k in ("elbo", "expected_log_likelihood", "kl", "posterior_sigma", "gradient_noise", "mc_loss",
-                            "mc_loss_se", "mc_samples", "noise_step")},
+                            "mc_loss_se", "mc_samples", "noise_step")}
+    | {"snapshot.batch_noise"} | {_NOISE + k for k in ("group_size", "population", "by_param", "note")}
+    | {"snapshot.data_view"} | {_VIEW + k for k in ("x_range", "y_range", "columns", "rows", "classes", "class_names",
+                                                    "predicted", "confidence", "values", "points", "labels",
+                                                    "targets", "accuracy", "fit")},
     "hello": {f"model.{k}" for k in LATER_MODEL_FIELDS},
     "breakpoints": {"error"}, "refused": {"cmd"}, "report": {"message"},
 }
@@ -335,7 +343,9 @@ NULLABLE = {
                  "snapshot.curvature.lr_edge", "snapshot.optimizer_state", "snapshot.optimizer_state{}",
                  "snapshot.bayes", _BAYES + "elbo", _BAYES + "expected_log_likelihood", _BAYES + "kl",
                  _BAYES + "posterior_sigma{}", _BAYES + "gradient_noise{}", _BAYES + "mc_loss",
-                 _BAYES + "mc_loss_se", _BAYES + "noise_step"},
+                 _BAYES + "mc_loss_se", _BAYES + "noise_step",
+                 "snapshot.batch_noise", _NOISE + "noise_signal", _NOISE + "population", _NOISE + "by_param{}",
+                 _NOISE + "note", "snapshot.data_view", _VIEW + "accuracy", _VIEW + "fit"},
     "history": {"series{}[]"},
     "hello": {"model.description", "model.seed", "model.steps"} | {f"model.{k}" for k in LATER_MODEL_FIELDS},
     "state": {"stop"}, "breakpoints": {"error"}, "refused": {"cmd"}, "report": {"message"},

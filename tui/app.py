@@ -60,6 +60,7 @@ class DebuggerApp(App):
         Binding("r", "regularisation", "reg"),
         Binding("h", "curvature", "curv"),
         Binding("v", "bayes", "post"),   # the posterior: 4 letters, so 80 columns hold every key
+        Binding("d", "data_view", "data"),
         Binding("left_square_bracket", "lr_down", "lr÷2", key_display="[", show=False),
         Binding("right_square_bracket", "lr_up", "lr×2", key_display="]", show=False),
         Binding("g", "toggle_plots", "plots"),
@@ -85,6 +86,7 @@ class DebuggerApp(App):
         self._last_plot = 0.0
         self._clock = clock
         self._state_name = None
+        self._views = None   # (a posterior to show, inputs the data view can draw): the footer's views
         self.quitting = False
         self.signal: int | None = None     # the signal that ended the interface, if one did
         self.crash_path: str | None = None  # where an internal error of the interface was written
@@ -117,8 +119,7 @@ class DebuggerApp(App):
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 loop.add_signal_handler(signum, self._on_signal, signum)
-        for plot in (self.query_one(GradientFlowPlot), self.query_one(LossPlot)):
-            plot.background = self._live
+        self.query_one(LossPlot).background = self._live   # the gradient flow is cheap text
         self.backend.start()
         self._apply_width(self.size.width)
         self.set_interval(1 / TABLE_HZ, self.poll)
@@ -180,6 +181,11 @@ class DebuggerApp(App):
             self.query_one(LayerTable).show(state.snapshot, state.history)
         if "state" in changed and state.state != self._state_name:
             self._state_name = state.state
+            self.refresh_bindings()
+        drawable = (bool(state.model and (state.model.get("bayes_layers") or state.model.get("sampler"))),
+                    state.data_view is None or state.data_view.kind != "none")
+        if drawable != self._views:   # the footer shows the views this model has something for
+            self._views = drawable
             self.refresh_bindings()
         if "run" in changed and previous:
             self.query_one("#warnings", RichLog).clear()   # a restart: the old run's warnings go
@@ -279,6 +285,8 @@ class DebuggerApp(App):
             ("Regularisation view", "r: none / L1 / L2 and λ", self.action_regularisation),
             ("Curvature view", "h: λ_max and the lr edge, the Hessian diagonal, Newton's state",
              self.action_curvature),
+            ("Data view", "d: the training points and the model's decision surface or fitted curve",
+             self.action_data_view),
             ("Bayesian view", "v: the ELBO's two terms, posterior σ, gradient noise; HMC's acceptance",
              self.action_bayes),
             ("Breakpoints", "b: list, add, remove", self.action_breakpoints),
@@ -367,15 +375,37 @@ class DebuggerApp(App):
 
     def action_regularisation(self) -> None:
         from .screens.regularisation import RegularisationScreen
-        self.push_screen(RegularisationScreen())
+        self._open_view(RegularisationScreen)
 
     def action_curvature(self) -> None:
         from .screens.curvature import CurvatureScreen
-        self.push_screen(CurvatureScreen())
+        self._open_view(CurvatureScreen)
+
+    def action_data_view(self) -> None:
+        from .screens.data import DataScreen
+        self._open_view(DataScreen)
 
     def action_bayes(self) -> None:
         from .screens.bayes import BayesScreen
-        self.push_screen(BayesScreen())
+        self._open_view(BayesScreen)
+
+    def _open_view(self, kind) -> None:
+        """A view is built once and kept (installed) when closed: opening it again only redraws
+        what changed since, instead of composing and styling every widget again. One built
+        before a restart is built again (it may keep what it saw of the old run)."""
+        name = f"view-{kind.__name__}"
+        run = self.backend.state.versions["run"]
+        if self.is_screen_installed(name):
+            screen = self.get_screen(name)
+            if screen is self.screen:
+                return
+            if getattr(screen, "built_in_run", run) != run and screen not in self.screen_stack:
+                self.uninstall_screen(name)
+        if not self.is_screen_installed(name):
+            screen = kind()
+            screen.built_in_run = run
+            self.install_screen(screen, name)
+        self.push_screen(name)
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

@@ -57,10 +57,11 @@ class DebugState:
         self.bad_frame_note: str | None = None
         self.last_message = time.monotonic()
         self.versions = {k: 0 for k in ("model", "snapshot", "history", "warnings", "logs", "breakpoints",
-                                        "state", "trace", "run")}   # run: a restart went back to step 0
+                                        "state", "trace", "run", "data_view")}   # run: a restart went back to step 0
         self.wake = None                       # called (from the reader thread) on urgent changes
         self.trace = None                      # the latest step-into, kept until the next one
         self.trace_step: int | None = None
+        self.data_view = None                  # the latest data view (snapshot.DataView), kept between them
         self.exit_code: int | None = None      # the training process's, if it ended unasked
 
     def _bump(self, *keys) -> None:
@@ -88,6 +89,9 @@ class DebugState:
                     self.warnings.extend(snapshot.warnings)
                     self.warnings_total += len(snapshot.warnings)
                     self._bump("warnings")
+                if snapshot.data_view is not None:
+                    self.data_view = snapshot.data_view
+                    self._bump("data_view")
                 if snapshot.trace is not None:
                     self.trace = snapshot.trace
                     self.trace_step = snapshot.step
@@ -143,9 +147,9 @@ class DebugState:
                 # model's output stays, with a line saying where the new run begins)
                 self.snapshot, self.first_histograms, self.history = None, None, {}
                 self.warnings.clear()
-                self.trace = self.trace_step = self.stop = self.refused = None
+                self.trace = self.trace_step = self.stop = self.refused = self.data_view = None
                 self._log("calcml", f"restarted from step 0 (seed {message['seed']}), keeping {message['kept']}\n")
-                self._bump("run", "snapshot", "history", "warnings", "trace", "state")
+                self._bump("run", "snapshot", "history", "warnings", "trace", "state", "data_view")
                 urgent = True
             elif kind == "quitting":
                 self.quitting.set()

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .format import as_float, num, pct
-from .widgets.common import carried_forward, first_last, sparkline
+from .widgets.common import first_last, sparkline
 
 NOISY = 1.0              # gradient noise above this: one draw's gradient is mostly noise
 STEADY = 0.02            # a σ that moved less than this (relative) since its first value is steady
@@ -154,7 +154,7 @@ def sigma_rows(b, history: dict) -> list:
         start = (first[0], first[1]) if first is not None else None
         ratio = sigma / start[1] if start is not None and sigma is not None and start[1] > 0 else None
         values = history.get(name)
-        trend = sparkline(carried_forward(values), SPARK_WIDTH) if values is not None else ""
+        trend = sparkline(values, SPARK_WIDTH, carry=True) if values is not None else ""
         rows.append((layer, sigma, start, ratio, trend))
     return rows
 
@@ -216,7 +216,7 @@ def noise_table(b, history: dict) -> Table | None:
         noisy = ratio is not None and not ratio <= NOISY
         words = Text("mostly noise", style="yellow") if noisy else Text("mostly signal", style="green")
         values = history.get(f"{name}.gradient_noise")
-        trend = sparkline(carried_forward(values), SPARK_WIDTH) if values is not None else ""
+        trend = sparkline(values, SPARK_WIDTH, carry=True) if values is not None else ""
         table.add_row(Text(name), Text(num(ratio), style="bold yellow" if noisy else "bold"), words,
                       Text(trend, style="green"))
     return table

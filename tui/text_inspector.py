@@ -44,6 +44,7 @@ class ChainLink:
     factor: float | None   # its size: ‖∂L/∂in‖/‖∂L/∂out‖ (for the loss: ‖∂L/∂y‖ itself)
     product: float | None  # the running product: the gradient norm after this factor
     of: str                # what `product` is the norm of
+    activation: str | None = None   # an elementwise activation's op, when its mean f' is measured
 
 
 def factor_note(layer) -> str:
@@ -80,7 +81,7 @@ def chain_links(layers, name: str) -> list:
         product = product * factor if product is not None and factor is not None else None
         formula = "∂y/∂a_L" if j == len(layers) - 1 else f"∂a_{layer.name}/∂a_{layers[j - 1].name}"
         links.append(ChainLink(layer.name, layer.type, formula, factor_note(layer), factor, product,
-                               f"‖∂L/∂a_{layers[j - 1].name}‖"))
+                               f"‖∂L/∂a_{layers[j - 1].name}‖", _elementwise(layer)))
     chosen = layers[k]
     w = layer_weight(chosen)
     if w is not None:
@@ -95,8 +96,26 @@ def chain_links(layers, name: str) -> list:
         product = product * factor if product is not None and factor is not None else None
         below = layers[k - 1].name if k > 0 else "x"
         links.append(ChainLink(chosen.name, chosen.type, f"∂a_{chosen.name}/∂a_{below}", factor_note(chosen),
-                               factor, product, f"‖∂L/∂a_{below}‖"))
+                               factor, product, f"‖∂L/∂a_{below}‖", _elementwise(chosen)))
     return links
+
+
+def _elementwise(layer) -> str | None:
+    """The layer's activation when it acts entry by entry and its mean f' was measured."""
+    if layer.activation is None or layer.activation == "softmax" or layer.mean_local_derivative is None:
+        return None
+    return layer.activation
+
+
+def mean_and_size(activations) -> str:
+    """Why an activation's row shows two different numbers: its mean f' and its size."""
+    text = ("An activation's 'mean' is its local derivative f′ averaged over every unit and example; its "
+            "size ×… is ‖∂L/∂in‖/‖∂L/∂out‖ = √(Σ f′²·g² / Σ g²), f′ averaged as a root mean square "
+            "weighted by the gradient g that arrives at each entry, so the two differ")
+    if "relu" in activations:
+        text += (": for ReLU (f′ = 0 or 1) the mean is the fraction of entries that are on, and the "
+                 "size is √(the share of Σ g² that arrives at entries that are on)")
+    return text + "."
 
 
 def factor_style(factor) -> str:
@@ -121,11 +140,12 @@ def _log_bar(value, lo: float, hi: float, width: int = 12) -> str:
 def chain_table(links: list, chosen) -> Table:
     """One row per factor: the layer, what its factor is, its size, and the running product."""
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), expand=False)
+    # Narrow, the factor's note wraps and the bar is cropped: the numbers are never cut
     table.add_column("layer", no_wrap=True)
-    table.add_column("factor", no_wrap=True)
+    table.add_column("factor", no_wrap=False)
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("product", justify="right", no_wrap=True)
-    table.add_column("(log)", no_wrap=True)
+    table.add_column("(log)", no_wrap=False, overflow="crop")
     logs = [math.log10(link.product) for link in links
             if link.product is not None and link.product > 0 and math.isfinite(link.product)]
     lo, hi = (min(logs), max(logs)) if logs else (0.0, 0.0)
@@ -176,6 +196,9 @@ def chain_summary(links: list, chosen) -> Text:
     if links[-1].type == "weight" and chosen.grad_ratio is not None:
         out.append(f"\nIt passes ‖∂L/∂in‖ = {num(chosen.grad_in_norm)} on to the layer below "
                    f"({factor_note(chosen)}: ×{num(chosen.grad_ratio)}).", style="dim")
+    activations = {link.activation for link in links if link.activation is not None}
+    if activations:
+        out.append("\n" + mean_and_size(activations), style="dim")
     return out
 
 

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from .format import num, pct
 from .text_histogram import histogram_lines
-from .widgets.common import carried_forward, first_last, sparkline
+from .widgets.common import first_last, sparkline
 
 SPARSE_BELOW = 1e-3            # the session's sparsity threshold (Thresholds.sparsity_threshold)
 
@@ -99,7 +99,7 @@ def param_lines(layer_name: str, param_name: str, stats, history: dict, now_hist
         else:
             # measured every few steps: the last value carried between (no holes), and the end
             # is the number the heading shows (the history's last point may be a mean of several)
-            line.append(sparkline(carried_forward(values), spark_width), style="green")
+            line.append(sparkline(values, spark_width, carry=True), style="green")
             first_step, first, last = ends
             last = now if now is not None else last
             line.append(f"  {fmt(first)} at step {first_step} → {fmt(last)}", style="dim")

@@ -1,7 +1,12 @@
 """What the step-into view says about one op of a recorded iteration: what a forward op computed
 and from what, the chain rule a backward op applied (upstream gradient, local factor, gradient
 passed on, for each input), and the statistics of each array, in the words of the engine's own
-derivative table."""
+derivative table.
+
+Ops are numbered #0, #1, ...; the values they make are t0, t1, ... (x0, x1 for data or constants a
+PyTorch model was given), and a parameter goes by its name, so a value is never read as an op. An
+op a library loss or composite ran is shown with the name it gave it ('(ŷ − y)²'). Statistics of
+an array with NaN/Inf entries are of its finite entries, and say so."""
 from __future__ import annotations
 
 import math
@@ -54,13 +59,21 @@ def where_text(op) -> str:
 
 
 def layer_cell(op) -> str:
+    """The op list's last column: the layer, and the name a library function gave the op."""
     if op.scope:
-        return f"{op.scope} {op.module_type or ''}".rstrip()
-    return op.module_type or "loss"
+        where = f"{op.scope} {op.module_type or ''}".rstrip()
+    else:
+        where = op.module_type or "loss"
+    name = getattr(op, "name", "")
+    return f"{where}: {name}" if name else where
 
 
 def out_label(op) -> str:
-    return f"%{op.id}"
+    """The value an op made: t<id> (never #, which numbers the ops)."""
+    return f"t{op.id}"
+
+
+VALUE_LABEL = re.compile(r"[tx]\d+")
 
 
 def expression(op) -> str:
@@ -125,8 +138,12 @@ def chain_rule(op) -> tuple:
     return rule, lines
 
 
+PARTIAL = "*"   # marks statistics of an array's finite entries only (it has NaN/Inf ones)
+
+
 def stats_table(rows) -> Table:
-    """rows: (label, ArrayStats). One line of statistics per array."""
+    """rows: (label, ArrayStats). One line of statistics per array; where an array has NaN/Inf
+    entries its mean, std, min and max (of the finite ones only) are marked * (see `finite_notes`)."""
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, padding=(0, 1),
                   collapse_padding=True, expand=False, show_edge=False)
     table.add_column("", overflow="fold", min_width=8)
@@ -136,16 +153,33 @@ def stats_table(rows) -> Table:
         if stats is None:
             continue
         bad = Text(str(stats.non_finite), style=BAD_STYLE if stats.non_finite else "")
-        table.add_row(label, shape_text(stats.shape), num(stats.mean), num(stats.std), num(stats.min),
-                      num(stats.max), str(stats.zeros), bad)
+        mark = PARTIAL if stats.non_finite and stats.non_finite < _size(stats.shape) else ""
+        table.add_row(label, shape_text(stats.shape), *(num(v) + mark for v in (stats.mean, stats.std, stats.min, stats.max)),
+                      str(stats.zeros), bad)
     return table
+
+
+def finite_notes(rows) -> list:
+    """A line for each array with NaN/Inf entries: what its statistics are of."""
+    notes = []
+    for label, stats in rows:
+        if stats is None or not stats.non_finite:
+            continue
+        size = _size(stats.shape)
+        if stats.non_finite >= size:
+            notes.append(Text(f"{label}: every entry is NaN/Inf, so it has no mean, std, min or max", style=BAD_STYLE))
+        else:
+            notes.append(Text(f"{PARTIAL} {label}: mean, std, min and max of its {size - stats.non_finite} finite "
+                              f"entries only ({stats.non_finite} of {size} are NaN/Inf)", style="yellow"))
+    return notes
 
 
 def heading(op) -> Text:
     """The detail panel's title: which op, which pass, where."""
     arrow = "→ forward" if op.phase == "forward" else "← backward"
     bad = " · ! NaN/Inf" if op.non_finite else ""
-    return Text(f"{arrow} op #{op.index}: {op.op} in {where_text(op)}{bad}")
+    name = f" ({op.name})" if getattr(op, "name", "") else ""
+    return Text(f"{arrow} op #{op.index}: {op.op}{name} in {where_text(op)}{bad}")
 
 
 def pair_note(op, pair) -> str:
@@ -166,20 +200,23 @@ def _labelled(label: str, body, style: str = "") -> Text:
 def input_note(label: str, by_id: dict) -> str:
     source = by_id.get(label)
     if source is not None:
-        return f"{label} (op #{source.index})"
-    if label.startswith("%"):
+        return f"{label} (made by op #{source.index})"
+    if VALUE_LABEL.fullmatch(label):
         return f"{label} (data or a constant)"
     return f"{label} (parameter)"
 
 
 def forward_detail(op, by_id: dict) -> Group:
-    parts = [_labelled("computes", expression(op)),
-             _labelled("inputs", ", ".join(input_note(label, by_id) for label in op.inputs))]
+    parts = [_labelled("computes", expression(op))]
+    if getattr(op, "name", ""):
+        parts.append(_labelled("that is", op.name, "bold"))
+    parts.append(_labelled("inputs", ", ".join(input_note(label, by_id) for label in op.inputs)))
     for k, formula in enumerate(op.formulas):
         parts.append(_labelled("derivative" if k == 0 else "", formula, "cyan"))
     rows = [(f"output {out_label(op)}", op.value)]
     rows += [(f"input {label}", by_id[label].value) for label in op.inputs if label in by_id]
     parts.append(stats_table(rows))
+    parts += finite_notes(rows)
     return Group(*parts)
 
 
@@ -189,7 +226,7 @@ def _unit(stats) -> bool:
 
 
 def backward_detail(op) -> Group:
-    parts = []
+    parts = [_labelled("of", op.name, "bold")] if getattr(op, "name", "") else []
     for k, formula in enumerate(op.formulas):
         parts.append(_labelled("formula" if k == 0 else "", formula, "cyan"))
     rule, lines = chain_rule(op)
@@ -205,6 +242,7 @@ def backward_detail(op) -> Group:
         if grad is not None:
             rows.append((f"passed on dL/d{label}", grad))
     parts.append(stats_table(rows))
+    parts += finite_notes(rows)
     return Group(*parts)
 
 

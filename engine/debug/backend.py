@@ -161,11 +161,29 @@ class Backend:
         """({name: ‖std g‖/‖mean g‖}, mean loss, its standard error) over fresh weight draws."""
         raise NotImplementedError
 
+    def batch_noise(self, record: StepRecord, groups: int, population: int | None, step: int):
+        """Mini-batch gradient noise of this step (batchnoise.py): the data loss's gradient on
+        `groups` micro-batches of the step's batch, at the weights the step started from, as
+        BatchNoiseStats; None where the batch has fewer than 2 examples or this step's batch
+        cannot be evaluated again (an observed step). The step's own gradients, the RNG and the
+        model's buffers are left as they were."""
+        return None
+
     def posterior_sigma(self) -> dict:
         """{layer: mean posterior σ} (Bayesian layers, or an MCMC chain's spread)."""
         return {}
 
     def validation_loss(self, val_data) -> float:
+        raise NotImplementedError
+
+    def predict(self, X):
+        """The model's outputs for host inputs X ([n, features] float64) as a host float array:
+        in eval mode, without gradients, nothing captured or recorded, and the model's modes and
+        buffers left as they were (the data view)."""
+        raise NotImplementedError
+
+    def host_batch(self, batch) -> tuple:
+        """A batch (as `step` takes it) as host numpy arrays (X, y)."""
         raise NotImplementedError
 
     def locate_non_finite(self, record: StepRecord):

@@ -10,11 +10,13 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .. import scope
 from .. import nn
-from ..tensor import Tensor, no_grad
+from .. import random as _random
+from .. import scope
+from ..tensor import Tensor, enable_grad, no_grad
+from ..tensor import grad as _grad
 from ..tracing import trace
-from . import bayesprobe, curvatureprobe, probes
+from . import batchnoise, bayesprobe, curvatureprobe, probes
 from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamGroups, ParamInfo, StepRecord
 from .tracesummary import locate_non_finite, summarise_trace
 
@@ -145,6 +147,29 @@ class CalcmlBackend(ParamGroups, Backend):
         except MODEL_ERRORS as error:
             raise ModelError("gradient noise", error) from None
 
+    def batch_noise(self, record: StepRecord, groups: int, population: int | None, step: int):
+        if record.batch is None:
+            return None
+        params = [p for _, p in self._params]
+        generator = _random.generator()
+        rng, np_rng = generator.bit_generator.state, np.random.get_state()
+
+        def gradients(start: int, stop: int) -> list:
+            loss = self.loss_fn(self.model(X[start:stop]), y[start:stop])
+            _check_loss(loss)
+            return [None if g is None else g.data for g in _grad(loss, params, allow_unused=True)]
+
+        try:
+            X, y = record.batch
+            with enable_grad(), np.errstate(all="ignore"):
+                return batchnoise.measure(gradients, [name for name, _ in self._params], batchnoise.batch_length((X, y)),
+                                          groups, population, step)
+        except MODEL_ERRORS as error:
+            raise ModelError("mini-batch noise", error) from None
+        finally:   # (a Bayesian layer draws its weights from the engine's generator)
+            generator.bit_generator.state = rng
+            np.random.set_state(np_rng)
+
     def posterior_sigma(self) -> dict:
         if self._bayes:
             return bayesprobe.posterior_sigma(self._bayes)
@@ -162,6 +187,23 @@ class CalcmlBackend(ParamGroups, Backend):
             raise ModelError("validation", error) from None
         finally:
             self.model.train()
+
+    def predict(self, X):
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with no_grad(), np.errstate(all="ignore"):
+                dtype = next((p.data.dtype for _, p in self._params), np.float64)
+                out = self.model(Tensor(np.asarray(X, dtype=dtype)))
+            return np.asarray(out.data if isinstance(out, Tensor) else out, dtype=float)
+        except MODEL_ERRORS as error:
+            raise ModelError("data view", error) from None
+        finally:
+            for module, mode in modes:
+                object.__setattr__(module, "training", mode)
+
+    def host_batch(self, batch) -> tuple:
+        return tuple(np.asarray(b) for b in as_batch(batch))
 
     def locate_non_finite(self, record: StepRecord):
         recorded = record.recorded

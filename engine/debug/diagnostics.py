@@ -15,7 +15,7 @@ from msgspec import Struct
 from .codec import Int
 
 KINDS = ("vanishing_gradient", "exploding_gradient", "dead_relu", "saturation", "non_finite",
-         "loss_diverging", "lr_too_large")
+         "loss_diverging", "lr_too_large", "batch_noise")
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Thresholds:
     diverge_factor: float = 10.0      # loss above this multiple of the best loss (and above the first)
     sparsity_threshold: float = 1e-3  # |θ| below this counts as zero
     lr_edge_factor: float = 1.0       # lr above this multiple of the stability edge (2/λ_max, ...)
+    batch_noise: float = 2.0          # mini-batch noise/signal above this (twice): the batch's gradient is mostly noise
     clear_after: int = 5              # steps a condition must stay false before it clears
 
 

@@ -49,6 +49,7 @@ def build_report(session, stopped=None) -> dict:
         "breakpoints": [{"id": b.id, "breakpoint": b.text} for b in session.breakpoints],
         "curvature": plain(list(session.curvature_history)),
         "curvature_note": session.curvature_note,
+        "batch_noise": plain(session.batch_noise),   # the latest measurement (its history: history["batch_noise"])
         "optimizer_state": plain(snapshot.optimizer_state) if snapshot is not None else None,
         **_bayes(session, history),
     })

@@ -30,8 +30,8 @@ from .context import StepContext
 from .diagnostics import WarningEvent, WarningMonitor
 from .history import History
 from .loader import ModelSpec, user_traceback
-from .quantities import (ActivationHealth, Bayes, ChainRule, Curvature, GradientNorms, Histograms, Loss,
-                         OptimizerState, UpdateRatio, make_all)
+from .quantities import (ActivationHealth, BatchNoise, Bayes, ChainRule, Curvature, DataViews, GradientNorms, Histograms,
+                         Loss, OptimizerState, UpdateRatio, make_all)
 from .quantities.base import Quantity
 from .rate import Rate
 from .schedule import TrainingClock
@@ -78,9 +78,11 @@ class Session:
         by_type = {type(q): q for q in self.quantities}
         self._loss, self._curvature, self._bayes = by_type[Loss], by_type[Curvature], by_type[Bayes]
         self._optimizer_state, self._histograms = by_type[OptimizerState], by_type[Histograms]
-        self._update_ratio = by_type[UpdateRatio]
+        self._update_ratio, self._data_view = by_type[UpdateRatio], by_type[DataViews]
+        self._batch_noise = by_type[BatchNoise]
         self._before = [q for q in self.quantities if type(q).before_update is not Quantity.before_update]
-        self._checks = [by_type[kind] for kind in (GradientNorms, ChainRule, ActivationHealth, Loss, Curvature)]
+        self._checks = [by_type[kind] for kind in (GradientNorms, ChainRule, ActivationHealth, Loss, Curvature,
+                                                          BatchNoise)]
         self.clock = TrainingClock()
         self._rate = Rate()
         self._owner = os.getpid()   # a model that forks: only this process goes on training
@@ -133,6 +135,11 @@ class Session:
     @property
     def bayes_note(self) -> str | None:
         return self._bayes.note
+
+    @property
+    def batch_noise(self):
+        """The latest mini-batch noise measurement (BatchNoiseStats; its note says why it is off)."""
+        return self._batch_noise.latest
 
     # -- commands: safe from any thread; applied between steps ---------------------------
     def submit(self, command: commands.Command, detail: str | None = None) -> None:
@@ -472,7 +479,8 @@ class Session:
             penalty=ctx.penalty, lr=self.lr, steps_per_sec=self._rate.tick(), regularizer=self._regularizer_pair(),
             layers=layers, warnings=tuple(events), holding=tuple(self.monitor.holding()), stop=self.stop_info,
             hit=self._hit_info(hit), histograms=self._histograms.take(ctx, resting), trace=ctx.record.trace,
-            curvature=self.curvature, optimizer_state=self._optimizer_state.latest, bayes=self.bayes)
+            curvature=self.curvature, optimizer_state=self._optimizer_state.latest, bayes=self.bayes,
+            batch_noise=self.batch_noise, data_view=self._data_view.take(ctx, resting))
         self.snapshot = snapshot
         return snapshot
 
@@ -488,6 +496,7 @@ class Session:
         if ctx is None or self.snapshot is None or self.snapshot.step != ctx.step:
             return
         changes = {"histograms": self._histograms.take(ctx, resting=True)} if histograms else {}
+        changes["data_view"] = self._data_view.take(ctx, resting=True)
         if self._update_ratio.settle(ctx, None):
             changes["layers"] = self._step_layers(ctx)
         self.snapshot = replace(self.snapshot, **changes)
@@ -537,7 +546,8 @@ class Session:
                                          activation=layer.activation) for layer in self.layer_info)
         snapshot = Snapshot(step=0, epoch=0, state=self.state, loss=math.nan, val_loss=None, penalty=0.0,
                             lr=self.lr, steps_per_sec=0.0, regularizer=self._regularizer_pair(), layers=layers,
-                            warnings=(), holding=(), histograms=self._histograms.take())
+                            warnings=(), holding=(), histograms=self._histograms.take(),
+                            data_view=self._data_view.take())
         self.snapshot = snapshot
         return snapshot
 
@@ -570,7 +580,7 @@ class Session:
             layers=previous.layers if previous else (), warnings=tuple(events),
             holding=tuple(self.monitor.holding()), stop=self.stop_info, trace=trace_summary,
             histograms=self._histograms.take(), curvature=self.curvature,
-            optimizer_state=self.backend.optimizer_state(), bayes=self.bayes)
+            optimizer_state=self.backend.optimizer_state(), bayes=self.bayes, batch_noise=self.batch_noise)
         self.snapshot = snapshot
         return snapshot
 

@@ -1,5 +1,5 @@
 """What a step publishes: the `Snapshot` (small and immutable) and the records in it: per-layer
-and per-parameter statistics, curvature, Bayesian terms, and why a run stopped.
+and per-parameter statistics, curvature, Bayesian terms, mini-batch noise, and why a run stopped.
 
 Each record is a frozen msgspec Struct, and its declaration is the one schema it has: the wire
 encodes and validates it from this (`wire.py`), the report writes it from this (`report.py`)."""
@@ -140,6 +140,19 @@ class BayesStats(Struct, frozen=True):
     noise_step: Optional[Int] = None                  # when the last three were measured
 
 
+class BatchNoiseStats(Struct, frozen=True):
+    """Mini-batch gradient noise of one step (batchnoise.py): noise/signal ν = ‖the standard error
+    of the batch's mean gradient‖ / ‖that gradient‖, of the data loss, at the step's weights."""
+    step: Int                          # the step measured
+    noise_signal: Optional[float]      # ν over every parameter (None: no gradient to compare)
+    batch_size: Count                  # the step's batch: B examples
+    groups: Count                      # micro-batches measured (0: the batch is the whole data set)
+    group_size: Count = 0              # examples in each (1: per-example gradients)
+    population: Optional[Count] = None  # examples in the data set, when known (the correction 1 − B/N)
+    by_param: dict[str, Optional[float]] = field(default_factory=dict)   # parameter -> its ν
+    note: Optional[str] = None         # why it is no longer measured, when it is not
+
+
 class CurvatureStats(Struct, frozen=True):
     step: Int                  # the step whose starting point was measured
     lambda_max: float          # largest eigenvalue of H
@@ -149,6 +162,32 @@ class CurvatureStats(Struct, frozen=True):
     edge_formula: str          # how the edge was computed, e.g. '2/λ_max', or why there is none
     hessian_diag: dict[str, float] = field(default_factory=dict)   # parameter -> mean of Hᵢᵢ over its entries
     n_params: Count = 0
+
+
+class DataView(Struct, frozen=True, kw_only=True):
+    """The training points and what the model makes of their plane or line, at one step
+    (dataview.py). 'classes': two features, a grid of `rows` × `columns` cells row by row from
+    the top (the largest second feature), each with the class predicted there and its
+    probability. 'surface': the same grid, each cell with the model's output (a numeric
+    target). 'curve': one feature, the model's output at `columns` evenly spaced inputs across
+    `x_range`. 'none': no picture, and `note` says why."""
+    step: Int
+    kind: str                  # 'classes', 'surface', 'curve' or 'none'
+    note: str                  # how the output was read, or why there is no view
+    x_range: tuple[float, float] = (0.0, 0.0)   # the first feature's span
+    y_range: tuple[float, float] = (0.0, 0.0)   # the second feature's, or the targets' ('curve')
+    columns: Count = 0
+    rows: Count = 0
+    classes: Count = 0
+    class_names: tuple[str, ...] = ()           # each class's label value, e.g. ('0', '1')
+    predicted: tuple[Count, ...] = ()           # per cell: the class predicted there
+    confidence: tuple[float, ...] = ()          # per cell: that class's probability
+    values: tuple[float, ...] = ()              # the model's output: per cell ('surface'), along x ('curve')
+    points: tuple[tuple[float, float], ...] = ()   # the training points shown: (x, second feature or target)
+    labels: tuple[Count, ...] = ()              # 'classes': each point's class
+    targets: tuple[float, ...] = ()             # 'surface': each point's target
+    accuracy: Optional[float] = None            # 'classes': the fraction of the points shown classed right
+    fit: Optional[float] = None                 # 'curve', 'surface': the mean squared error on the points shown
 
 
 class Snapshot(Struct, frozen=True, kw_only=True):
@@ -173,3 +212,5 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     curvature: Optional[CurvatureStats] = None  # the latest measured
     optimizer_state: Optional[dict[str, Union[bool, int, float, str, None]]] = None  # the optimiser's own report (Newton)
     bayes: Optional[BayesStats] = None          # models with Bayesian layers
+    batch_noise: Optional[BatchNoiseStats] = None   # mini-batch gradient noise, the latest measured
+    data_view: Optional[DataView] = None        # when measured (the front end keeps the latest)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .. import curvature as _curvature
-from . import curvatureprobe
+from . import batchnoise, curvatureprobe
 from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, ParamGroups, ParamInfo, StepRecord
 from .snapshot import CurvatureStats
 from .torch_functional import FunctionalLayers
@@ -449,6 +449,34 @@ class TorchBackend(ParamGroups, Backend):
     def gradient_noise(self, record: StepRecord, regularizer, samples: int) -> tuple:
         return {}, math.nan, math.nan   # no weight posterior to draw from
 
+    def batch_noise(self, record: StepRecord, groups: int, population: int | None, step: int):
+        """Micro-batch gradients through the model eager (the module it wraps: a DDP model's
+        backward would wait for the other processes), with torch.autograd.grad, which leaves
+        `.grad` alone; the CPU RNG and the buffers (batch-norm statistics) are put back."""
+        if record.batch is None:   # an observed step: the loop's loss function is not known
+            return None
+        params = [p for _, p in self._params]
+        buffers = [(b, b.detach().clone()) for b in self._named.buffers()]
+        capturing, self._capturing = self._capturing, False
+
+        def gradients(start: int, stop: int) -> list:
+            loss = self.loss_fn(self._named(X[start:stop]), y[start:stop])
+            _check_loss(loss)
+            return [None if g is None else host(g) for g in torch.autograd.grad(loss, params, allow_unused=True)]
+
+        try:
+            X, y = record.batch
+            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+                return batchnoise.measure(gradients, [name for name, _ in self._params],
+                                          batchnoise.batch_length((X, y)), groups, population, step)
+        except MODEL_ERRORS as error:
+            raise ModelError("mini-batch noise", error) from None
+        finally:
+            self._capturing = capturing
+            with torch.no_grad():
+                for b, value in buffers:
+                    b.copy_(value)
+
     def validation_loss(self, val_data) -> float:
         Xv, yv = self.as_batch(val_data)
         self.model.eval()
@@ -459,6 +487,28 @@ class TorchBackend(ParamGroups, Backend):
             raise ModelError("validation", error) from None
         finally:
             self.model.train()
+
+    def predict(self, X):
+        modes = [(m, m.training) for m in self.model.modules()]
+        buffers = [(b, b.detach().clone()) for b in self._named.buffers()]
+        capturing, self._capturing = self._capturing, False
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(torch.as_tensor(np.asarray(X), dtype=self._dtype))
+            return host(out).astype(float)
+        except MODEL_ERRORS as error:
+            raise ModelError("data view", error) from None
+        finally:
+            self._capturing = capturing
+            for module, mode in modes:
+                module.training = mode
+            with torch.no_grad():
+                for b, value in buffers:
+                    b.copy_(value)
+
+    def host_batch(self, batch) -> tuple:
+        return tuple(host(b) if torch.is_tensor(b) else np.asarray(b) for b in self.as_batch(batch))
 
     def locate_non_finite(self, record: StepRecord):
         """The first op (forward in order, then backward) whose output or passed-on gradient is

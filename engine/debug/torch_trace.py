@@ -3,7 +3,7 @@
 Forward, a `TorchFunctionMode` sees every torch function the model calls (`linear`, `relu`,
 `+=`, `mse_loss`, ...: the level a person writes, not the aten ops beneath) and keeps, for each
 whose output joins the graph, the statistics of its output, which layer it ran in, and what its
-inputs were (a parameter's name, or %id of the op that made it). Backward, a hook on each of
+inputs were (a parameter's name, t<id> of the op that made it, x<n> for data or a constant). Backward, a hook on each of
 those ops' autograd nodes receives the gradient arriving at the op's output (upstream) and the
 gradients it passes on to each input, in the order autograd runs them. The local factor of each
 input comes from the derivative table (calcml.ops) where the op is there; its formulas too.
@@ -105,9 +105,9 @@ class TorchTrace(TorchFunctionMode):
             return self.param_names[id(t)]
         made = self._made.get(id(t))
         if made is not None:
-            return f"%{made.id}"
+            return f"t{made.id}"
         # data or a constant: a name of its own, not an op's
-        return self._external.setdefault(id(t), f"%x{len(self._external)}")
+        return self._external.setdefault(id(t), f"x{len(self._external)}")
 
     def _source(self, node):
         """What an autograd edge leads to: a parameter's id, an op, or None (a constant)."""

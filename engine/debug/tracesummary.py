@@ -68,12 +68,13 @@ class OpSummary(Struct, frozen=True):
     id: Int               # value id of the op's output
     scope: str
     module_type: Optional[str]
-    inputs: tuple[str, ...]     # labels of the inputs: parameter names or %ids
+    inputs: tuple[str, ...]     # labels of the inputs: parameter names or t<id>s
     formulas: tuple[str, ...]
     value: Optional[ArrayStats] = None       # forward: the output
     upstream: Optional[ArrayStats] = None    # backward: dL/d(output)
     factors: tuple[Optional[ArrayStats], ...] = ()   # backward: per input, the local factor's statistics
     grads: tuple[Optional[ArrayStats], ...] = ()     # backward: per input, the gradient passed on
+    name: str = ""        # what a library function called the op: its formula, e.g. '(ŷ − y)²'
 
     @property
     def non_finite(self) -> int:
@@ -123,14 +124,16 @@ def summarise_trace(t) -> TraceSummary | None:
     if t is None:
         return None
     ops = []
+    names = getattr(t, "names", {})
     for r in t.forward:
         ops.append(OpSummary(len(ops), "forward", r.op, r.id, r.scope, r.module_type,
-                             tuple(t.label(i) for i in r.inputs), r.formulas, value=ArrayStats.of(r.value)))
+                             tuple(t.label(i) for i in r.inputs), r.formulas, value=ArrayStats.of(r.value),
+                             name=names.get(r.id, "")))
     for r in t.backward:
         ops.append(OpSummary(len(ops), "backward", r.op, r.id, r.scope, r.module_type,
                              tuple(t.label(i) for i in r.inputs), r.formulas, upstream=ArrayStats.of(r.upstream),
                              factors=tuple(ArrayStats.of(f) for f in r.factors),
-                             grads=tuple(ArrayStats.of(g) for g in r.grads)))
+                             grads=tuple(ArrayStats.of(g) for g in r.grads), name=names.get(r.id, "")))
     return TraceSummary(tuple(ops))
 
 

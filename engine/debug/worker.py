@@ -100,6 +100,7 @@ class Worker:
         self._sent = None
         self._state = None
         self._histograms = None
+        self._data_view = None
         self._urgent = 0
         self._curvature = _notes(session)
         self._publishing = threading.Lock()   # the training thread, or the flusher while a step hangs
@@ -179,6 +180,8 @@ class Worker:
             self._events.extend(snapshot.warnings)
             if snapshot.histograms is not None:
                 self._histograms = snapshot.histograms
+            if snapshot.data_view is not None:
+                self._data_view = snapshot.data_view
         latest = s.snapshot
         urgent = force or self._urgent > 0 or (snapshot is not None and (
             snapshot.hit is not None or snapshot.trace is not None or snapshot.stop is not None
@@ -191,9 +194,12 @@ class Worker:
             if latest.histograms is None and self._histograms is not None:
                 # the step that computed histograms was coalesced away: carry them on this one
                 latest = replace(latest, histograms=self._histograms)
+            if latest.data_view is None and self._data_view is not None:   # (and the data view)
+                latest = replace(latest, data_view=self._data_view)
             # every event since the last message, so that none is lost with the skipped snapshots
             self.channel.send({"type": "snapshot", "snapshot": replace(latest, warnings=tuple(self._events))})
             self._events, self._sent, self._last_publish, self._histograms = [], sent, now, None
+            self._data_view = None
         if _notes(s) != self._curvature:
             # a failed measurement turned curvature or gradient noise off: the front end learns why
             # from the model info
@@ -228,7 +234,7 @@ class Worker:
         with self._publishing:
             self.session = new
             new.may_pause = True
-            self._events, self._histograms, self._urgent = [], None, 0
+            self._events, self._histograms, self._data_view, self._urgent = [], None, None, 0
             self._curvature = _notes(new)
             if self.on_restart is not None:
                 self.on_restart(new)

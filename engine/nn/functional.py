@@ -1,7 +1,9 @@
 """Losses and activations as functions, with PyTorch's names; losses average over the batch.
 
 The formulas are the article's: MSE = (1/n)Σ(y - ŷ)², cross-entropy = -(1/n)Σ log p(correct class),
-binary cross-entropy = -(1/n)Σ[y log ŷ + (1 - y) log(1 - ŷ)].
+binary cross-entropy = -(1/n)Σ[y log ŷ + (1 - y) log(1 - ŷ)]. Each op a loss runs is named
+after its part of the formula (tracing.name), so that stepping into an iteration shows
+'(ŷ − y)²' and 'MSE = mean of (ŷ − y)²' rather than an anonymous 'mul' and 'mean'.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import inspect
 import numpy as np
 
 from .. import composites
+from ..tracing import name as _name
 from ..ops import ACTIVATION_OPS, LINEAR
 from ..tensor import Tensor, _apply, _lift
 
@@ -29,6 +32,14 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return values
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+
+
+def _reduced(values: Tensor, reduction: str, loss: str, term: str) -> Tensor:
+    """`_reduce`, its op named after the loss's formula ('MSE = mean of (ŷ − y)²')."""
+    out = _reduce(values, reduction)
+    if reduction == "none":
+        return out
+    return _name(out, f"{loss} = {'mean of' if reduction == 'mean' else 'Σ'} {term}")
 
 
 def _same_shape(name: str, input: Tensor, target: Tensor) -> None:
@@ -67,15 +78,15 @@ def _one_hot(name: str, input: Tensor, target) -> np.ndarray:
     return onehot
 
 
-def _negative_log_likelihood(log_p: Tensor, onehot: np.ndarray, reduction: str) -> Tensor:
+def _negative_log_likelihood(log_p: Tensor, onehot: np.ndarray, reduction: str, loss: str = "NLL") -> Tensor:
     """−(1/n) Σᵢ yᵢ·log pᵢ, with yᵢ one-hot: the log-probability of each correct class."""
-    picked = log_p * onehot
+    picked = _name(log_p * onehot, "y·log p (y one-hot)")
     if reduction == "none":
-        return -picked.sum(axis=1)
+        return _name(-_name(picked.sum(axis=1), "Σ_class y·log p"), f"{loss} = −Σ_class y·log p")
     if reduction == "sum":
-        return -picked.sum()
+        return _name(-_name(picked.sum(), "Σ y·log p"), f"{loss} = −Σ y·log p")
     if reduction == "mean":
-        return picked.sum() * (-1.0 / log_p.shape[0])
+        return _name(_name(picked.sum(), "Σ y·log p") * (-1.0 / log_p.shape[0]), f"{loss} = −(1/n) Σ y·log p")
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
 
 
@@ -83,8 +94,8 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
     input = _tensor(input)
     target = _tensor(target, input)
     _same_shape("mse_loss", input, target)
-    diff = input - target
-    return _reduce(diff * diff, reduction)
+    diff = _name(input - target, "ŷ − y")
+    return _reduced(_name(diff * diff, "(ŷ − y)²"), reduction, "MSE", "(ŷ − y)²")
 
 
 def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
@@ -93,9 +104,14 @@ def binary_cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     target = _tensor(target, input)
     _same_shape("binary_cross_entropy", input, target)
     # Clamping p before the log (at e^-100) keeps both the loss and its gradient finite.
-    log_p = input.clip(_TINY, None).log()
-    log_q = (1.0 - input).clip(_TINY, None).log()
-    return _reduce(-(target * log_p + (1.0 - target) * log_q), reduction)
+    log_p = _name(_name(input.clip(_TINY, None), "ŷ, at least e⁻¹⁰⁰").log(), "log ŷ")
+    q = _name(_name(1.0 - input, "1 − ŷ").clip(_TINY, None), "1 − ŷ, at least e⁻¹⁰⁰")
+    log_q = _name(q.log(), "log(1 − ŷ)")
+    ones = _name(target * log_p, "y·log ŷ")
+    zeros = _name(_name(1.0 - target, "1 − y") * log_q, "(1 − y)·log(1 − ŷ)")
+    both = _name(ones + zeros, "y·log ŷ + (1 − y)·log(1 − ŷ)")
+    term = "−[y·log ŷ + (1 − y)·log(1 − ŷ)]"
+    return _reduced(_name(-both, term), reduction, "BCE", term)
 
 
 def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> Tensor:
@@ -103,7 +119,9 @@ def binary_cross_entropy_with_logits(input, target, reduction: str = "mean") -> 
     input = _tensor(input)
     target = _tensor(target, input)
     _same_shape("binary_cross_entropy_with_logits", input, target)
-    return _reduce(composites.softplus(input) - target * input, reduction)
+    term = "softplus(z) − y·z"
+    per_point = _name(composites.softplus(input) - _name(target * input, "y·z"), term)
+    return _reduced(per_point, reduction, "BCE", term)
 
 
 def nll_loss(input, target, reduction: str = "mean") -> Tensor:
@@ -116,7 +134,7 @@ def cross_entropy(input, target, reduction: str = "mean") -> Tensor:
     """Cross-entropy of integer labels, given logits of shape (batch, classes), via log_softmax."""
     input = _tensor(input)
     onehot = _one_hot("cross_entropy", input, target)
-    return _negative_log_likelihood(composites.log_softmax(input, axis=1), onehot, reduction)
+    return _negative_log_likelihood(composites.log_softmax(input, axis=1), onehot, reduction, "CE")
 
 
 def softmax(input, dim: int = -1) -> Tensor:

@@ -56,6 +56,7 @@ class BayesScreen(LiveViewScreen):
     BINDINGS = LiveViewScreen.BINDINGS + [
         Binding("v", "dismiss", "back", show=False),
         Binding("h", "app.curvature", "curv", show=False),   # works, but leaves the footer room at 80 columns
+        Binding("d", "app.data_view", "data", show=False),
     ]
     DEFAULT_CSS = CSS
     TITLE_ID = "bayes-title"

@@ -51,6 +51,7 @@ class CurvatureScreen(LiveViewScreen):
     BINDINGS = LiveViewScreen.BINDINGS + [
         Binding("h", "dismiss", "back", show=False),
         Binding("v", "app.bayes", "bayes", show=False),   # works, but leaves the footer room at 80 columns
+        Binding("d", "app.data_view", "data", show=False),
     ]
     DEFAULT_CSS = CSS
     TITLE_ID = "curv-title"

@@ -18,7 +18,7 @@ def quiet_app_keys(*keys: str) -> list:
     """Bindings that pass these main-screen keys on to the app, hidden from the footer (and
     ctrl+r, restart, which the main screen's footer shows)."""
     actions = {"b": "breakpoints", "r": "regularisation", "h": "curvature", "v": "bayes", "s": "step_into",
-               "ctrl+r": "restart"}
+               "d": "data_view", "ctrl+r": "restart"}
     return [Binding(key, f"app.{actions[key]}", show=False) for key in (*keys, "ctrl+r")]
 
 
@@ -31,18 +31,39 @@ def fit_footer(screen, width: int) -> None:
 class MainFooter(Footer):
     """The main screen's footer. Below NARROW columns not every key fits: while the run can
     still train, ctrl+r (restart) is left out; once it has ended, the keys that can no longer
-    do anything (run/pause, step) make room for it and for t (train on). Every key works
-    whether shown or not (? help lists them)."""
+    do anything (run/pause, step) make room for it and for t (train on). Then the views that
+    have nothing to show for this model go (v for a model with no posterior, d for inputs the
+    data view cannot draw), and if the keys are still wider than the screen, the views in
+    SPARE's order. Every key works whether shown or not (? help lists them)."""
 
     ENDED_ONLY = ("restart",)
     TRAINING_ONLY = ("toggle_pause", "next_step")
+    SPARE = ("data_view", "bayes", "curvature")
 
     def compose(self):
         if self.app.size.width >= NARROW:
             yield from super().compose()
             return
-        ended = self.app.backend.state.state in ("finished", "stopped")
-        drop = self.TRAINING_ONLY if ended else self.ENDED_ONLY
-        for widget in super().compose():
-            if not (isinstance(widget, FooterKey) and widget.action in drop):
-                yield widget
+        state = self.app.backend.state
+        ended = state.state in ("finished", "stopped")
+        drop = set(self.TRAINING_ONLY if ended else self.ENDED_ONLY)
+        model = state.model or {}
+        if not (model.get("bayes_layers") or model.get("sampler")):
+            drop.add("bayes")
+        if state.data_view is not None and state.data_view.kind == "none":
+            drop.add("data_view")
+        widgets = [w for w in super().compose() if not (isinstance(w, FooterKey) and w.action in drop)]
+        for action in self.SPARE:
+            if _width(widgets) <= self.app.size.width - SLACK:
+                break
+            widgets = [w for w in widgets if not (isinstance(w, FooterKey) and w.action == action)]
+        yield from widgets
+
+
+SLACK = 8   # columns a compact footer needs beyond its keys' text (measured at 80)
+
+
+def _width(widgets) -> int:
+    """The columns a compact footer's keys take (key, space, description)."""
+    return sum(len(w.key_display) + len(w.description) + 1 for w in widgets
+               if isinstance(w, FooterKey) and w.action != "command_palette")   # (hidden when narrow)

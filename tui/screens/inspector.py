@@ -9,7 +9,8 @@ layer's factor (for an activation it is about its mean local derivative: σ' ≤
 1 − tanh² for tanh, 0 or 1 for ReLU; for a Linear layer it is what multiplying by Wᵀ does). The
 panel multiplies them out from the loss down, so the factor that shrinks (or grows) the gradient
 stands out. Below: histograms of the layer's weights, gradients and local derivatives, the
-data-loss and penalty parts of each parameter's gradient, and the update/weight ratio over time.
+data-loss and penalty parts of each parameter's gradient, how noisy the batch's gradient is (its
+noise/signal ratio), and the update/weight ratio over time.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..messages import StateChanged
+from ..text_batch_noise import batch_noise_panel
 from ..text_bayes import layer_bayes_lines
 from ..text_inspector import (DERIVATIVE_NAMES, FORMULA, HEALTHY_UPDATE, chain_links, chain_summary, chain_table,
                               curvature_figures, grads_table, inspector_title, layer_weight, panel_title)
@@ -61,7 +63,7 @@ class InspectorScreen(Screen):
     BINDINGS = [Binding("escape", "dismiss", "back"),
                 Binding("enter", "nothing", show=False),
                 Binding("g", "nothing", show=False),   # the main screen's keys that mean nothing here
-                *quiet_app_keys("b", "r", "h", "v")]   # they work; hidden so that the footer fits
+                *quiet_app_keys("b", "r", "h", "v", "d")]   # they work; hidden so that the footer fits
     DEFAULT_CSS = CSS
     clock = staticmethod(time.monotonic)
 
@@ -87,6 +89,8 @@ class InspectorScreen(Screen):
                     yield Static(id="grads")
                     yield Static("curvature: the Hessian diagonal and the lr edge", classes="panel-title")
                     yield Static(id="curvature")
+                    yield Static("mini-batch noise: is the batch large enough?", classes="panel-title")
+                    yield Static(id="batch-noise")
                     yield Static("Bayesian: posterior σ and gradient noise", id="bayes-title",
                                  classes="panel-title")
                     yield Static(id="bayes")
@@ -157,6 +161,7 @@ class InspectorScreen(Screen):
         self.query_one("#chain-summary", Static).update(chain_summary(self.links, layer))
         self.query_one("#grads", Static).update(grads_table(layer, snap))
         self.query_one("#curvature", Static).update(curvature_figures(layer, snap, state.model or {}))
+        self.query_one("#batch-noise", Static).update(batch_noise_panel(layer, snap))
 
     def _draw_bayes(self, state) -> None:
         """A Bayesian layer's posterior σ (min–max from the latest histogram of its ρ) and its

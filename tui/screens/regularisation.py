@@ -62,7 +62,7 @@ class RegularisationScreen(Screen):
         Binding("2", "set_reg('L2')", "L2"),
         Binding("plus,equals_sign", "scale_lam(2.0)", "λ×2", key_display="+"),
         Binding("minus", "scale_lam(0.5)", "λ÷2", key_display="-"),
-        *quiet_app_keys("b", "h", "v", "s"),   # they work; hidden so that the footer fits
+        *quiet_app_keys("b", "h", "v", "s", "d"),   # they work; hidden so that the footer fits
     ]
     DEFAULT_CSS = CSS
     clock = staticmethod(time.monotonic)

@@ -1,7 +1,9 @@
 """s : step into one training iteration and walk through it op by op.
 
 Forward ops first (what the model and the loss computed), then backward ops (the chain rule,
-applied from the loss back to the weights). For each op: its formula, the statistics of what it
+applied from the loss back to the weights). The list numbers the ops #0, #1, ... and names each
+op's layer and, for an op of a library loss, its part of the formula (cut at the list's edge; the
+detail has it whole); the values ops make are t0, t1, ... For each op: its formula, the statistics of what it
 produced going forward, and going backward the upstream gradient dL/d(out), the local factor
 d(out)/d(input) and the gradient it passes on, for each input, with the rule that links them.
 
@@ -51,7 +53,7 @@ class StepIntoScreen(Screen):
     StepIntoScreen #si-head { height: 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
     StepIntoScreen #si-body { height: 1fr; layout: vertical; }
     StepIntoScreen #si-ops { height: 1fr; min-height: 6; max-height: 16; border: round $accent;
-                             border-title-color: $text; }
+                             border-title-color: $text; overflow-x: hidden; }
     StepIntoScreen #si-detail { height: 3fr; border: round $accent; padding: 0 1; border-title-color: $text;
                                 border-subtitle-color: $text-muted; }
     StepIntoScreen #si-keys { height: 1; background: $panel; color: $text-muted;
@@ -100,8 +102,9 @@ class StepIntoScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#si-ops", DataTable)
-        for key, label in (("i", "#"), ("dir", " "), ("op", "op"), ("layer", "layer"), ("shape", "shape"),
-                           ("bad", "!")):
+        # ops are #0, #1, ...; the values they make t0, t1, ... (the detail's names)
+        for key, label in (("i", "op #"), ("dir", " "), ("op", "op"), ("shape", "shape"), ("bad", "!"),
+                           ("layer", "layer: what it is")):
             table.add_column(label, key=key)
         self._apply_width(self.app.size.width)
         state = self.app.backend.state
@@ -189,8 +192,8 @@ class StepIntoScreen(Screen):
             arrow = Text("→", style=FORWARD_STYLE) if forward else Text("←", style=BACKWARD_STYLE)
             stats = o.value if forward else o.upstream
             bad = Text("!", style=BAD_STYLE) if o.non_finite else Text("")
-            table.add_row(Text(str(o.index), justify="right"), arrow, o.op, layer_cell(o),
-                          shape_text(stats.shape) if stats is not None else "", bad, key=str(o.index))
+            table.add_row(Text(f"#{o.index}", justify="right"), arrow, o.op,
+                          shape_text(stats.shape) if stats is not None else "", bad, layer_cell(o), key=str(o.index))
 
     def _show_head(self, state) -> None:
         self.query_one("#si-head", Static).update(head_text(self.mode, self.trace, self.trace_step, state))

@@ -4,7 +4,10 @@ series and plots, and the one generic plot.
 - plot scales: plotext cannot place every float (`fit_exponent`, `scaled`, `fitted_lines`),
   points thinned to a plot's width (`thin`), log10 axes (`log10_positive`, `log_ticks`);
 - series: `carried_forward` (a series measured every few steps, NaN in between, held at its
-  last value), `first_last`, `group_means`, and the one `sparkline` (linear, or log with `log`);
+  last value), `held` (such a series as the points of a plot line that holds each measurement
+  flat until the next one: never a slope or a jump the data do not have), `first_last`,
+  `group_means`, and the one `sparkline` (linear, or log with `log`; `carry` for a series
+  measured every few steps: no holes between its measurements);
 - `HistogramKeeper`: the latest histograms a run published and the step they are from;
 - `FittedTitle`: a plot whose title is the longest of a few that fits its width;
 - `LogSeriesPlot`: a few history series over the steps on a log scale (the curvature and
@@ -129,6 +132,36 @@ def carried_forward(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def held(steps, values, points: int, until=None):
+    """(x, y) to draw a series measured at some steps (NaN at the others) as a line that holds
+    each measurement until the next one and then steps to it: after steps that measured nothing
+    the line stays at the earlier measurement, never on a slope between the two (which no
+    measurement shows); between steps measured one after the other it is a plain line. The last
+    measurement is held to `until` (the history's last step, when given). At most about
+    `points` measurements (evenly spaced) are kept: a plot has no more columns than that."""
+    x = np.asarray(steps, dtype=float)
+    y = np.asarray(values, dtype=float)
+    ok = np.isfinite(y)
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return x[:0], y[:0]
+    if len(idx) > points:
+        idx = idx[np.linspace(0, len(idx) - 1, max(points, 1)).round().astype(int)]
+    after_gap = np.zeros(len(idx), dtype=bool)
+    after_gap[1:] = ~ok[idx[1:] - 1]          # the step before this measurement measured nothing
+    xs, ys = [], []
+    for k, i in enumerate(idx):
+        if after_gap[k]:
+            xs.append(x[i])
+            ys.append(ys[-1])
+        xs.append(x[i])
+        ys.append(y[i])
+    if until is not None and float(until) > xs[-1]:
+        xs.append(float(until))
+        ys.append(ys[-1])
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
 def first_last(history: dict, name: str):
     """(first step, first finite value, last finite value) of a history series, or None."""
     values, steps = history.get(name), history.get("step")
@@ -194,17 +227,29 @@ SPARK_SPAN = 0.01      # linear sparklines: changes under 1% of the value barely
 SPARK_DECADES = 0.1    # log sparklines: changes under a factor of 10^0.1 (26%) barely move
 
 
-def sparkline(values, width: int = 20, log: bool = False) -> str:
+def sparkline(values, width: int = 20, log: bool = False, carry: bool = False) -> str:
     """The last values of a series, one block character each (each a stretch of steps, see
     `group_means`; a missing one is a gap), from the lowest to the highest: on a linear scale,
     where a flat series sits in the middle; with `log`, the last 4·width values on a log10 scale
-    (the positive ones), where a flat series lies at the bottom."""
+    (the positive ones), where a flat series lies at the bottom.
+
+    `carry`, for a series measured every few steps (NaN between): a stretch is the mean of the
+    measurements in it, and one without any shows the last measurement before it (no hole, and
+    no mean of a held value with a new one, which no measurement shows); before the first
+    measurement it stays blank."""
     if values is None or len(values) == 0 or width < 1:
         return ""
+    series = np.asarray(values, dtype=float)
     if log:
-        values = log10_positive(group_means(np.asarray(values, dtype=float)[-width * 4:], width))
+        series = series[-width * 4:]
+        values = log10_positive(group_means(series, width))
     else:
-        values = group_means(values, width)
+        values = group_means(series, width)
+    if carry:   # held from the last measurement before the stretches drawn, if there is one
+        before = series[:len(series) - len(series) // width * width] if len(series) > width else series[:0]
+        before = before[np.isfinite(before)]
+        seed = (log10_positive(before[-1:]) if log else before[-1:]) if before.size else np.array([np.nan])
+        values = carried_forward(np.concatenate([seed, values]))[1:]
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return " " * len(values)
@@ -283,7 +328,8 @@ class LogSeriesPlot(GuardedPlot):
     """A few history series over the steps on a log scale (log10 plotted, ticks in real values)."""
 
     def draw(self, history: dict, title: str, series: list) -> bool:
-        """`series`: (values, colour) with values on the history's step axis; the title names the
+        """`series`: (values, colour) with values on the history's step axis (NaN where a step
+        measured none: each measurement is held until the next, see `held`); the title names the
         colours (a legend would hide the start of the lines). Returns whether anything was drawn."""
         plt = self.plt
         plt.clear_data()
@@ -293,11 +339,9 @@ class LogSeriesPlot(GuardedPlot):
         lows, highs = [], []
         if steps is not None and len(steps):
             width = max((self.size.width or self.app.size.width) - 10, 10)   # 0 while hidden
-            for values, colour in series:
-                y = log10_positive(values)
-                ok = np.isfinite(y)
-                if ok.any():
-                    x, y = thin(steps[ok], y[ok], width)
+            for values, colour in series:   # measured every few steps: held between (see `held`)
+                x, y = held(steps, log10_positive(values), width, until=steps[-1])
+                if len(x):
                     plt.plot(x.tolist(), y.tolist(), marker="braille", color=colour)
                     lows.append(y.min())
                     highs.append(y.max())

@@ -1,13 +1,13 @@
 """EdgePlot: the lr against the stability edge over the steps, on a log scale (the curvature view).
 
-Curvature is measured only every few steps, so its series are NaN in between; the plot carries
-each measurement forward to the next one (the edge in force is the last one measured).
+Curvature is measured only every few steps, so its series are NaN in between; the plot holds
+each measurement until the next one (the edge in force is the last one measured; common.held).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .common import LogSeriesPlot, carried_forward
+from .common import LogSeriesPlot
 
 
 class EdgePlot(LogSeriesPlot):
@@ -19,9 +19,9 @@ class EdgePlot(LogSeriesPlot):
         if edge is not None and np.isfinite(edge).any():
             name = f"edge {edge_formula}" if edge_formula and len(edge_formula) < 12 else "edge"
             return self.draw(history, f"lr (cyan) vs the lr {name} (red), log scale",
-                             [(history.get("lr", np.array([])), "cyan"), (carried_forward(edge), "red")])
+                             [(history.get("lr", np.array([])), "cyan"), (edge, "red")])
         lam = history.get("curvature.lambda_max")
         if lam is not None and np.isfinite(lam).sum() >= 2:
             return self.draw(history, "λ_max, the Hessian's largest eigenvalue, log scale",
-                             [(carried_forward(lam), "magenta")])
+                             [(lam, "magenta")])
         return self.draw(history, "", [])

@@ -6,13 +6,14 @@ import math
 import numpy as np
 from textual_plotext import PlotextPlot
 
-from .common import thin
+from .common import held, log10_positive
 
 
 class LayerHistoryPlot(PlotextPlot):
     """log10 of some of the layer's series over the steps: the update/weight ratio of each
     parameter (with the healthy 1e-3 line), or for a layer without parameters the gradient that
-    reaches it from the loss side."""
+    reaches it from the loss side. The update ratios are measured every few steps: each
+    measurement is held until the next (common.held), never joined to it by a slope."""
 
     DEFAULT_CSS = """
     LayerHistoryPlot { height: 12; width: 1fr; }
@@ -31,12 +32,9 @@ class LayerHistoryPlot(PlotextPlot):
                 values = history.get(name)
                 if values is None:
                     continue
-                with np.errstate(all="ignore"):
-                    y = np.log10(values)
-                ok = np.isfinite(y)
-                if not ok.any():
+                x, y = held(steps, log10_positive(np.asarray(values, dtype=float)), width, until=steps[-1])
+                if not len(x):
                     continue
-                x, y = thin(steps[ok], y[ok], width)
                 plt.plot(x.tolist(), y.tolist(), label=label, marker="braille")
                 drawn = True
             if drawn and reference is not None:

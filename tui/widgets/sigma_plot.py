@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import FittedTitle, LogSeriesPlot, carried_forward
+from .common import FittedTitle, LogSeriesPlot
 
 LAYER_COLOURS = ("cyan", "orange", "green", "magenta", "blue", "red")   # plotext names (its "yellow" is blue)
 
 
 def sigma_series(history: dict, layers: list) -> list:
-    """(layer, colour, σ values carried forward) for the layers with a σ series."""
+    """(layer, colour, σ values) for the layers with a σ series (measured every few steps: the
+    plot holds each measurement until the next, see common.held)."""
     out = []
     for layer in layers:
         values = history.get(f"{layer}.posterior_sigma")
         if values is not None and np.isfinite(values).any():
-            out.append((layer, LAYER_COLOURS[len(out) % len(LAYER_COLOURS)], carried_forward(values)))
+            out.append((layer, LAYER_COLOURS[len(out) % len(LAYER_COLOURS)], values))
         if len(out) == len(LAYER_COLOURS):
             break
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..format import num
-from .common import OFF_SCALE, FittedTitle, fit_exponent, real_value, scaled, thin
+from .common import OFF_SCALE, FittedTitle, fit_exponent, held, real_value, scaled
 from .guarded_plot import GuardedPlot
 
 
@@ -54,11 +54,9 @@ class TwoAxisPlot(FittedTitle, GuardedPlot):
                 if series is None:
                     continue
                 values, colour = series
-                values = np.asarray(values, dtype=float)
-                ok = np.isfinite(values)
-                if not ok.any():
+                x, y = held(steps, values, width, until=steps[-1])   # a gap: the last value held
+                if not len(x):
                     continue
-                x, y = thin(steps[ok], values[ok], width)
                 fixed = side == "left" and left_limits is not None
                 exponent = 0 if fixed else fit_exponent(y)   # 1e308s are drawn scaled, ticks real
                 y = scaled(y, exponent)
