@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from calcml.tui.app import DebuggerApp
-from tui_helpers import local, run, screen_text, settle
+from tui_helpers import local, plain, run, screen_text, settle
 
 # how each screen is opened from the main one, and its class name
 SCREENS = [("enter", "InspectorScreen"), ("r", "RegularisationScreen"), ("h", "CurvatureScreen"),
@@ -224,4 +224,41 @@ def test_a_view_opened_again_is_the_one_built_before_brought_up_to_date_and_rebu
             await settle(pilot, lambda: type(app.screen).__name__ == "CurvatureScreen")
             assert app.screen is not first       # built again for the new run
             assert "step 0" in screen_text(app)
+    run(body())
+
+
+def test_the_inspector_opened_again_on_another_layer_shows_that_layer():
+    backend = local("deep_sigmoid.py", steps=3)
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("enter")                       # the first row: layer 0
+            await settle(pilot, lambda: type(app.screen).__name__ == "InspectorScreen")
+            first = app.screen
+            assert first.layer_name == "0"
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.screen is app.default_screen)
+            await pilot.press("down", "down", "enter")        # layer 2
+            await settle(pilot, lambda: app.screen is first and first.layer_name == "2")
+            assert first.links and first.links[-1].layer == "2"      # the chain now ends at layer 2
+            title = plain(first.query_one("#insp-title"))
+            assert "2" in title and "Linear" in title
+    run(body())
+
+
+def test_a_view_asked_for_from_the_view_above_it_comes_back_to_the_top():
+    backend = local("bayes_regression.py", steps=3)
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("h")
+            await settle(pilot, lambda: type(app.screen).__name__ == "CurvatureScreen")
+            curvature = app.screen
+            await pilot.press("v")                            # the Bayesian view, over the curvature view
+            await settle(pilot, lambda: type(app.screen).__name__ == "BayesScreen")
+            await pilot.press("h")                            # back to the curvature view under it
+            await settle(pilot, lambda: app.screen is curvature)
+            assert len(app.screen_stack) == 2
     run(body())

@@ -364,7 +364,7 @@ class DebuggerApp(App):
         layer = self.query_one(LayerTable).selected_layer
         if layer is not None:
             from .screens.inspector import InspectorScreen
-            self.push_screen(InspectorScreen(layer))
+            self._open_view(InspectorScreen, layer)
 
     def on_data_table_row_selected(self, event) -> None:
         self.action_inspect()
@@ -389,22 +389,29 @@ class DebuggerApp(App):
         from .screens.bayes import BayesScreen
         self._open_view(BayesScreen)
 
-    def _open_view(self, kind) -> None:
+    def _open_view(self, kind, *args) -> None:
         """A view is built once and kept (installed) when closed: opening it again only redraws
-        what changed since, instead of composing and styling every widget again. One built
-        before a restart is built again (it may keep what it saw of the old run)."""
+        what changed since, instead of composing and styling every widget again (the inspector
+        is pointed at the layer asked for). One built before a restart is built again (it may
+        keep what it saw of the old run)."""
         name = f"view-{kind.__name__}"
         run = self.backend.state.versions["run"]
         if self.is_screen_installed(name):
             screen = self.get_screen(name)
-            if screen is self.screen:
+            if screen in self.screen_stack:   # open under the view on top: back to it
+                while self.screen is not screen:
+                    self.pop_screen()
+                if args:
+                    screen.show_layer(*args)
                 return
-            if getattr(screen, "built_in_run", run) != run and screen not in self.screen_stack:
+            if getattr(screen, "built_in_run", run) != run:
                 self.uninstall_screen(name)
         if not self.is_screen_installed(name):
-            screen = kind()
+            screen = kind(*args)
             screen.built_in_run = run
             self.install_screen(screen, name)
+        elif args:
+            self.get_screen(name).show_layer(*args)
         self.push_screen(name)
 
     def action_help(self) -> None:

@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..text_bayes import (bayes_info, bayes_title, elbo_caption, elbo_lines, has_bayes, hmc_lines, noise_caption,
                           noise_table, not_sampled_text, nothing_bayesian_text, sigma_caption, sigma_missing_text,
@@ -26,6 +26,7 @@ from ..text_bayes import (bayes_info, bayes_title, elbo_caption, elbo_lines, has
 from ..widgets.acceptance_plot import AcceptancePlot
 from ..widgets.elbo_plot import ElboPlot
 from ..widgets.sigma_plot import SigmaPlot
+from .footer import SteadyFooter
 from .liveview import LiveViewScreen
 
 CSS = """
@@ -82,7 +83,7 @@ class BayesScreen(LiveViewScreen):
                     yield Static(id="sigma-table")
                     yield Static("Gradient noise per parameter", id="noise-title", classes="panel-title")
                     yield Static(id="noise-table")
-        yield Footer()
+        yield SteadyFooter()
 
     def plots(self) -> list:
         return [self.query_one(ElboPlot), self.query_one(AcceptancePlot), self.query_one(SigmaPlot)]

@@ -15,11 +15,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..text_curvature import curvature_lines, curvature_title, newton_lines, param_caption, param_table
 from ..widgets.edge_plot import EdgePlot
 from ..widgets.newton_plot import NewtonPlot
+from .footer import SteadyFooter
 from .liveview import LiveViewScreen
 
 CSS = """
@@ -71,7 +72,7 @@ class CurvatureScreen(LiveViewScreen):
                 with Vertical(id="curv-table"):
                     yield Static("Hessian diagonal per parameter", classes="panel-title")
                     yield Static(id="curv-params")
-        yield Footer()
+        yield SteadyFooter()
 
     def plots(self) -> list:
         return [self.query_one(EdgePlot), self.query_one(NewtonPlot)]

@@ -13,9 +13,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..text_dataview import data_title, legend, picture, plane_size
+from .footer import SteadyFooter
 from .liveview import LiveViewScreen
 
 CSS = """
@@ -57,7 +58,7 @@ class DataScreen(LiveViewScreen):
         with Container(id="data-body"):
             yield DataPicture(id="data-picture")
             yield Static(id="data-legend")
-        yield Footer()
+        yield SteadyFooter()
 
     def plots(self) -> list:
         return []

@@ -28,7 +28,32 @@ def fit_footer(screen, width: int) -> None:
     screen.query_one(Footer).compact = narrow
 
 
-class MainFooter(Footer):
+class SteadyFooter(Footer):
+    """A footer that composes its keys again only when what it shows changed. Textual's own
+    composes every key again whenever the bindings might have changed, which is every time a
+    screen comes back to the top: tens of milliseconds of widgets mounted and styled, at each
+    view opened or closed, for the same keys."""
+
+    _shown = None
+
+    def shows(self) -> tuple:
+        """What the footer shows: its keys, whether each can act, and its style."""
+        return (self.compact, tuple((binding.key, binding.description, enabled)
+                                    for _, binding, enabled, _ in self.screen.active_bindings.values()
+                                    if binding.show))
+
+    def bindings_changed(self, screen) -> None:
+        if self._bindings_ready and self.is_attached and screen is self.screen and self.shows() == self._shown:
+            return
+        super().bindings_changed(screen)
+
+    def compose(self):
+        if self._bindings_ready:
+            self._shown = self.shows()
+        yield from super().compose()
+
+
+class MainFooter(SteadyFooter):
     """The main screen's footer. Below NARROW columns not every key fits: while the run can
     still train, ctrl+r (restart) is left out; once it has ended, the keys that can no longer
     do anything (run/pause, step) make room for it and for t (train on). Then the views that
@@ -39,6 +64,12 @@ class MainFooter(Footer):
     ENDED_ONLY = ("restart",)
     TRAINING_ONLY = ("toggle_pause", "next_step")
     SPARE = ("data_view", "bayes", "curvature")
+
+    def shows(self) -> tuple:
+        state = self.app.backend.state
+        view = state.data_view
+        return super().shows() + (self.app.size.width >= NARROW, state.state, bool(state.model),
+                                  view is not None and view.kind == "none")
 
     def compose(self):
         if self.app.size.width >= NARROW:

@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..messages import StateChanged
 from ..text_batch_noise import batch_noise_panel
@@ -33,7 +33,7 @@ from ..throttle import Throttle
 from ..widgets.common import HistogramKeeper
 from ..widgets.histogram_panel import HistogramPanel
 from ..widgets.layer_history_plot import LayerHistoryPlot
-from .footer import fit_footer, quiet_app_keys
+from .footer import SteadyFooter, fit_footer, quiet_app_keys
 
 PLOT_EVERY = 0.3                 # seconds between plot redraws at most
 WIDE = 120                       # from this many columns the panels sit side by side
@@ -100,9 +100,22 @@ class InspectorScreen(Screen):
                     yield HistogramPanel(id="hist-deriv")
                     yield LayerHistoryPlot(id="history-plot")
                     yield Static(id="history-note")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
+        self._draw_all()
+
+    def show_layer(self, layer_name: str) -> None:
+        """Inspect another layer with this screen (the app keeps one inspector between openings)."""
+        if layer_name == self.layer_name:
+            return
+        self.layer_name, self.links = layer_name, []
+        self.histograms, self._hist_stale = HistogramKeeper(), False
+        if self.is_mounted:
+            self.query_one("#insp-body").scroll_home(animate=False)
+            self._draw_all()
+
+    def _draw_all(self) -> None:
         self._apply_width(self.app.size.width)
         state = self.app.backend.state
         self.histograms.update(state.snapshot)

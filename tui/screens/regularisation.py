@@ -17,14 +17,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..messages import StateChanged
 from ..text_regularisation import title_text
 from ..throttle import Throttle
 from ..widgets.common import HistogramKeeper
 from ..widgets.param_panel import ParamPanel
-from .footer import fit_footer, quiet_app_keys
+from .footer import SteadyFooter, fit_footer, quiet_app_keys
 
 DEFAULT_LAM = 1e-3
 REDRAW_EVERY = 0.3             # seconds between redraws of the layer panels at most
@@ -78,7 +78,7 @@ class RegularisationScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="reg-title")
         yield VerticalScroll(id="reg-body")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         fit_footer(self, self.app.size.width)
