@@ -24,6 +24,7 @@ from calcml.tui.text_histogram import axis_line, bar_rows, histogram_lines, rebi
 from calcml.tui.text_inspector import chain_links, chain_summary, factor_style
 from calcml.tui.widgets.common import HistogramKeeper, sparkline
 from calcml.tui.widgets.layer_history_plot import LayerHistoryPlot
+from tui_helpers import local, run, screen_text, settle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -511,3 +512,20 @@ def test_the_noise_panel_says_when_it_is_not_measured_yet_or_off():
     Snap.batch_noise = BatchNoiseStats(step=3, noise_signal=2.5, batch_size=16, groups=16, group_size=1)
     text = " ".join(plain(batch_noise_panel(layer, Snap()), width=300).split())
     assert "per-example gradients" in text and "mostly noise" in text and "about 100 examples" in text
+
+
+def test_at_80x24_a_long_chain_is_scrolled_to_the_inspected_layers_own_row():
+    """The deepest layer's chain is taller than 24 rows: its own row and the summary are in
+    sight on opening, the formula above them a scroll up."""
+    async def body():
+        app = DebuggerApp(local("deep_sigmoid.py", steps=3))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("enter")                       # layer 0: all 18 factors above it
+            await settle(pilot, lambda: type(app.screen).__name__ == "InspectorScreen")
+            await settle(pilot, lambda: "0 → W" in screen_text(app), what="layer 0's own row in sight")
+            assert "factors took the gradient from" in screen_text(app)
+            scroll = app.screen.query_one("#insp-body")
+            assert scroll.scroll_y > 0
+            scroll.scroll_home(animate=False)
+            await settle(pilot, lambda: "∂L/∂w_k" in screen_text(app), what="the formula, scrolled up to")
+    run(body())

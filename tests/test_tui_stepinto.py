@@ -137,13 +137,15 @@ def test_side_by_side_when_wide_stacked_when_narrow():
         async with app.run_test(size=size) as pilot:
             screen = await open_step_into(app, pilot, backend)
             ops, detail = screen.query_one("#si-ops"), screen.query_one("#si-detail")
-            return screen.has_class("-wide"), ops.region, detail.region
+            return screen.has_class("-wide"), ops.region, detail.region, detail.max_scroll_y
 
-    wide, ops, detail = run(body((160, 48)))
+    wide, ops, detail, _ = run(body((160, 48)))
     assert wide and ops.right <= detail.x and ops.y == detail.y
-    narrow, ops, detail = run(body((80, 24)))
+    narrow, ops, detail, hidden = run(body((80, 24)))
     assert not narrow and ops.bottom <= detail.y
-    assert detail.height >= 10                        # room for a two-input backward op at 80x24
+    # stacked, the detail is as tall as what it says (all of it in sight, no empty rows) and the
+    # op list has the rest: ten ops at 80x24
+    assert hidden == 0 and ops.height >= 10 + 3       # (its border and header)
 
 
 # -- the detail panel ----------------------------------------------------------------------------

@@ -124,6 +124,14 @@ class InspectorScreen(Screen):
         self._draw_bayes(state)
         self._draw_histograms(state)
         self._draw_plot(state)
+        self.call_after_refresh(self._show_own_row)
+
+    def _show_own_row(self) -> None:
+        """A long chain on a short screen: scroll so that the inspected layer's own row (the
+        chain's last) and the summary under it are in sight; the formula above is a scroll up."""
+        body, summary = self.query_one("#insp-body"), self.query_one("#chain-summary")
+        if summary.region.bottom > body.region.bottom:
+            body.scroll_to_widget(summary, animate=False, top=False)
 
     def on_resize(self, event) -> None:
         self._apply_width(event.size.width)

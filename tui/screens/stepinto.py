@@ -27,7 +27,6 @@ from ..text_stepinto import (BACKWARD_STYLE, BAD_STYLE, DONE, FORWARD_STYLE, bac
                              waiting_text)
 
 WIDE = 120          # from this many columns the op list sits beside the detail, not above it
-TALL = 30           # from this many lines the op list above the detail gets more rows
 
 
 # -- the screen ---------------------------------------------------------------------------------
@@ -52,13 +51,12 @@ class StepIntoScreen(Screen):
     StepIntoScreen { layout: vertical; }
     StepIntoScreen #si-head { height: 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
     StepIntoScreen #si-body { height: 1fr; layout: vertical; }
-    StepIntoScreen #si-ops { height: 1fr; min-height: 6; max-height: 16; border: round $accent;
+    StepIntoScreen #si-ops { height: 1fr; min-height: 6; border: round $accent;
                              border-title-color: $text; overflow-x: hidden; }
-    StepIntoScreen #si-detail { height: 3fr; border: round $accent; padding: 0 1; border-title-color: $text;
-                                border-subtitle-color: $text-muted; }
+    StepIntoScreen #si-detail { height: auto; max-height: 70%; border: round $accent; padding: 0 1;
+                                border-title-color: $text; border-subtitle-color: $text-muted; }
     StepIntoScreen #si-keys { height: 1; background: $panel; color: $text-muted;
                               text-wrap: nowrap; text-overflow: ellipsis; }
-    StepIntoScreen.-tall #si-ops { height: 2fr; }
     StepIntoScreen.-wide #si-body { layout: horizontal; }
     StepIntoScreen.-wide #si-ops { height: 1fr; max-height: 100%; width: 46; }
     StepIntoScreen.-wide #si-detail { height: 1fr; width: 1fr; }
@@ -125,7 +123,6 @@ class StepIntoScreen(Screen):
 
     def _apply_width(self, width: int, height: int | None = None) -> None:
         self.set_class(width >= WIDE, "-wide")
-        self.set_class((height or self.app.size.height) >= TALL, "-tall")
         self.query_one("#si-keys", Static).update(self.KEYS_WIDE if width >= WIDE else self.KEYS)
 
     # -- following the state ---------------------------------------------------------------------
