@@ -49,15 +49,13 @@ def test_the_main_footer_fits_80_columns_before_and_after_the_run_ends():
     async def body():
         app = DebuggerApp(backend, clock=lambda: 1e9)
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.2)
-            footer = screen_text(app).rstrip().splitlines()[-1]
-            assert footer.rstrip().endswith("quit") and "run/pause" in footer and "restart" not in footer
+            def footer():
+                return screen_text(app).rstrip().splitlines()[-1]
+            await settle(pilot, lambda: "run/pause" in footer(), what="the footer composed")
+            assert footer().rstrip().endswith("quit") and "restart" not in footer()
             await pilot.press("space")
             backend.pump(400)
             assert backend.state.state == "finished"
-
-            def footer():
-                return screen_text(app).rstrip().splitlines()[-1]
             # the footer is composed again once the app has taken in the new state
             await settle(pilot, lambda: "train on" in footer(), what="train on in the footer")
             assert footer().rstrip().endswith("quit") and "^r restart" in footer() and "run/pause" not in footer()

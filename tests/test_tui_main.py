@@ -241,3 +241,23 @@ def test_command_palette_offers_the_debugger_actions_and_runs_them():
             await pilot.pause(0.2)
             assert "CommandPalette" in type(app.screen).__name__
     run(body())
+
+
+def test_the_trend_column_takes_the_width_the_numbers_leave_it():
+    """At 80 columns the ‖∇W‖ trend narrows so that the table fits; at 160 it has its full width."""
+    from calcml.tui.text_layers import TREND_WIDTH
+    from calcml.tui.widgets.layers import LayerTable
+
+    async def body(size):
+        app = DebuggerApp(local("xor_mlp.py", steps=30))
+        async with app.run_test(size=size) as pilot:
+            table = app.query_one(LayerTable)
+            await settle(pilot, lambda: table.row_count == 3)
+            await pilot.pause()
+            trend = table.get_cell("0", "trend")
+            return table.trend_width, table.virtual_size.width, table.size.width, str(trend)
+
+    width, needed, has, trend = run(body((80, 24)))
+    assert width < TREND_WIDTH and needed <= has and len(trend) == width
+    width, needed, has, trend = run(body((160, 48)))
+    assert width == TREND_WIDTH and len(trend) == TREND_WIDTH

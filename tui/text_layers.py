@@ -39,7 +39,7 @@ def marks_by_layer(conditions) -> dict:
     return out
 
 
-def layer_cells(layer, marks: dict, history: dict) -> tuple:
+def layer_cells(layer, marks: dict, history: dict, trend_width: int = TREND_WIDTH) -> tuple:
     """One row of the layer table, in COLUMNS order (widgets/layers.py): the warning marks, the
     name (in the colour of its first warning), type, shape, ‖W‖, ‖∇W‖, ‖∇pen‖, upd/W, what the
     activation does to the gradient, and ‖∇W‖'s trend."""
@@ -51,7 +51,7 @@ def layer_cells(layer, marks: dict, history: dict) -> tuple:
         mark.append(symbol, style=style)
     name_style = WARNING_MARKS[kinds[0]][1] if kinds and kinds[0] in WARNING_MARKS else ""
     shape = "×".join(str(n) for n in w.shape) if w is not None else ""
-    trend = sparkline(history.get(f"{w.name}.grad_norm"), TREND_WIDTH, log=True) if w is not None else ""
+    trend = sparkline(history.get(f"{w.name}.grad_norm"), trend_width, log=True) if w is not None else ""
     return (mark, Text(layer.name, style=name_style), layer.type, shape,
             num(w.weight_norm) if w else "", num(w.grad_norm) if w else "",
             num(w.penalty_grad_norm) if w else "", num(w.update_ratio) if w else "",

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from ..text_layers import layer_cells, marks_by_layer
+from ..text_layers import TREND_WIDTH, layer_cells, marks_by_layer
+
+TREND_MIN = 4
 
 COLUMNS = (("mark", " "), ("layer", "layer"), ("type", "type"), ("shape", "shape"), ("w", "‖W‖"),
            ("g", "‖∇W‖"), ("pen", "‖∇pen‖"), ("upd", "upd/W"), ("health", "activation"),
@@ -19,10 +21,33 @@ class LayerTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._rows: list = []
         self._shown: dict = {}   # (row, column) -> the cell last drawn there
+        self._last = None        # (snapshot, history) last shown
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            # the trend is as wide as the table's width leaves it (the numbers before it never shrink)
+            self.add_column(label, key=key, width=TREND_WIDTH if key == "trend" else None)
+
+    def on_resize(self, event) -> None:
+        self._fit_trend()
+
+    def _fit_trend(self) -> None:
+        """The trend column takes the columns the others leave, TREND_MIN to TREND_WIDTH of them."""
+        others = sum(column.get_render_width(self) for key, column in self.columns.items() if key != "trend")
+        width = max(TREND_MIN, min(TREND_WIDTH, self.size.width - others - 2 * self.cell_padding - 1))
+        column = self.columns.get("trend")
+        if column is not None and self.size.width and column.width != width:
+            column.width = width
+            self._shown = {k: v for k, v in self._shown.items() if k[1] != "trend"}   # drawn again
+            self._require_update_dimensions = True
+            if self._last is not None:
+                self.show(*self._last)
+            self.refresh()
+
+    @property
+    def trend_width(self) -> int:
+        column = self.columns.get("trend")
+        return column.width if column is not None else TREND_WIDTH
 
     @property
     def selected_layer(self) -> str | None:
@@ -33,16 +58,17 @@ class LayerTable(DataTable):
     def show(self, snapshot, history: dict) -> None:
         if snapshot is None:
             return
+        self._last = (snapshot, history)
         names = [layer.name for layer in snapshot.layers]
         if names != self._rows:
             self.clear()
             self._shown = {}
             self._rows = names
             for layer in snapshot.layers:
-                self.add_row(*layer_cells(layer, {}, history), key=layer.name)
+                self.add_row(*layer_cells(layer, {}, history, self.trend_width), key=layer.name)
         marks = marks_by_layer(snapshot.holding)
         for layer in snapshot.layers:
-            for (key, _), cell in zip(COLUMNS, layer_cells(layer, marks, history)):
+            for (key, _), cell in zip(COLUMNS, layer_cells(layer, marks, history, self.trend_width)):
                 if self._shown.get((layer.name, key)) != cell:  # redraw only what changed
                     self._shown[(layer.name, key)] = cell
                     self.update_cell(layer.name, key, cell, update_width=True)
