@@ -94,24 +94,10 @@ def test_targets_are_classes_when_few_integers_or_one_hot_rows_and_numbers_other
     assert dataview.labels_of(np.ones(4)) is None               # one value: nothing to tell apart
 
 
-SINE_MODEL = textwrap.dedent("""
-    import calcml as cm
-    import calcml.nn.functional as F
-    X, y = cm.data.sine(n=60, noise=0.05, seed=0)
-    data = (X.reshape(-1, 1), y.reshape(-1, 1))
-    model = cm.nn.Sequential(cm.nn.Linear(1, 16), cm.nn.Tanh(), cm.nn.Linear(16, 1))
-    def loss(pred, target):
-        return F.mse_loss(pred, target)
-    optimizer = cm.optim.Adam(model.parameters(), lr=0.02)
-    steps = 30
-""")
 
 
-def test_one_feature_gives_the_fitted_curve_and_its_mean_squared_error(tmp_path):
-    path = tmp_path / "sine.py"
-    path.write_text(SINE_MODEL)
-    session = Session(load_model_file(str(path)))
-    session.initial_snapshot()
+def test_one_feature_gives_the_fitted_curve_and_its_mean_squared_error():
+    session = _session("sine_mlp.py", steps=30)
     session.run_to_end()
     view = session.snapshot.data_view
     assert view.kind == "curve" and view.step == 30

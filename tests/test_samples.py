@@ -32,7 +32,7 @@ def started(session) -> set:
 def test_every_sample_is_covered():
     names = {p.stem for p in SAMPLES.glob("*.py")} - {"__init__"}
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
-                     "spirals_adam", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
+                     "spirals_adam", "sine_mlp", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
                      "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual",
                      "torch_train_script", "torch_digits_cnn", "torch_attention"}   # the last: a training script (test_torch_script.py)
 
@@ -238,3 +238,15 @@ def test_adam_vs_sgd_per_parameter_steps_win():
     sgd = Session(spec)
     sgd_final = sgd.run_to_end()
     assert started(sgd) == set() and sgd_final.loss > 100 * final.loss
+
+
+def test_sine_mlp_bends_its_curve_into_the_sine_quietly():
+    s = Session(load_model_file(str(SAMPLES / "sine_mlp.py")))
+    first = s.initial_snapshot().data_view
+    s.run_to_end()
+    last = s.snapshot.data_view
+    assert started(s) == set() and s.state == "finished"
+    assert first.kind == last.kind == "curve" and first.fit > 0.5 and last.fit < 0.02
+    xs = np.linspace(*last.x_range, last.columns)
+    inside = np.abs(xs) <= 3                       # the data's range
+    assert np.max(np.abs(np.array(last.values) - np.sin(xs))[inside]) < 0.1

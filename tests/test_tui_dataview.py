@@ -3,15 +3,13 @@ redrawn as the run trains; what it says for inputs it cannot draw; [ ] change th
 what it looks like at 80x24 and 160x48."""
 from __future__ import annotations
 
-import textwrap
-
 from rich.text import Text
 
 from calcml.tui.app import DebuggerApp
 from calcml.tui.format import num
 from calcml.tui.screens.data import DataPicture, DataScreen
 from calcml.tui.text_dataview import CLASS_COLOURS, class_colours, picture
-from tui_helpers import LocalBackend, local, plain, run, screen_text, settle
+from tui_helpers import local, plain, run, screen_text, settle
 
 App = DebuggerApp
 
@@ -110,28 +108,10 @@ def test_the_lr_keys_work_from_the_view_and_the_next_view_is_drawn_with_it():
     run(go())
 
 
-SINE = textwrap.dedent("""
-    import calcml as cm
-    import calcml.nn.functional as F
-    X, y = cm.data.sine(n=80, noise=0.1, seed=0)
-    data = (X.reshape(-1, 1), y.reshape(-1, 1))
-    model = cm.nn.Sequential(cm.nn.Linear(1, 16), cm.nn.Tanh(), cm.nn.Linear(16, 1))
-    def loss(pred, target):
-        return F.mse_loss(pred, target)
-    optimizer = cm.optim.Adam(model.parameters(), lr=0.03)
-    steps = 400
-""")
 
 
-def _sine_backend(tmp_path, steps: int) -> LocalBackend:
-    path = tmp_path / "sine.py"
-    path.write_text(SINE)
-    backend = local(str(path), steps=steps)
-    return backend
-
-
-def test_a_one_feature_regression_shows_its_curve_and_error(tmp_path):
-    backend = _sine_backend(tmp_path, steps=150)
+def test_a_one_feature_regression_shows_its_curve_and_error():
+    backend = local("sine_mlp.py", steps=150)
 
     async def go():
         app = App(backend)
@@ -155,5 +135,5 @@ def test_snapshot_data_view_xor_80x24(snap_compare):
     assert snap_compare(App(local("xor_mlp.py", steps=60)), press=["d"], terminal_size=(80, 24))
 
 
-def test_snapshot_data_view_sine_curve_160x48(snap_compare, tmp_path):
-    assert snap_compare(App(_sine_backend(tmp_path, steps=300)), press=["d"], terminal_size=(160, 48))
+def test_snapshot_data_view_sine_curve_160x48(snap_compare):
+    assert snap_compare(App(local("sine_mlp.py", steps=300)), press=["d"], terminal_size=(160, 48))

@@ -171,3 +171,25 @@ def test_spirals_data_view_from_the_start_the_regions_wind_round_the_arms():
             assert last.accuracy > 0.9 and len(set(last.predicted)) == 3
             await settle(pilot, lambda: f"accuracy {round(100 * last.accuracy)}%" in screen_text(app))
     run(body())
+
+
+def test_sine_mlp_data_view_from_the_start_the_curve_bends_into_the_sine():
+    """"Press d at the start, then space: ... a shallow curve far from them at first (mean squared
+    error about 0.9) that bends into the sine ..., the error falling below 0.02.\""""
+    backend = local("sine_mlp.py")
+
+    async def body():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("d")
+            await settle(pilot, lambda: type(app.screen).__name__ == "DataScreen")
+            first = backend.state.data_view
+            assert first.step == 0 and first.kind == "curve" and 0.7 < first.fit < 1.1
+            await pilot.press("space")
+            backend.pump(400)
+            await settle(pilot, lambda: backend.state.data_view.step == 400, what="the view of the last step")
+            last = backend.state.data_view
+            assert last.fit < 0.02 and not started(backend, "vanishing_gradient")
+            await settle(pilot, lambda: "mean squared error" in screen_text(app))
+            assert not backend.state.warnings
+    run(body())
