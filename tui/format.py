@@ -1,6 +1,8 @@
 """Number and table formatting shared by the headless report and the interface."""
 from __future__ import annotations
 
+from rich.text import Text
+
 import math
 
 
@@ -63,3 +65,16 @@ def layer_rows(layers) -> list:
             num(layer.grad_ratio),
         ))
     return rows
+
+
+def view_title(view: str, subject: str, state, lr_label: str = "lr") -> Text:
+    """A live view's head line: its name, what it is about (the optimiser, the model), the lr
+    (or what stands for it), the step and where training stands."""
+    snap = state.snapshot
+    text = Text()
+    text.append(f"{view}  ", style="bold magenta")
+    text.append(subject, style="bold")
+    if snap is not None:
+        text.append(f"  {lr_label} {num(snap.lr)}")
+        text.append(f"   step {snap.step}   {state.state}", style="dim")
+    return text

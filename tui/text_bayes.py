@@ -16,7 +16,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from .format import as_float, num, pct
+from .format import as_float, num, pct, view_title
 from .widgets.common import first_last, sparkline
 
 NOISY = 1.0              # gradient noise above this: one draw's gradient is mostly noise
@@ -328,13 +328,6 @@ def hmc_lines(state: dict) -> Text:
 def bayes_title(state) -> Text:
     """The Bayesian view's head line: the optimiser, the lr (a sampler's step size ε), the step and
     where training stands."""
-    snap, model = state.snapshot, state.model or {}
-    _, sampler = bayes_info(model, snap)
-    text = Text()
-    text.append("Bayesian  ", style="bold magenta")
-    text.append(model.get("optimizer", ""), style="bold")
-    if snap is not None:
-        text.append("  step size ε " if sampler else "  lr ")
-        text.append(num(snap.lr))
-        text.append(f"   step {snap.step}   {state.state}", style="dim")
-    return text
+    model = state.model or {}
+    _, sampler = bayes_info(model, state.snapshot)
+    return view_title("Bayesian", model.get("optimizer", ""), state, "step size ε" if sampler else "lr")

@@ -9,7 +9,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from .format import as_float, num
+from .format import as_float, num, view_title
 
 NEAR_EDGE = 0.9          # lr/edge above this is shown as close to the edge
 
@@ -191,11 +191,4 @@ def newton_lines(state: dict) -> Text:
 
 def curvature_title(state) -> Text:
     """The curvature view's head line: the optimiser, the lr, the step and where training stands."""
-    snap, model = state.snapshot, state.model or {}
-    text = Text()
-    text.append("Curvature  ", style="bold magenta")
-    text.append(model.get("optimizer", ""), style="bold")
-    if snap is not None:
-        text.append(f"  lr {num(snap.lr)}")
-        text.append(f"   step {snap.step}   {state.state}", style="dim")
-    return text
+    return view_title("Curvature", (state.model or {}).get("optimizer", ""), state)

@@ -17,7 +17,7 @@ import numpy as np
 from rich.style import Style
 from rich.text import Text
 
-from .format import num, pct
+from .format import num, pct, view_title
 
 CLASS_COLOURS = ((59, 130, 246), (245, 158, 11), (16, 185, 129), (217, 70, 239), (239, 68, 68),
                  (6, 182, 212), (234, 179, 8), (139, 92, 246), (244, 114, 182), (163, 163, 163))
@@ -258,13 +258,8 @@ def summary(view) -> str:
 
 def data_title(state) -> Text:
     """The data view's head line: the model, the step, how it does on the points shown."""
-    snap, model, view = state.snapshot, state.model or {}, state.data_view
-    text = Text()
-    text.append("Data  ", style="bold magenta")
-    text.append(model.get("name", ""), style="bold")
-    if snap is not None:
-        text.append(f"  lr {num(snap.lr)}")
-        text.append(f"   step {snap.step}   {state.state}", style="dim")
+    snap, view = state.snapshot, state.data_view
+    text = view_title("Data", (state.model or {}).get("name", ""), state)
     if view is not None and view.kind != "none":
         text.append(f"\n{summary(view)}")
         if snap is not None and view.step != snap.step:
