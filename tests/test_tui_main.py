@@ -219,6 +219,12 @@ def test_main_screen_snapshot(snap_compare):
     assert snap_compare(DebuggerApp(backend), terminal_size=(120, 36))
 
 
+def test_main_screen_snapshot_160x48(snap_compare):
+    """The table as tall as its rows, the warnings pane taking the rest (not 7 lines under empty rows)."""
+    backend = local("deep_sigmoid.py", steps=12)
+    assert snap_compare(DebuggerApp(backend), terminal_size=(160, 48))
+
+
 def test_main_screen_snapshot_80x24(snap_compare):
     backend = local("deep_sigmoid.py", steps=12)
     assert snap_compare(DebuggerApp(backend), terminal_size=(80, 24))
