@@ -144,7 +144,7 @@ class EngineStep:
         loss.backward()
         lr = self.lr
         for p in self.params:
-            p.data -= lr * p.grad
+            p.data -= lr * p.grad.data   # .grad is a Tensor; its array, as before
         return loss
 
     def loss_value(self, loss) -> float:
@@ -152,7 +152,7 @@ class EngineStep:
 
     def state(self):
         """(gradients, parameters) as numpy arrays, in the order W1, b1, W2, b2, ..."""
-        return [p.grad for p in self.params], [p.data for p in self.params]
+        return [p.grad.data for p in self.params], [p.data for p in self.params]
 
 
 # -- (b) hand-written numpy ----------------------------------------------------------------------

@@ -5,13 +5,23 @@
     y = (x * x).sum()
     y.backward()          # x.grad == [2., 4.]
 """
-from . import bayes, curvature, data, nn, optim, reg
+from . import bayes, curvature, data, nn, optim, reg, utils
 from .curvature import hessian, hvp
 from .composites import leaky_relu, log_softmax, logsumexp, softmax, softplus
 from .gradcheck import gradcheck
 from .random import manual_seed
-from .tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor, where
+from .tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, where
 from .tracing import Trace, trace
+# PyTorch's creation functions, dtypes and devices (tensor() here also takes device=)
+from .creation import (Generator, arange, as_tensor, empty, empty_like, eye, float32, float64, from_numpy, full,
+                       full_like, get_default_dtype, linspace, normal, ones, ones_like, rand, randint, randn,
+                       tensor, zeros, zeros_like)
+from .device import backends, cuda, device
+from .serialization import load, save
+from .missing import TORCH as _TORCH_NAMES, missing_name as _missing_name
+
+float = float32   # PyTorch's aliases: torch.float is float32, torch.double float64
+double = float64
 
 __version__ = "0.1.0"
 
@@ -22,8 +32,20 @@ def watch(model, optimizer, **options):
     return _watch(model, optimizer, **options)
 
 
+def __getattr__(name: str):
+    # only reached for names calcml does not define: say when it is a PyTorch name, and what to use
+    raise _missing_name("calcml", "torch", name, _TORCH_NAMES)
+
+
+# (cm.float and cm.double stay out of __all__: `from calcml import *` must not replace the builtin float)
+_CREATION = [
+    "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "eye", "arange",
+    "linspace", "randn", "rand", "randint", "normal", "from_numpy", "as_tensor", "Generator",
+    "float32", "float64", "get_default_dtype", "device", "cuda", "backends", "save", "load",
+]
+
 __all__ = [
-    "Tensor", "tensor", "where", "grad", "no_grad", "enable_grad", "is_grad_enabled", "trace", "Trace",
+    *_CREATION, "Tensor", "tensor", "where", "grad", "no_grad", "enable_grad", "is_grad_enabled", "trace", "Trace",
     "gradcheck", "manual_seed", "softmax", "log_softmax", "logsumexp", "softplus", "leaky_relu",
-    "nn", "optim", "reg", "data", "curvature", "hvp", "hessian", "bayes", "watch",
+    "nn", "optim", "reg", "data", "utils", "curvature", "hvp", "hessian", "bayes", "watch",
 ]

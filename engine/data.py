@@ -9,6 +9,9 @@ integer labels y of shape (n,) and dtype int64; for a sigmoid + BCE model use
     for xb, yb in cm.data.DataLoader((X, y), batch_size=32, seed=0):
         ...
 
+This DataLoader has the debugger's defaults (full batch, shuffled, seeded); PyTorch's, over
+datasets, is `calcml.utils.data.DataLoader`.
+
 `seed` may be an int (the same int gives identical arrays), a `np.random.Generator`, or None to
 draw from the engine's generator (the one `cm.manual_seed` sets). Random numbers are drawn in the
 order: clean points, shuffle, noise; so the same seed with a different `noise` moves the same points.

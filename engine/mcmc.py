@@ -281,7 +281,7 @@ class HMC(_optim.Optimizer):
                 raise ValueError(f"HMC: the closure must return a scalar loss, got shape {np.shape(value)}")
             if not first:
                 first.append(loss)
-            grads = [np.zeros(p.size) if p.grad is None else np.asarray(p.grad, dtype=np.float64).ravel()
+            grads = [np.zeros(p.size) if p.grad is None else np.asarray(p.grad.data, dtype=np.float64).ravel()
                      for p in params]
             return -float(np.asarray(value).reshape(())), -np.concatenate(grads)
 

@@ -86,8 +86,8 @@ class Optimizer:
             for p in group["params"]:
                 if set_to_none or p.grad is None:
                     p.grad = None
-                else:
-                    p.grad = np.zeros_like(p.grad)
+                else:  # zeros in a new array: a step record holding the old one keeps its values
+                    p.grad.data = np.zeros_like(p.grad.data)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; return closure()'s value if one is given.
@@ -104,7 +104,7 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 # Never modify p.grad itself: only read it, in the parameter's dtype.
-                g = np.asarray(p.grad, dtype=p.data.dtype)
+                g = np.asarray(p.grad.data, dtype=p.data.dtype)
                 self._update(p, g, group, self.state[p])
         return loss
 

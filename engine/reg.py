@@ -79,7 +79,7 @@ class Regularizer:
         added = self.grads(target)
         for name, p in self.parameters(target):
             g = added[name]
-            p.grad = g.copy() if p.grad is None else p.grad + g
+            p.grad = g.copy() if p.grad is None else p.grad.data + g
         return added
 
     def __repr__(self) -> str:

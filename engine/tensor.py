@@ -6,6 +6,7 @@ live in `ops.py`; this module only builds and walks the graph.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import numbers
 
@@ -45,6 +46,28 @@ class enable_grad(no_grad):
         return self
 
 
+# What `max(dim)` / `min(dim)` return, as torch.return_types do: a tuple that also has names.
+max_result = collections.namedtuple("max", ["values", "indices"])
+min_result = collections.namedtuple("min", ["values", "indices"])
+
+
+def _inplace_check(t: "Tensor", what: str) -> None:
+    """PyTorch's rule for in-place ops: never on a tensor the graph is tracking."""
+    if not (_grad_enabled and t.requires_grad):
+        return
+    if t._op is None:
+        raise RuntimeError(
+            f"a leaf Variable that requires grad is being used in an in-place operation ({what}): "
+            "an update of a parameter must not be recorded in the graph; wrap it in "
+            "`with calcml.no_grad():` (e.g. `with cm.no_grad(): p -= lr * p.grad`)"
+        )
+    raise RuntimeError(
+        f"in-place operation ({what}) on a tensor made by {t._op.name} that is part of a graph: calcml "
+        "refuses it, because backward would use the changed values; write it out of place "
+        "(e.g. `h = h + x` instead of `h += x`)"
+    )
+
+
 def _as_array(value, dtype=None) -> np.ndarray:
     """Convert user data to a float array, refusing dtypes the engine cannot differentiate."""
     if dtype is not None:
@@ -75,16 +98,20 @@ def _as_array(value, dtype=None) -> np.ndarray:
 
 
 class Tensor:
-    """A numpy array (`.data`) with an optional gradient (`.grad`, a numpy array)."""
+    """A numpy array (`.data`) with an optional gradient (`.grad`, a Tensor, as in PyTorch).
 
-    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_inputs", "_attrs", "_module",
+    Op results may also hold bool (comparisons) or int64 (`max(dim)` indices) data; those
+    never require grad. Tensors hash by identity, so they can key dicts and sets although
+    `==` compares elementwise.
+    """
+
+    __slots__ = ("data", "_grad", "requires_grad", "name", "_op", "_inputs", "_attrs", "_module",
                  "_retains_grad", "__weakref__")
-    __array_ufunc__ = None  # make `ndarray * Tensor` defer to Tensor.__rmul__
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None, dtype=None):
         self.data = _as_array(data, dtype)
-        self.grad = None
+        self._grad = None
         self.requires_grad = bool(requires_grad)
         self.name = name
         self._op = None
@@ -92,6 +119,60 @@ class Tensor:
         self._attrs = ()
         self._module = None
         self._retains_grad = False
+
+    # -- the gradient: a Tensor (None until a backward reaches this tensor) ---------------
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is None or isinstance(value, Tensor):
+            self._grad = value
+        else:  # numpy arrays are still accepted, and wrapped (no copy)
+            value = np.asarray(value)
+            if value.shape != self.data.shape:
+                raise RuntimeError(f"assigned grad has shape {value.shape}, but the tensor has shape {self.shape}")
+            self._grad = _wrap(value)
+
+    # -- numpy interoperation: np.asarray(t) is t.data -------------------------------------
+    def __array__(self, dtype=None, copy=None):
+        if dtype is None and not copy:
+            return self.data
+        return np.array(self.data, dtype=dtype, copy=True) if copy else np.asarray(self.data, dtype=dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # `ndarray + Tensor` (numpy's operators) becomes the Tensor op, as Tensor's own
+        # reflected operator; any other ufunc (np.isfinite(t), np.abs(t), out=...) runs on the
+        # values and gives plain numpy results, with no gradient.
+        if method == "__call__" and not kwargs and len(inputs) == 2:
+            name = _UFUNC_OPERATORS.get(ufunc)
+            if name is not None:
+                a, b = inputs
+                if isinstance(a, Tensor):
+                    return getattr(a, name[0])(b)
+                return getattr(b, name[1])(a)
+        inputs = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(x.data if isinstance(x, Tensor) else x for x in kwargs["out"])
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __int__(self) -> int:
+        return int(self.data)
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.data)
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous; "
+                               "use .any() or .all()")
+        return bool(self.data)
 
     # -- basic facts ---------------------------------------------------------------
     @property
@@ -142,6 +223,10 @@ class Tensor:
     def tolist(self):
         return self.data.tolist()
 
+    def clone(self) -> "Tensor":
+        """A copy of the values, in the graph (the gradient flows back to self)."""
+        return self * 1 if self.requires_grad and _grad_enabled else _wrap(self.data.copy())
+
     def detach(self) -> "Tensor":
         """The same values, cut off from the graph (shares memory)."""
         return _wrap(self.data)
@@ -151,7 +236,13 @@ class Tensor:
         self._retains_grad = True
 
     def zero_grad(self) -> None:
-        self.grad = None
+        self._grad = None
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if self._op is not None and not requires_grad:
+            raise RuntimeError("requires_grad_(False) only works on leaf tensors; use .detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
 
     def float(self) -> "Tensor":
         return Tensor(self.data, dtype=np.float32) if self.dtype != np.float32 else self
@@ -215,25 +306,127 @@ class Tensor:
     def __rmatmul__(self, other):
         return _apply(_ops.MATMUL, _lift(other, self), self)
 
+    def __abs__(self):
+        return _apply(_ops.ABS, self)
+
     def __neg__(self):
         return _apply(_ops.NEG, self)
 
     def __pos__(self):
         return self
 
-    # Comparisons give plain boolean numpy arrays: masks carry no gradient.
+    # -- in-place ops (PyTorch's rules: see _inplace_check) -------------------------------
+    # They write into `.data` itself, so an optimizer or a view holding the array sees the change.
+    def _inplace(self, ufunc, other, what):
+        _inplace_check(self, what)
+        ufunc(self.data, _raw(other), out=self.data, casting="same_kind")
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace(np.add, other, "+=")
+
+    def __isub__(self, other):
+        return self._inplace(np.subtract, other, "-=")
+
+    def __imul__(self, other):
+        return self._inplace(np.multiply, other, "*=")
+
+    def __itruediv__(self, other):
+        return self._inplace(np.true_divide, other, "/=")
+
+    def add_(self, other, alpha=1):
+        other = _raw(other)
+        return self._inplace(np.add, other if alpha == 1 else other * alpha, "add_")
+
+    def sub_(self, other, alpha=1):
+        other = _raw(other)
+        return self._inplace(np.subtract, other if alpha == 1 else other * alpha, "sub_")
+
+    def mul_(self, other):
+        return self._inplace(np.multiply, other, "mul_")
+
+    def div_(self, other):
+        return self._inplace(np.true_divide, other, "div_")
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        _inplace_check(self, "fill_")
+        self.data[...] = _raw(value)
+        return self
+
+    def copy_(self, src):
+        _inplace_check(self, "copy_")
+        np.copyto(self.data, np.broadcast_to(_raw(src), self.data.shape), casting="same_kind")
+        return self
+
+    def clamp_(self, min=None, max=None):
+        _inplace_check(self, "clamp_")
+        if min is not None or max is not None:
+            np.clip(self.data, _raw(min), _raw(max), out=self.data)
+        return self
+
+    clip_ = clamp_
+
+    # -- comparisons: elementwise, bool tensors carrying no gradient (PyTorch's meaning) ---
+    def _compare(self, ufunc, other):
+        if other is None:
+            return NotImplemented
+        return _wrap(np.asarray(ufunc(self.data, np.asarray(_raw(other)))))
+
+    def __eq__(self, other):
+        return self._compare(np.equal, other)
+
+    def __ne__(self, other):
+        return self._compare(np.not_equal, other)
+
     def __lt__(self, other):
-        return self.data < _raw(other)
+        return self._compare(np.less, other)
 
     def __le__(self, other):
-        return self.data <= _raw(other)
+        return self._compare(np.less_equal, other)
 
     def __gt__(self, other):
-        return self.data > _raw(other)
+        return self._compare(np.greater, other)
 
     def __ge__(self, other):
-        return self.data >= _raw(other)
+        return self._compare(np.greater_equal, other)
 
+    def eq(self, other):
+        return self == other
+
+    def ne(self, other):
+        return self != other
+
+    def lt(self, other):
+        return self < other
+
+    def le(self, other):
+        return self <= other
+
+    def gt(self, other):
+        return self > other
+
+    def ge(self, other):
+        return self >= other
+
+    def equal(self, other) -> bool:
+        """True if both have the same shape and values (torch.equal)."""
+        other = np.asarray(_raw(other))
+        return self.data.shape == other.shape and bool(np.array_equal(self.data, other))
+
+    # (axis=/keepdims=/out= too: np.all(t) and np.any(t) call these)
+    def all(self, dim=None, keepdim: bool = False, *, axis=None, keepdims: bool = False, out=None):
+        return _wrap(np.asarray(np.all(self.data, axis=_dim(dim, axis), keepdims=keepdim or keepdims)))
+
+    def any(self, dim=None, keepdim: bool = False, *, axis=None, keepdims: bool = False, out=None):
+        return _wrap(np.asarray(np.any(self.data, axis=_dim(dim, axis), keepdims=keepdim or keepdims)))
+
+    def bool(self):
+        return _wrap(self.data.astype(bool))
+
+    # Tensors stay usable as dict keys and set members: hashing and `is` are by identity.
     __hash__ = object.__hash__
 
     def __getitem__(self, index):
@@ -274,14 +467,52 @@ class Tensor:
     clamp = clip
 
     # -- reductions and shape --------------------------------------------------------
-    def sum(self, axis=None, keepdims: bool = False):
-        return _apply(_ops.SUM, self, attrs=(_axis(axis), keepdims))
+    # The first argument is numpy's axis and PyTorch's dim alike; both spellings are accepted.
+    def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim: bool = False):
+        return _apply(_ops.SUM, self, attrs=(_axis(_dim(dim, axis)), keepdims or keepdim))
 
-    def mean(self, axis=None, keepdims: bool = False):
-        return _apply(_ops.MEAN, self, attrs=(_axis(axis), keepdims))
+    def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim: bool = False):
+        return _apply(_ops.MEAN, self, attrs=(_axis(_dim(dim, axis)), keepdims or keepdim))
 
-    def max(self, axis=None, keepdims: bool = False):
-        return _apply(_ops.MAX, self, attrs=(_axis(axis), keepdims))
+    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims: bool = False):
+        """max() is the largest element; max(dim) is (values, indices), as in PyTorch.
+
+        numpy's axis=/keepdims= keep numpy's meaning: the maxima only. The gradient of
+        max(dim).values flows to the arg-max entry; that of max()/max(axis=) is split between ties.
+        """
+        if dim is None:
+            return _apply(_ops.MAX, self, attrs=(_axis(axis), keepdims))
+        return max_result(*self._pick(dim, keepdim, np.argmax))
+
+    def min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims: bool = False):
+        """min() is the smallest element; min(dim) is (values, indices), as in PyTorch."""
+        if dim is None:
+            return -_apply(_ops.MAX, -self, attrs=(_axis(axis), keepdims))
+        return min_result(*self._pick(dim, keepdim, np.argmin))
+
+    def argmax(self, dim=None, keepdim: bool = False):
+        return _wrap(_arg_reduce(np.argmax, self.data, dim, keepdim))
+
+    def argmin(self, dim=None, keepdim: bool = False):
+        return _wrap(_arg_reduce(np.argmin, self.data, dim, keepdim))
+
+    def _pick(self, dim, keepdim, arg):
+        """(values, indices) along `dim`: the values are picked by indexing, so the gradient
+        goes to the picked entry only (as PyTorch's), and double backward works."""
+        if isinstance(dim, Tensor):
+            raise TypeError("max/min(other tensor) is not supported; use cm.where(a > b, a, b)")
+        dim = int(dim)
+        if self.ndim == 0:
+            return self, _wrap(np.asarray(0, dtype=np.int64))
+        dim %= self.ndim
+        index = np.expand_dims(arg(self.data, axis=dim), dim)
+        grid = list(np.ogrid[tuple(slice(n) for n in index.shape)])
+        grid[dim] = index
+        values = _apply(_ops.GETITEM, self, attrs=(tuple(grid),))
+        if not keepdim:
+            values = values.reshape(values.shape[:dim] + values.shape[dim + 1:])
+            index = np.squeeze(index, dim)
+        return values, _wrap(index.astype(np.int64))
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -289,10 +520,26 @@ class Tensor:
         return _apply(_ops.RESHAPE, self, attrs=(shape,))
 
     def transpose(self, *axes):
+        """transpose(d0, d1) swaps two dims (PyTorch's meaning); transpose() reverses all dims,
+        and a full permutation (a tuple, or three or more dims) is numpy's (see also permute)."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
+        elif len(axes) == 2:
+            d0, d1 = (a % self.ndim for a in axes)
+            axes = list(range(self.ndim))
+            axes[d0], axes[d1] = axes[d1], axes[d0]
         axes = tuple(a % self.ndim for a in axes) if axes else None
         return _apply(_ops.TRANSPOSE, self, attrs=(axes,))
+
+    def permute(self, *dims):
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        return self.transpose(tuple(dims))
+
+    def t(self):
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but it has {self.ndim}")
+        return self.T
 
     @property
     def T(self):
@@ -347,7 +594,7 @@ def _wrap(array) -> Tensor:
     """Fast constructor for op results: no validation, no graph."""
     t = Tensor.__new__(Tensor)
     t.data = array
-    t.grad = None
+    t._grad = None
     t.requires_grad = False
     t.name = None
     t._op = None
@@ -356,6 +603,23 @@ def _wrap(array) -> Tensor:
     t._module = None
     t._retains_grad = False
     return t
+
+
+def _arg_reduce(arg, data, dim, keepdim):
+    if dim is None:
+        return np.asarray(arg(data), dtype=np.int64)
+    return np.asarray(arg(data, axis=dim, keepdims=keepdim), dtype=np.int64)
+
+
+# numpy ufunc -> (Tensor operator, reflected operator), for `ndarray <op> Tensor`
+_UFUNC_OPERATORS = {
+    np.add: ("__add__", "__radd__"), np.subtract: ("__sub__", "__rsub__"),
+    np.multiply: ("__mul__", "__rmul__"), np.true_divide: ("__truediv__", "__rtruediv__"),
+    np.power: ("__pow__", "__rpow__"), np.matmul: ("__matmul__", "__rmatmul__"),
+    np.equal: ("__eq__", "__eq__"), np.not_equal: ("__ne__", "__ne__"),
+    np.less: ("__lt__", "__gt__"), np.less_equal: ("__le__", "__ge__"),
+    np.greater: ("__gt__", "__lt__"), np.greater_equal: ("__ge__", "__le__"),
+}
 
 
 def _raw(value):
@@ -379,6 +643,10 @@ def _lift(value, like) -> Tensor:
     return Tensor(value)
 
 
+def _dim(dim, axis):
+    return axis if dim is None else dim
+
+
 def _axis(axis):
     if isinstance(axis, list):
         return tuple(axis)
@@ -387,10 +655,11 @@ def _axis(axis):
 
 def _normalise_index(index):
     """Tensors used as indices become their integer arrays."""
-    if isinstance(index, Tensor):
-        return index.data.astype(np.intp)
+    if isinstance(index, Tensor):  # a bool tensor is a mask, any other an integer index
+        return index.data if index.data.dtype == bool else index.data.astype(np.intp)
     if isinstance(index, tuple):
-        return tuple(i.data.astype(np.intp) if isinstance(i, Tensor) else i for i in index)
+        return tuple((i.data if i.data.dtype == bool else i.data.astype(np.intp))
+                     if isinstance(i, Tensor) else i for i in index)
     if isinstance(index, list):
         return np.asarray(index)
     return index
@@ -500,7 +769,7 @@ def _run_backward(order, grads, found, targets, create_graph, tracer, claimed):
         if g is None:
             continue
         if node._retains_grad and targets is None:
-            node.grad = _raw(g) if node.grad is None else node.grad + _raw(g)
+            node._grad = _wrap(_raw(g) if node._grad is None else node._grad.data + _raw(g))
         if targets is not None and node in targets:
             found[node] = g
         op = node._op
@@ -553,9 +822,9 @@ def _accumulate_leaf(leaf: Tensor, contribution, shared: bool, claimed: set) -> 
     if contribution.dtype != leaf.data.dtype:
         contribution = contribution.astype(leaf.data.dtype)
         shared = False
-    if leaf.grad is None:
+    if leaf._grad is None:
         if not shared and contribution.base is None and contribution.flags.writeable:
-            leaf.grad = contribution  # a fresh array: nobody else holds it
+            leaf._grad = _wrap(contribution)  # a fresh array: nobody else holds it
             claimed.add(id(contribution))
             return
         owner = id(_memory_owner(contribution))
@@ -563,9 +832,10 @@ def _accumulate_leaf(leaf: Tensor, contribution, shared: bool, claimed: set) -> 
             contribution = contribution.copy()
             owner = id(contribution)
         claimed.add(owner)
-        leaf.grad = contribution
+        leaf._grad = _wrap(contribution)
     else:
-        leaf.grad = leaf.grad + contribution
+        # a new Tensor, not an in-place add: whoever kept the old .grad (a step record) keeps its values
+        leaf._grad = _wrap(leaf._grad.data + contribution)
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, allow_unused: bool = False):

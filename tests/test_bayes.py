@@ -352,7 +352,7 @@ def test_elbo_gradients_finite_differences():
         return cm.bayes.elbo(model, gaussian_ll(0.5), X, y, samples=2, n_data=30).loss
 
     loss(9).backward()
-    analytic = [p.grad.copy() for p in params]
+    analytic = [p.grad.numpy().copy() for p in params]
 
     def numeric_loss(*arrays):
         saved = [p.data.copy() for p in params]

@@ -190,7 +190,7 @@ def test_mlp_with_nn_modules_hessian_vector_product():
             p.data = np.array(a)
             p.grad = None
         F.cross_entropy(model(MLP_X), MLP_Y).backward()
-        out = [p.grad.copy() for p in params]
+        out = [p.grad.numpy().copy() for p in params]
         for p in params:
             p.grad = None
         return out

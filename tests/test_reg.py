@@ -73,10 +73,10 @@ def test_data_gradient_plus_penalty_gradient_is_the_total_gradient(cls):
     r = cls(0.02)
     a = _model()
     (F.mse_loss(a(x), y) + r(a)).backward()
-    total = {n: p.grad.copy() for n, p in a.named_parameters()}
+    total = {n: p.grad.numpy().copy() for n, p in a.named_parameters()}
     b = _model()
     F.mse_loss(b(x), y).backward()
-    data = {n: p.grad.copy() for n, p in b.named_parameters()}
+    data = {n: p.grad.numpy().copy() for n, p in b.named_parameters()}
     added = r.add_to_grads(b)
     for name, p in b.named_parameters():
         np.testing.assert_allclose(p.grad, total[name], rtol=1e-12, atol=1e-14)

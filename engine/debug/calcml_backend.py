@@ -21,6 +21,13 @@ from .backend import MODEL_ERRORS, Backend, Capture, LayerInfo, ModelError, Para
 from .tracesummary import locate_non_finite, summarise_trace
 
 
+
+def _grad_array(t):
+    """The numpy array behind t.grad (records and probes work on arrays), or None."""
+    g = t.grad
+    return None if g is None else g.data
+
+
 class CalcmlBackend(ParamGroups, Backend):
     def __init__(self, model, loss, optimizer):
         self.model, self.loss_fn, self.optimizer = model, loss, optimizer
@@ -75,12 +82,12 @@ class CalcmlBackend(ParamGroups, Backend):
         captures = {}
         for name, (x, out) in recorder.calls.items():
             captures[name] = Capture(x.data if x is not None else None, out.data,
-                                     x.grad if x is not None else None, out.grad)
+                                     _grad_array(x) if x is not None else None, _grad_array(out))
         recorder.clear()   # let go of this step's tensors
         # Summarised now, before the update: a trace's arrays are references, and some (W^T, the
         # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
         summary = summarise_trace(recorded) if traced else None
-        return StepRecord(float(loss.data), {name: p.grad for name, p in self._params}, captures, batch,
+        return StepRecord(float(loss.data), self.grads(), captures, batch,
                           summary, recorded if traced else None, terms)
 
     def add_penalty(self, regularizer) -> tuple:
@@ -92,11 +99,11 @@ class CalcmlBackend(ParamGroups, Backend):
             raise ModelError("regularizer", error) from None
         for name, p in self._params:
             if name in penalty_grads and p.grad is not None:
-                p.grad = p.grad + penalty_grads[name]
+                p.grad = p.grad.data + penalty_grads[name]
         return penalty_grads, penalty
 
     def grads(self) -> dict:
-        return {name: p.grad for name, p in self._params}
+        return {name: _grad_array(p) for name, p in self._params}
 
     def weights(self) -> dict:
         return {name: p.data for name, p in self._params}

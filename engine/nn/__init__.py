@@ -13,3 +13,9 @@ __all__ = [
     "Module", "Parameter", "Linear", "Sequential", "Identity", *_ACTIVATION_MODULES, "Activation",
     "Softmax", "ACTIVATIONS", "functional", "init", "BayesLinear",
 ]
+
+
+def __getattr__(name: str):
+    # only reached for names calcml.nn does not define: say when it is a PyTorch name, and what to use
+    from ..missing import NN, missing_name
+    raise missing_name("calcml.nn", "torch.nn", name, NN)

@@ -188,3 +188,10 @@ def linear(input, weight, bias=None) -> Tensor:
     if bias is None:
         return x @ weight.T
     return _apply(LINEAR, x, weight, bias)
+
+
+def __getattr__(name: str):
+    # only reached for names this module does not define: say when it is a PyTorch name, and what to use
+    from ..missing import FUNCTIONAL, TORCH, missing_name
+    table = {**{k: v for k, v in TORCH.items() if k in ("sigmoid", "tanh", "relu")}, **FUNCTIONAL}
+    raise missing_name("calcml.nn.functional", "torch.nn.functional", name, table)

@@ -154,12 +154,56 @@ class Module:
         for name, value in state.items():
             if name not in params:
                 continue
-            value = np.asarray(value)
+            value = value.data if isinstance(value, Tensor) else np.asarray(value)  # cm.load gives tensors
             if value.shape != params[name].shape:
                 raise ValueError(
                     f"load_state_dict: {name} has shape {params[name].shape}, the state has {value.shape}"
                 )
             params[name].data[...] = value
+
+    # -- device and dtype (PyTorch's names; calcml has one device, the CPU) -------------------
+    def to(self, *args, **kwargs) -> "Module":
+        """`model.to('cpu')`, `.to(cm.device('cpu'))`, `.to(cm.float32)`, `.to(tensor)`, or device=/dtype=.
+
+        The device must be the CPU (a GPU is refused with where to go instead); a float dtype
+        converts every parameter, as PyTorch's does. Call it before making the optimiser."""
+        from ..device import check_device
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif isinstance(arg, (str, int)) or type(arg).__name__ == "device":
+                device = arg
+            elif arg is not None:
+                dtype = arg
+        check_device(device)
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            if dtype not in (np.float32, np.float64):
+                raise TypeError(f"Module.to() converts to a float dtype (cm.float32 or cm.float64), not {dtype}")
+            for p in self.parameters():
+                if p.data.dtype != dtype:
+                    p.data = p.data.astype(dtype)
+                    grad = p.grad  # an array or a Tensor, whichever the engine keeps
+                    p.grad = None if grad is None else np.asarray(getattr(grad, "data", grad)).astype(dtype)
+        return self
+
+    def cpu(self) -> "Module":
+        return self
+
+    def cuda(self, device=None) -> "Module":
+        from ..device import check_device
+        check_device("cuda")  # raises: calcml runs on the CPU
+        return self
+
+    def float(self) -> "Module":
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        return self.to(np.float64)
 
     # -- display -----------------------------------------------------------------------
     def extra_repr(self) -> str:
