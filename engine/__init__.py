@@ -7,10 +7,16 @@
 """
 from . import bayes, curvature, data, nn, optim, reg, utils
 from .curvature import hessian, hvp
-from .composites import leaky_relu, log_softmax, logsumexp, softmax, softplus
+from .composites import leaky_relu, logsumexp, softplus
 from .gradcheck import gradcheck
 from .random import manual_seed
 from .tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, where
+# PyTorch's tensor functions at the top level (cm.cat, cm.exp(x), cm.max(x, dim), ...)
+from .functions import (abs, allclose, argmax, argmin, cat, chunk, clamp, clip, concat, concatenate, cos, equal,
+                        exp, flatten, gather, log, log10, matmul, max, mean, min, mm, multinomial, numel, permute,
+                        relu, reshape, sigmoid, sin, sort, split, sqrt, squeeze, stack, std, sum, tanh, topk,
+                        transpose, unsqueeze, var)
+from .functions import softmax, log_softmax  # dim= as torch's (these replace the composites' axis= forms)
 from .tracing import Trace, trace
 # PyTorch's creation functions, dtypes and devices (tensor() here also takes device=)
 from .creation import (Generator, arange, as_tensor, empty, empty_like, eye, float32, float64, from_numpy, full,
@@ -44,8 +50,17 @@ _CREATION = [
     "float32", "float64", "get_default_dtype", "device", "cuda", "backends", "save", "load",
 ]
 
+# (sum, max, min and abs stay out of __all__ too: they would replace the builtins)
+_FUNCTIONS = [
+    "allclose", "argmax", "argmin", "cat", "chunk", "clamp", "clip", "concat", "concatenate", "cos", "equal", "exp",
+    "flatten", "gather", "log", "log10", "matmul", "mean", "mm", "multinomial", "numel", "permute", "relu",
+    "reshape", "sigmoid", "sin", "sort", "split", "sqrt", "squeeze", "stack", "std", "tanh", "topk", "transpose",
+    "unsqueeze", "var",
+]
+
 __all__ = [
     *_CREATION, "Tensor", "tensor", "where", "grad", "no_grad", "enable_grad", "is_grad_enabled", "trace", "Trace",
     "gradcheck", "manual_seed", "softmax", "log_softmax", "logsumexp", "softplus", "leaky_relu",
     "nn", "optim", "reg", "data", "utils", "curvature", "hvp", "hessian", "bayes", "watch",
+    *_FUNCTIONS,
 ]

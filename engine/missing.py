@@ -8,8 +8,6 @@ from __future__ import annotations
 _INTEGERS = ("calcml tensors hold floats only (float64 or float32); keep integer labels as a numpy int "
              "array or a float tensor of whole numbers: nn.functional.cross_entropy and nll_loss take both")
 _METHOD = "use the tensor method, x.{name}()"
-_NUMPY = ("calcml has no differentiable {name}; build the array with numpy on .data "
-          "(np.{numpy}) and make a tensor of it, or write the model without it")
 _GPU = ("calcml runs on the CPU; to debug PyTorch code that needs it, run that code under calcml-debug "
         "(README: \"Debugging a PyTorch model\")")
 
@@ -18,19 +16,9 @@ TORCH = {
                                     "short", "LongTensor", "IntTensor", "BoolTensor")},
     **{name: "calcml tensors are float64 or float32: use cm.float32 or cm.float64"
        for name in ("float16", "half", "bfloat16", "complex64", "complex128", "HalfTensor")},
-    **{name: _METHOD.format(name=name) for name in ("exp", "log", "log1p", "sqrt", "abs", "tanh", "sigmoid",
-                                                     "relu", "sum", "mean", "max", "erf", "softplus")},
-    "clamp": "use the tensor method x.clip(min, max)",
-    "clip": "use the tensor method x.clip(min, max)",
-    "matmul": "use a @ b", "mm": "use a @ b", "bmm": "use a @ b (batched matmul broadcasts)",
-    "transpose": "use x.transpose(...) or x.T", "reshape": "use x.reshape(...)",
-    "flatten": "use x.reshape(len(x), -1)",
-    "cat": _NUMPY.format(name="cat", numpy="concatenate"),
-    "concat": _NUMPY.format(name="concat", numpy="concatenate"),
-    "stack": _NUMPY.format(name="stack", numpy="stack"),
+    **{name: _METHOD.format(name=name) for name in ("log1p", "erf")},
+    "bmm": "use a @ b (batched matmul broadcasts)",
     "randperm": "use np.random.permutation(n) (or a cm.Generator's numpy stream) for an index array",
-    "argmax": "use np.argmax(x.data, axis=...): an index is not differentiable",
-    "argmin": "use np.argmin(x.data, axis=...): an index is not differentiable",
     "Size": "shapes are plain tuples: x.shape",
     "FloatTensor": "use cm.tensor(data, dtype=cm.float32)", "DoubleTensor": "use cm.tensor(data)",
     "set_grad_enabled": "use `with cm.no_grad():` or `with cm.enable_grad():`",
@@ -46,28 +34,21 @@ TORCH = {
 }
 
 NN = {
-    **{name: "calcml.nn has Linear, Sequential, Identity, the activations and Softmax; a model with "
+    **{name: "calcml.nn has Linear, Sequential, the activations, Dropout, LayerNorm, BatchNorm1d, Embedding "
+             "and the losses, but no convolutions, recurrent layers or attention; a model with "
              f"{name} can be debugged in PyTorch (README: \"Debugging a PyTorch model\")"
        for name in ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-                    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Dropout2d", "Embedding",
+                    "BatchNorm2d", "GroupNorm", "Dropout2d",
                     "LSTM", "GRU", "RNN", "MultiheadAttention", "Transformer", "TransformerEncoder",
-                    "TransformerEncoderLayer", "ModuleList", "ModuleDict", "ParameterList", "Flatten",
-                    "Unflatten")},
-    **{loss: f"use calcml.nn.functional.{fn}(pred, target) as the loss function"
-       for loss, fn in (("MSELoss", "mse_loss"), ("CrossEntropyLoss", "cross_entropy"), ("NLLLoss", "nll_loss"),
-                        ("BCELoss", "binary_cross_entropy"),
-                        ("BCEWithLogitsLoss", "binary_cross_entropy_with_logits"))},
+                    "TransformerEncoderLayer", "ParameterList")},
     "DataParallel": _GPU, "parallel": _GPU,
-    "utils": "gradient clipping and friends are not in calcml.nn; see calcml.optim and calcml.reg",
 }
 
 FUNCTIONAL = {
-    **{name: "calcml.nn.functional has no convolutions, pooling, dropout or normalisation; a model with "
+    **{name: "calcml.nn.functional has no convolutions, pooling or functional normalisation; a model with "
              f"{name} can be debugged in PyTorch (README: \"Debugging a PyTorch model\")"
-       for name in ("conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout",
-                    "batch_norm", "layer_norm", "embedding", "pad", "interpolate", "one_hot")},
-    "l1_loss": "use (pred - target).abs().mean()",
-    "huber_loss": "write it from x.abs() and cm.where, or use mse_loss",
+       for name in ("conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+                    "batch_norm", "layer_norm", "embedding", "pad", "interpolate")},
     "smooth_l1_loss": "write it from x.abs() and cm.where, or use mse_loss",
     "kl_div": "write it from log_softmax: (p * (p.log() - log_q)).sum(axis=-1).mean()",
 }

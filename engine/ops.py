@@ -123,6 +123,14 @@ def _log(x):
     return x.log() if _is_tensor(x) else np.log(x)
 
 
+def _sin(x):
+    return x.sin() if _is_tensor(x) else np.sin(x)
+
+
+def _cos(x):
+    return x.cos() if _is_tensor(x) else np.cos(x)
+
+
 # Arrays and Tensors share these method names, so the rules below call methods: no dispatch.
 
 def _sum(x, axis, keepdims):
@@ -310,6 +318,8 @@ LOG1P = Op("log1p", np.log1p, ("d ln(1+x)/dx = 1/(1+x)",), partials=(lambda x, o
 SQRT = Op("sqrt", np.sqrt, ("d sqrt(x)/dx = 1/(2*sqrt(x))",), partials=(lambda x, out: 0.5 / out,))
 ERF = Op("erf", _erf_values, ("d erf(x)/dx = 2/sqrt(pi) * exp(-x^2)",),
          partials=(lambda x, out: _TWO_OVER_SQRT_PI * _exp(-(x * x)),))
+SIN = Op("sin", np.sin, ("d sin(x)/dx = cos(x)",), partials=(lambda x, out: _cos(x),))
+COS = Op("cos", np.cos, ("d cos(x)/dx = -sin(x)",), partials=(lambda x, out: -_sin(x),))
 ABS = Op("abs", np.abs, ("d|x|/dx = sign(x)",), partials=(lambda x, out: np.sign(raw(x)),))
 
 # Activations. Their partials read the output where the derivative is a function of it, so that
@@ -347,6 +357,23 @@ GELU = Op("gelu", lambda x: 0.5 * x * (1.0 + _erf_values(x * _INV_SQRT2)), ("d g
           note="Φ(z) + z·φ(z), at most 1.13",
           activation=Activation("GELU'(z) = Φ(z) + zφ(z), at most 1.129", max_derivative=1.128904145185155,
                                 saturates=True, reads_input=True))
+
+# ELU (PyTorch's nn.ELU(alpha=1.0)): z for z > 0, α(e^z − 1) below. Its derivative is 1 above 0
+# and α·e^z = elu(z) + α below, written from the output so that it can be differentiated again;
+# for very negative z it fades to 0, where a unit saturates (its maximum is 1 for α ≤ 1).
+def _elu(x, alpha):
+    return np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0)))
+
+
+def _elu_partial(x, out, alpha):
+    below = raw(x) <= 0
+    return _as_float(~below, x) + _as_float(below, x) * (out + alpha)
+
+
+ELU = Op("elu", _elu, ("d elu(z)/dz = 1 if z > 0 else α·e^z",), partials=(_elu_partial,),
+         note="1 or α·e^z (≤ 1 for α ≤ 1)",
+         activation=Activation("ELU'(z): 1, or α·e^z below 0", max_derivative=1.0, saturates=True,
+                               params=(("alpha", 1.0),), reads_input=True))
 
 CLIP = Op("clip", _clip, ("d clip(x)/dx = 1 inside [min, max], else 0",), partials=(_clip_partial,))
 WHERE = Op("where", lambda a, b, cond: np.where(cond, a, b),

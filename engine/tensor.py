@@ -51,6 +51,36 @@ max_result = collections.namedtuple("max", ["values", "indices"])
 min_result = collections.namedtuple("min", ["values", "indices"])
 
 
+class _Size(int):
+    """`x.size` is numpy's element count (an int, as code written for numpy reads it), and calling
+    it is PyTorch's `x.size()` (the shape) or `x.size(d)` (the length of dim d)."""
+
+    def __new__(cls, shape: tuple, count: int):
+        self = super().__new__(cls, count)
+        self._shape = shape
+        return self
+
+    def __call__(self, dim=None):
+        if dim is None:
+            return self._shape
+        return self._shape[_check_dim(dim, len(self._shape))]
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+    __str__ = __repr__
+
+
+def _check_dim(dim, ndim: int) -> int:
+    """A dim in [-ndim, ndim) as a non-negative int (a 0-d tensor takes dims 0 and -1, as PyTorch)."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__} {dim!r}")
+    span = max(ndim, 1)
+    if not -span <= dim < span:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-span}, {span - 1}], but got {dim})")
+    return int(dim) % span
+
+
 def _inplace_check(t: "Tensor", what: str) -> None:
     """PyTorch's rule for in-place ops: never on a tensor the graph is tracking."""
     if not (_grad_enabled and t.requires_grad):
@@ -185,7 +215,15 @@ class Tensor:
 
     @property
     def size(self) -> int:
+        return _Size(self.data.shape, self.data.size)
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
         return self.data.size
+
+    nelement = numel
 
     @property
     def dtype(self):
@@ -216,6 +254,40 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         return self.data
+
+    def cpu(self) -> "Tensor":
+        return self  # calcml's one device
+
+    def cuda(self, device=None) -> "Tensor":
+        from .device import check_device
+        check_device("cuda")  # raises: calcml runs on the CPU
+        return self
+
+    def to(self, *args, **kwargs) -> "Tensor":
+        """`x.to('cpu')`, `.to(cm.device('cpu'))`, `.to(cm.float32)`, `.to(other)` (its dtype), or
+        device=/dtype=: self when nothing changes, as PyTorch; a GPU is refused."""
+        from .device import check_device
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        for ignored in ("non_blocking", "copy", "memory_format"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif isinstance(arg, (str, int)) or type(arg).__name__ == "device":
+                device = arg
+            elif arg is not None:
+                dtype = arg
+        check_device(device)
+        if dtype is None:
+            return self
+        dtype = np.dtype(dtype)
+        if dtype == np.float32:
+            return self.float()
+        if dtype == np.float64:
+            return self.double()
+        raise TypeError(f"calcml tensors hold float64 or float32: to() cannot convert to {dtype}")
 
     def item(self) -> float:
         return self.data.item()
@@ -452,6 +524,35 @@ class Tensor:
     def abs(self):
         return _apply(_ops.ABS, self)
 
+    def sin(self):
+        return _apply(_ops.SIN, self)
+
+    def cos(self):
+        return _apply(_ops.COS, self)
+
+    def log10(self):
+        return self.log() * (1.0 / np.log(10.0))
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def round(self, decimals: int = 0):
+        """Rounded values (half to even, as PyTorch); the gradient is 0, as PyTorch's."""
+        # where() with a mask that is never true: the values are the rounded constant, and the
+        # derivative is exactly 0 (0 * x would turn inf into NaN).
+        return where(np.zeros(self.shape, dtype=bool), self, _wrap(np.round(self.data, decimals)))
+
+    def masked_fill(self, mask, value):
+        """`value` where `mask` holds, self elsewhere; the gradient reaches self where the mask is false."""
+        mask = np.asarray(_raw(mask))
+        if mask.dtype != bool:
+            raise TypeError(f"masked_fill expects a bool mask (a comparison such as x > 0), got {mask.dtype}")
+        if np.broadcast_shapes(mask.shape, self.shape) != self.shape:
+            raise RuntimeError(f"masked_fill: the mask of shape {mask.shape} does not broadcast to {self.shape}")
+        if isinstance(value, Tensor) and value.ndim != 0:
+            raise RuntimeError("masked_fill only supports a 0-dimensional value tensor")
+        return where(np.broadcast_to(mask, self.shape), value, self)
+
     def tanh(self):
         return _apply(_ops.TANH, self)
 
@@ -473,6 +574,18 @@ class Tensor:
 
     def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim: bool = False):
         return _apply(_ops.MEAN, self, attrs=(_axis(_dim(dim, axis)), keepdims or keepdim))
+
+    def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None,
+            keepdims: bool = False):
+        """PyTorch's variance: divided by n − correction, correction 1 by default (numpy's ddof is 0)."""
+        from . import composites
+        return composites.var(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims)
+
+    def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None,
+            keepdims: bool = False):
+        from . import composites
+        return composites.var(self, dim, unbiased, keepdim, correction=correction, axis=axis,
+                              keepdims=keepdims).sqrt()
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims: bool = False):
         """max() is the largest element; max(dim) is (values, indices), as in PyTorch.
@@ -519,6 +632,87 @@ class Tensor:
             shape = tuple(shape[0])
         return _apply(_ops.RESHAPE, self, attrs=(shape,))
 
+    # calcml's reshape never needs contiguous memory, so view is reshape
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        from . import composites
+        return composites.flatten(self, start_dim, end_dim)
+
+    def unsqueeze(self, dim: int):
+        d = _check_dim(dim, self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def squeeze(self, dim=None):
+        """Drop dims of length 1 (all, or those of `dim`, an int or a tuple; others are kept, as PyTorch)."""
+        if dim is None:
+            dims = set(range(self.ndim))
+        else:
+            dims = {_check_dim(d, self.ndim) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        shape = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
+        return self if shape == self.shape else self.reshape(shape)
+
+    def expand(self, *sizes):
+        """Broadcast to `sizes` (-1 keeps a dim); new dims go in front, as PyTorch."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        extra = len(sizes) - self.ndim
+        if extra < 0:
+            raise RuntimeError(f"expand: the number of sizes ({len(sizes)}) must be at least the tensor's "
+                               f"number of dims ({self.ndim})")
+        if any(n == -1 for n in sizes[:extra]):
+            raise RuntimeError("expand: -1 is not allowed for a new leading dim")
+        shape = tuple(self.shape[i - extra] if n == -1 else n for i, n in enumerate(sizes))
+        return self.broadcast_to(shape)
+
+    def expand_as(self, other):
+        return self.broadcast_to(other.shape)
+
+    def repeat(self, *sizes):
+        """Tile the tensor `sizes` times along each dim (numpy's tile), from broadcast and reshape."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        if len(sizes) < self.ndim:
+            raise RuntimeError(f"repeat: the number of repeats ({len(sizes)}) must be at least the tensor's "
+                               f"number of dims ({self.ndim})")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        paired = tuple(x for n in shape for x in (1, n))            # (1, s0, 1, s1, ...)
+        tiled = tuple(x for r, n in zip(sizes, shape) for x in (r, n))  # (r0, s0, r1, s1, ...)
+        out = self.reshape(paired).broadcast_to(tiled)
+        return out.reshape(tuple(r * n for r, n in zip(sizes, shape)))
+
+    def split(self, split_size_or_sections, dim: int = 0):
+        from . import composites
+        return composites.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: int, dim: int = 0):
+        from . import composites
+        return composites.chunk(self, chunks, dim)
+
+    def gather(self, dim: int, index):
+        from . import composites
+        return composites.gather(self, dim, index)
+
+    def scatter_add(self, dim: int, index, src):
+        from . import composites
+        return composites.scatter_add(self, dim, index, src)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+        from . import composites
+        return composites.topk(self, k, dim, largest, sorted)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        from . import composites
+        return composites.sort(self, dim, descending, stable)
+
+    def mm(self, other):
+        if self.ndim != 2 or np.ndim(_raw(other)) != 2:
+            raise RuntimeError(f"mm expects two matrices (2-D), got shapes {self.shape} and {np.shape(_raw(other))}")
+        return self @ other
+
+    def matmul(self, other):
+        return self @ other
+
     def transpose(self, *axes):
         """transpose(d0, d1) swaps two dims (PyTorch's meaning); transpose() reverses all dims,
         and a full permutation (a tuple, or three or more dims) is numpy's (see also permute)."""
@@ -553,13 +747,13 @@ class Tensor:
         from . import composites
         return composites.logsumexp(self, axis=axis, keepdims=keepdims)
 
-    def softmax(self, axis=-1):
+    def softmax(self, axis=-1, *, dim=None):
         from . import composites
-        return composites.softmax(self, axis=axis)
+        return composites.softmax(self, axis=_dim(dim, axis))
 
-    def log_softmax(self, axis=-1):
+    def log_softmax(self, axis=-1, *, dim=None):
         from . import composites
-        return composites.log_softmax(self, axis=axis)
+        return composites.log_softmax(self, axis=_dim(dim, axis))
 
     def softplus(self):
         from . import composites

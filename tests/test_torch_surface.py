@@ -237,9 +237,9 @@ def test_module_to_converts_dtype_as_torch():
 # -- names PyTorch has and calcml lacks ----------------------------------------------------------
 
 @pytest.mark.parametrize("module, name, torch_path", [
-    (cm, "cat", "torch.cat"), (cm, "long", "torch.long"), (cm, "int64", "torch.int64"), (cm, "bool", "torch.bool"),
-    (nn, "Conv2d", "torch.nn.Conv2d"), (nn, "MSELoss", "torch.nn.MSELoss"),
-    (nn.functional, "dropout", "torch.nn.functional.dropout"),
+    (cm, "randperm", "torch.randperm"), (cm, "long", "torch.long"), (cm, "int64", "torch.int64"), (cm, "bool", "torch.bool"),
+    (nn, "Conv2d", "torch.nn.Conv2d"), (nn, "LSTM", "torch.nn.LSTM"),
+    (nn.functional, "conv2d", "torch.nn.functional.conv2d"),
 ])
 def test_a_pytorch_name_calcml_lacks_says_so_and_what_to_use(module, name, torch_path):
     torch = _torch()

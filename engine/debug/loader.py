@@ -2,8 +2,8 @@
 
 The contract: top-level `model` (a cm.nn.Module, or a torch.nn.Module), `loss` (loss(pred, target) -> scalar Tensor) and
 `data` ((X, y) arrays, a DataLoader or other re-iterable of batches, an iterator, or a callable
-returning one batch per call); optional `optimizer`, `regularizer`, `batch_size`, `val_data`,
-`seed`, `steps`. The module docstring is the model's description.
+returning one batch per call); optional `optimizer`, `scheduler`, `regularizer`, `batch_size`,
+`val_data`, `seed`, `steps`. The module docstring is the model's description.
 
 `check_model_file` makes every check that needs no running of the file (it exists, is a regular
 readable file, decodes the way Python decodes source, compiles); `load_model_file` makes the same
@@ -29,7 +29,7 @@ from ..reg import Regularizer
 from ..tensor import Tensor
 
 REQUIRED = ("model", "loss", "data")
-OPTIONAL = ("optimizer", "regularizer", "batch_size", "val_data", "seed", "steps")
+OPTIONAL = ("optimizer", "scheduler", "regularizer", "batch_size", "val_data", "seed", "steps")
 DEFAULT_SEED = 0
 DEFAULT_LR = 0.01
 # Hand-written Python source is rarely over 1 MB. A bigger "model file" is data pasted into the
@@ -62,6 +62,7 @@ class ModelSpec:
     # changes directory. None when the spec was not loaded from a file.
     abspath: str | None = None
     framework: str = "calcml"   # whose objects the file defines: 'calcml' or 'torch'
+    scheduler: object = None    # a learning-rate scheduler of `optimizer`, stepped after each of its steps
 
 
 def _literal_seed(source) -> int | None:
@@ -565,6 +566,7 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None, tree
     elif not isinstance(optimizer, optim.Optimizer):
         raise ModelFileError(f"{path}: optimizer must be a cm.optim optimiser such as "
                              f"cm.optim.SGD(model.parameters(), lr=0.01), got {_type_name(optimizer)}")
+    scheduler = _check_scheduler(path, ns.get("scheduler"), optimizer, "optimizer" in ns)
     regularizer = ns.get("regularizer")
     if regularizer is not None and not isinstance(regularizer, Regularizer):
         raise ModelFileError(f"{path}: regularizer must be cm.reg.L1(λ), cm.reg.L2(λ) or None, "
@@ -582,10 +584,25 @@ def _validate(path: str, name: str, ns: dict, seed: int, steps: int | None, tree
         raise ModelFileError(f"{path}: steps must be a positive integer, got {file_steps!r}")
     description = _description(path, ns, tree)
     return ModelSpec(path=path, name=name, description=description, model=model, loss=loss, data=data,
-                     optimizer=optimizer, regularizer=regularizer,
+                     optimizer=optimizer, scheduler=scheduler, regularizer=regularizer,
                      batch_size=None if batch_size is None else int(batch_size), val_data=val_data,
                      seed=seed, steps=steps if steps is not None else file_steps, namespace=ns,
                      framework=framework)
+
+
+def _check_scheduler(path: str, scheduler, optimizer, defined_optimizer: bool):
+    """A scheduler must schedule the optimiser the session steps (not another one, nor the default)."""
+    if scheduler is None:
+        return None
+    if not callable(getattr(scheduler, "step", None)) or not hasattr(scheduler, "optimizer"):
+        raise ModelFileError(f"{path}: scheduler must be a learning-rate scheduler such as "
+                             f"cm.optim.lr_scheduler.StepLR(optimizer, step_size=100), got {_type_name(scheduler)}")
+    if scheduler.optimizer is not optimizer:
+        what = ("the file's optimizer" if defined_optimizer else
+                "the default optimiser (the file defines no optimizer: define the one the scheduler was given)")
+        raise ModelFileError(f"{path}: scheduler schedules another optimiser than {what}; "
+                             "build it from the same object: scheduler = StepLR(optimizer, ...)")
+    return scheduler
 
 
 def _is_torch_module(model) -> bool:

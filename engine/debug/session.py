@@ -9,6 +9,7 @@ through the same quantities (quantities/), and publishes an immutable `Snapshot`
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import queue
@@ -69,6 +70,7 @@ class Session:
         self.may_pause = False
         self._unsettled: StepContext | None = None   # the latest step, if it was not measured at rest
         self._chosen: dict = {}   # what a person set by command ("lr", "regularizer"): a restart keeps it
+        self._scheduler_due: float | None = None   # the loss of an update the scheduler has not yet followed
         self._batches = BatchSource(spec.data, spec.batch_size, spec.seed, getattr(self.backend, "as_batch", as_batch))
         self.params = self.backend.parameters()
         self._lay_out()
@@ -395,6 +397,8 @@ class Session:
             self._stop("error", "the model file's data raised an error:\n" + _describe_error(error, spec.path))
             return self._publish_stopped()
         self._unsettled = None   # (the step replaces the gradients and activations it would read)
+        if self._scheduler_due is not None and not self._step_scheduler():
+            return self._publish_stopped()
         try:
             record = self.backend.step(batch, traced)
         except ModelError as failure:
@@ -409,7 +413,25 @@ class Session:
             self._stop("error", f"step {self.step_count + 1}: {self.backend.optimizer_name}.step: "
                        + _describe_error(failure.error, spec.path))
             return self._publish_stopped()
+        if spec.scheduler is not None:
+            self._scheduler_due = record.loss
         return self._finish(begun)
+
+    def _step_scheduler(self) -> bool:
+        """The model file's scheduler follows the last optimiser step (PyTorch's order). It runs when
+        the next step begins, so each step's snapshot shows the rate that step used. False if it failed."""
+        scheduler, loss = self.spec.scheduler, self._scheduler_due
+        self._scheduler_due = None
+        try:
+            if "metrics" in inspect.signature(scheduler.step).parameters:   # ReduceLROnPlateau
+                scheduler.step(loss)
+            else:
+                scheduler.step()
+        except MODEL_ERRORS as error:
+            self._stop("error", f"step {self.step_count + 1}: {type(scheduler).__name__}.step: "
+                       + _describe_error(error, self.spec.path))
+            return False
+        return True
 
     # -- what every step goes through, driven or observed ----------------------------------
     def _begin(self, record, traced: bool):

@@ -12,9 +12,10 @@ import inspect
 import numpy as np
 
 from .. import composites
+from .. import random as _random
 from ..tracing import name as _name
 from ..ops import ACTIVATION_OPS, LINEAR
-from ..tensor import Tensor, _apply, _lift
+from ..tensor import Tensor, _apply, _lift, where
 
 
 _TINY = float(np.exp(-100.0))
@@ -178,8 +179,81 @@ def _activation(op):
 globals().update({op.name: _activation(op) for op in ACTIVATION_OPS})
 
 
-def softplus(input) -> Tensor:
-    return composites.softplus(_tensor(input))
+def softplus(input, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + e^(βz))/β, and z itself where βz > threshold, as PyTorch's (the composite's
+    stable form: its derivative is σ(βz), and 1 above the threshold)."""
+    x = _tensor(input)
+    if beta == 1.0:
+        soft = composites.softplus(x)
+        scaled = x
+    else:
+        scaled = _name(x * beta, "βz")
+        soft = _name(composites.softplus(scaled) * (1.0 / beta), "softplus(βz)/β")
+    if not np.any(scaled.data > threshold):
+        return soft
+    return _name(where(scaled.data > threshold, x, soft), "softplus(z), z above the threshold")
+
+
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Each entry zeroed with probability p, the rest scaled by 1/(1 − p), while `training`; else
+    the input itself. The mask is a constant of the graph, drawn from calcml's generator
+    (cm.manual_seed), so the gradient is zeroed and scaled in the same places."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p is a probability between 0 and 1, got {p}")
+    x = _tensor(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:   # every entry dropped (1/(1 − p) would be 1/0)
+        return _name(x * np.zeros(x.shape, dtype=x.dtype), "dropout: all dropped")
+    keep = _random.generator().random(x.shape) >= p
+    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return _name(x * mask, f"dropout(p={p}): kept × 1/(1 − p)")
+
+
+def l1_loss(input, target, reduction: str = "mean") -> Tensor:
+    """|ŷ − y|, averaged (or summed) over every entry; its gradient is sign(ŷ − y) (0 at 0, as PyTorch)."""
+    input = _tensor(input)
+    target = _tensor(target, input)
+    _same_shape("l1_loss", input, target)
+    diff = _name(input - target, "ŷ − y")
+    return _reduced(_name(diff.abs(), "|ŷ − y|"), reduction, "L1", "|ŷ − y|")
+
+
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """½(ŷ − y)² where |ŷ − y| < δ, else δ(|ŷ − y| − ½δ): quadratic near the target, linear far
+    from it, so outliers pull with at most δ."""
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    input = _tensor(input)
+    target = _tensor(target, input)
+    _same_shape("huber_loss", input, target)
+    diff = _name(input - target, "ŷ − y")
+    size = _name(diff.abs(), "|ŷ − y|")
+    near = _name(diff * diff * 0.5, "½(ŷ − y)²")
+    far = _name((size - 0.5 * delta) * delta, "δ(|ŷ − y| − ½δ)")
+    term = "½(ŷ − y)² or δ(|ŷ − y| − ½δ)"
+    return _reduced(_name(where(size.data < delta, near, far), term), reduction, "Huber", term)
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """Integer labels of any shape as one-hot vectors along a new last dimension.
+
+    Unlike PyTorch's (int64), the result is a float64 tensor of 0s and 1s: calcml's tensors are
+    float-only, and a one-hot target is used as one (multiplied with log-probabilities). With
+    num_classes=-1 the number of classes is the largest label + 1."""
+    labels = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        raise ValueError("one_hot: labels must be integers, got non-integer values")
+    if labels.dtype.kind not in "iuf":
+        raise TypeError(f"one_hot: labels must be integers, got {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"one_hot: labels must be ≥ 0, got {labels.min()}")
+    if num_classes == -1:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    if labels.size and labels.max() >= num_classes:
+        raise ValueError(f"one_hot: label {labels.max()} is out of range for num_classes={num_classes}")
+    return Tensor(np.eye(num_classes, dtype=np.float64)[labels.reshape(-1)].reshape(*labels.shape, num_classes))
 
 
 def linear(input, weight, bias=None) -> Tensor:

@@ -31,6 +31,8 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_scope", None)
 
@@ -42,7 +44,12 @@ class Module:
             )
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
-        if isinstance(value, Parameter):
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:   # `self.running_mean = ...` replaces the buffer
+            if value is not None and not isinstance(value, Tensor):
+                value = Tensor(value)
+            buffers[name] = value
+        elif isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
@@ -53,6 +60,7 @@ class Module:
         _structure[0] += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self.__dict__.get("_buffers", {}).pop(name, None)
         object.__delattr__(self, name)
 
     # -- running -------------------------------------------------------------------
@@ -111,6 +119,49 @@ class Module:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """A tensor the module keeps that is not a parameter (BatchNorm's running mean): it is no
+        optimiser's, needs no gradient, and is in state_dict() unless persistent=False."""
+        if "_buffers" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                                 f"before register_buffer({name!r})")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: the name must be a non-empty string without '.', got {name!r}")
+        if name in self._parameters or name in self._modules or (
+                hasattr(self, name) and name not in self._buffers):
+            raise KeyError(f"register_buffer: attribute {name!r} already exists")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            tensor = Tensor(tensor)
+        if isinstance(tensor, Parameter):
+            raise TypeError(f"register_buffer({name!r}): a buffer is not a Parameter; assign a parameter as "
+                            f"an attribute instead")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
+        object.__setattr__(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True):
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, b in module.__dict__.get("_buffers", {}).items():
+                if b is None or id(b) in seen:
+                    continue
+                seen.add(id(b))
+                yield (f"{module_name}.{name}" if module_name else name), b
+
+    def buffers(self, recurse: bool = True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Whether the optimiser's gradients are computed for every parameter (False freezes them)."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
@@ -136,16 +187,33 @@ class Module:
         return cached[1]
 
     def apply(self, fn) -> "Module":
-        for module in list(self.modules())[::-1]:
-            fn(module)
+        """fn(module) for every descendant, children before their parent (PyTorch's order)."""
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
         return self
 
+    def _state_tensors(self) -> "OrderedDict[str, Tensor]":
+        """Parameters and persistent buffers by dotted name, each module's parameters then its
+        buffers (PyTorch's order), a shared tensor once."""
+        state, seen = OrderedDict(), set()
+        for module_name, module in self.named_modules():
+            buffers = module.__dict__.get("_buffers", {})
+            skip = module.__dict__.get("_non_persistent", ())
+            entries = list(module._parameters.items()) + [(k, b) for k, b in buffers.items() if k not in skip]
+            for name, t in entries:
+                if t is None or id(t) in seen:
+                    continue
+                seen.add(id(t))
+                state[f"{module_name}.{name}" if module_name else name] = t
+        return state
+
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter's values, by dotted name."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Copies of every parameter's and persistent buffer's values, by dotted name."""
+        return OrderedDict((name, t.data.copy()) for name, t in self._state_tensors().items())
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
-        params = dict(self.named_parameters())
+        params = self._state_tensors()
         if strict:
             missing = sorted(set(params) - set(state))
             unexpected = sorted(set(state) - set(params))
@@ -184,6 +252,9 @@ class Module:
             dtype = np.dtype(dtype)
             if dtype not in (np.float32, np.float64):
                 raise TypeError(f"Module.to() converts to a float dtype (cm.float32 or cm.float64), not {dtype}")
+            for b in self.buffers():   # float buffers follow (an integer count stays an integer)
+                if b.data.dtype.kind == "f" and b.data.dtype != dtype:
+                    b.data = b.data.astype(dtype)
             for p in self.parameters():
                 if p.data.dtype != dtype:
                     p.data = p.data.astype(dtype)

@@ -6,6 +6,9 @@
         loss_fn(model(x), y).backward()
         opt.step()
 
+Checkpoints: `opt.state_dict()` / `opt.load_state_dict(d)` (PyTorch's layout, cm.save-able).
+Learning-rate schedules: `cm.optim.lr_scheduler` (StepLR, CosineAnnealingLR, OneCycleLR, ...).
+
 Notation in the docstrings: θ a parameter, g = ∇θL its gradient, η the learning rate,
 λ the weight decay, t the step count (1 for the first step). Every operation is element-wise.
 Updates are written in place into `p.data`, so the model's references stay valid and
@@ -18,9 +21,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from .tensor import Tensor, enable_grad
+from ..tensor import Tensor, enable_grad
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Newton"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Newton", "lr_scheduler"]
 
 
 def _check(name: str, value, low: float = 0.0, below: float | None = None) -> None:
@@ -79,6 +82,81 @@ class Optimizer:
 
     def _validate(self, group: dict) -> None:
         """Raise ValueError for an invalid hyper-parameter of a group."""
+
+    def state_dict(self) -> dict:
+        """The optimiser's state in PyTorch's layout, to checkpoint and resume training:
+            {'state': {index: {'step': ..., 'exp_avg': array, ...}},
+             'param_groups': [{'lr': ..., ..., 'params': [indices]}]}
+        Parameters are numbered 0, 1, ... in the order of the groups; only those with state appear
+        in 'state'. Unlike PyTorch the arrays are copies, so the dict is a snapshot that later steps
+        do not change. It holds only arrays, numbers, tuples and strings: cm.save can write it.
+        """
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: (list(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if self.state.get(p):
+                    state[index[id(p)]] = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                                           for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a state from `state_dict()` (or `cm.load` of a saved one): the same parameter
+        groups, of the same sizes, in the same order. The groups' hyper-parameters are replaced by
+        the saved ones; arrays are copied (in each parameter's dtype), so the dict stays as it was."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError("an optimiser state dict is a dict with the keys 'state' and 'param_groups' "
+                             "(from optimizer.state_dict())")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has a different number of parameter groups "
+                             f"({len(saved_groups)}) than the optimiser ({len(self.param_groups)})")
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"loaded state dict contains a parameter group that doesn't match the size of "
+                                 f"optimizer's group: group {i} has {len(saved['params'])} parameters there, "
+                                 f"{len(group['params'])} here")
+            lacking = [k for k in self.defaults if k not in saved]
+            if lacking:
+                raise ValueError(f"loaded parameter group {i} lacks {', '.join(map(repr, lacking))}: is it the "
+                                 f"state of another kind of optimiser than {type(self).__name__}?")
+        by_index = {}
+        for group, saved in zip(self.param_groups, saved_groups):
+            by_index.update(zip(saved["params"], group["params"]))
+        unknown = [i for i in state_dict["state"] if i not in by_index]
+        if unknown:
+            raise ValueError(f"loaded state dict has state for parameters {unknown} that no group lists")
+        new_state: dict = defaultdict(dict)
+        for i, buffers in state_dict["state"].items():
+            p = by_index[i]
+            new_state[p] = {k: self._restore(p, i, k, v) for k, v in buffers.items()}
+        new_groups = []
+        for group, saved in zip(self.param_groups, saved_groups):
+            new = {k: (list(v) if isinstance(v, list) else v) for k, v in saved.items() if k != "params"}
+            if isinstance(new.get("betas"), list):  # a list after a round trip through JSON-like formats
+                new["betas"] = tuple(new["betas"])
+            new["params"] = group["params"]
+            self._validate(new)
+            new_groups.append(new)
+        self.state, self.param_groups = new_state, new_groups
+
+    @staticmethod
+    def _restore(p: Tensor, index, key, value):
+        if isinstance(value, Tensor):
+            value = value.data
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            if value.shape != p.data.shape:
+                raise ValueError(f"loaded state {key!r} of parameter {index} has shape {value.shape}, "
+                                 f"but the parameter has shape {p.data.shape}")
+            return np.array(value, dtype=p.data.dtype)  # a copy: training must not write into the dict
+        if isinstance(value, (np.ndarray, np.generic)):
+            return value.item()
+        return value
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients (p.grad = None), so the next backward does not add to old ones."""
@@ -199,6 +277,44 @@ class Adagrad(Optimizer):
         if not state:
             return None
         return self._clr(group, state["step"]) / (np.sqrt(state["sum"]) + group["eps"])
+
+
+class Adadelta(Optimizer):
+    """Adadelta: the step's size comes from running averages of g² and of past steps², not from η alone.
+
+    g ← g + λ·θ                                  (if λ ≠ 0)
+    v ← ρ·v + (1 − ρ)·g²
+    Δ = √(u + ε) / √(v + ε) · g                  (u: running average of Δ², starts at 0)
+    u ← ρ·u + (1 − ρ)·Δ²
+    θ ← θ − η·Δ                                  (η = 1.0 by default: Δ already has θ's units)
+    """
+
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+
+    def _validate(self, group):
+        _check("learning rate", group["lr"])
+        if not 0.0 <= group["rho"] <= 1.0:
+            raise ValueError(f"invalid rho value: {group['rho']!r} (must be in [0, 1])")
+        _check("epsilon value", group["eps"])
+        _check("weight_decay value", group["weight_decay"])
+
+    def _update(self, p, g, group, state):
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p.data)
+            state["acc_delta"] = np.zeros_like(p.data)
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * p.data
+        rho, eps = group["rho"], group["eps"]
+        v, u = state["square_avg"], state["acc_delta"]
+        v *= rho
+        v += (1 - rho) * g * g
+        delta = np.sqrt(u + eps) / np.sqrt(v + eps) * g
+        u *= rho
+        u += (1 - rho) * delta * delta
+        p.data -= group["lr"] * delta
 
 
 class RMSprop(Optimizer):
@@ -405,7 +521,7 @@ class Newton(Optimizer):
         _check("damping", damping)
         self.damping = float(damping)
         self.max_size = max_size
-        from .curvature import _check_size
+        from ..curvature import _check_size
         _check_size(sum(p.size for g in self.param_groups for p in g["params"]), max_size,
                     "use Newton's method")
         self.state_info: dict = {}
@@ -415,7 +531,7 @@ class Newton(Optimizer):
 
     def step(self, closure=None):
         """One Newton step; `closure` is required and must return the loss Tensor (with graph)."""
-        from .curvature import HessianOperator
+        from ..curvature import HessianOperator
         if closure is None:
             raise ValueError("Newton needs a closure that recomputes the loss and returns the loss "
                              "Tensor: opt.step(closure), as torch.optim.LBFGS")
@@ -495,3 +611,6 @@ class Newton(Optimizer):
             "message": message,
         }
         return loss
+
+
+from . import lr_scheduler  # noqa: E402  (calcml.optim.lr_scheduler, as torch.optim.lr_scheduler)
