@@ -1,4 +1,4 @@
-"""Cost of one MLP training step: the calcml engine against hand-written numpy and PyTorch.
+"""Cost of one MLP (and one small CNN) training step: the calcml engine against hand-written numpy and PyTorch.
 
 One step is: forward through Linear-ReLU-Linear-ReLU-Linear, mean cross-entropy loss on
 integer labels, backward, and a plain SGD update (p -= lr * grad). It is timed three ways,
@@ -22,6 +22,7 @@ per-step times for orientation, but the PASS/MISS targets are ratios:
   engine/numpy <= 3    at the tiny size (per-op Python overhead dominates there)
   engine/numpy <= 1.3  at the medium and large sizes (BLAS should dominate there)
   engine/torch <  1    at the tiny size
+  engine/torch <= 2    for the small CNN (conv 16, pool, conv 32, fc 10 on 1×8×8, batch 64)
 
 One thread is the headline: the targets are judged on a measurement in a child process started
 with OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS set to 1 (and torch told
@@ -77,6 +78,8 @@ SIZES = {  # name: (layer widths, batch size)
     "tiny": ((2, 16, 16, 2), 32),
     "medium": ((784, 256, 256, 10), 64),
     "large": ((784, 1024, 1024, 10), 256),
+    # a small CNN: 1×8×8 images, conv 3×3 → 16 channels, ReLU, 2×2 max pool, conv 3×3 → 32, ReLU, fc 10
+    "cnn": (("8x8", "c16", "p2", "c32", "10"), 64),
 }
 LR = 0.01
 SEED = 0
@@ -88,6 +91,7 @@ TARGETS = [
     ("medium", ("engine", "numpy"), 1.3, "<="),
     ("large", ("engine", "numpy"), 1.3, "<="),
     ("tiny", ("engine", "torch"), 1.0, "<"),
+    ("cnn", ("engine", "torch"), 2.0, "<="),
 ]
 PAIRS = (("engine", "numpy"), ("torch", "numpy"), ("engine", "torch"))
 
@@ -108,6 +112,12 @@ def make_problem(size: str):
     """The engine's model (with its own initialisation) and one batch of data."""
     widths, batch = SIZES[size]
     cm.manual_seed(SEED)
+    if size == "cnn":
+        model = cm.nn.Sequential(
+            cm.nn.Conv2d(1, 16, 3, padding=1), cm.nn.ReLU(), cm.nn.MaxPool2d(2),
+            cm.nn.Conv2d(16, 32, 3, padding=1), cm.nn.ReLU(), cm.nn.Flatten(), cm.nn.Linear(32 * 4 * 4, 10))
+        rng = np.random.default_rng(SEED + 1)
+        return model, rng.standard_normal((batch, 1, 8, 8)), rng.integers(0, 10, size=batch)
     layers = []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
         if i:
@@ -121,8 +131,8 @@ def make_problem(size: str):
 
 
 def initial_weights(model):
-    """[(W, b), ...] copies of the engine's Linear layers' parameters."""
-    return [(m.weight.data.copy(), m.bias.data.copy()) for m in model if isinstance(m, cm.nn.Linear)]
+    """[(W, b), ...] copies of the engine's Linear (and Conv2d) layers' parameters."""
+    return [(m.weight.data.copy(), m.bias.data.copy()) for m in model if getattr(m, "weight", None) is not None]
 
 
 # -- (a) the calcml engine -------------------------------------------------------------------------
@@ -226,6 +236,69 @@ class NumpyStep:
         return list(self.grads), [self.W1, self.b1, self.W2, self.b2, self.W3, self.b3]
 
 
+class NumpyCNNStep(NumpyStep):
+    """The CNN step in plain numpy: im2col by sliding_window_view, channels last, one BLAS product
+    per convolution and per weight gradient, the backward by hand."""
+
+    def step(self):
+        x, y, rows = self.x, self.y, self.rows
+        W1, b1, W2, b2, W3, b3 = self.W1, self.b1, self.W2, self.b2, self.W3, self.b3
+        n = x.shape[0]
+        win = np.lib.stride_tricks.sliding_window_view
+        # conv 1 (1 → 16, 3×3, padding 1) as rows (n, i, j) × channels, then ReLU
+        xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        cols1 = win(xp, (3, 3), axis=(2, 3)).transpose(0, 2, 3, 1, 4, 5).reshape(n * 64, 9)
+        h1 = cols1 @ W1.reshape(16, -1).T
+        h1 += b1
+        np.maximum(h1, 0.0, out=h1)
+        # 2×2 max pool
+        h1r = h1.reshape(n, 4, 2, 4, 2, 16)
+        p = h1r.max(axis=(2, 4))
+        # conv 2 (16 → 32, 3×3, padding 1), ReLU
+        pp = np.pad(p, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        cols2 = win(pp, (3, 3), axis=(1, 2)).reshape(n * 16, 16 * 9)   # (c, kh, kw), as W2's
+        W2r = W2.reshape(32, -1)
+        h2 = cols2 @ W2r.T
+        h2 += b2
+        np.maximum(h2, 0.0, out=h2)
+        # flatten as N×C×H×W, then fc
+        hf = h2.reshape(n, 16, 32).transpose(0, 2, 1).reshape(n, 512)
+        z = hf @ W3.T
+        z += b3
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        loss = np.log(s).mean() - z[rows, y].mean()
+
+        dz = e
+        dz /= s
+        dz[rows, y] -= 1.0
+        dz *= 1.0 / n
+        gW3 = dz.T @ hf
+        gb3 = dz.sum(axis=0)
+        dh2 = (dz @ W3).reshape(n, 32, 16).transpose(0, 2, 1).reshape(n * 16, 32)
+        dh2 *= h2 > 0
+        gW2 = (dh2.T @ cols2).reshape(W2.shape)
+        gb2 = dh2.sum(axis=0)
+        dcols = (dh2 @ W2r).reshape(n, 4, 4, 16, 3, 3)
+        dpp = np.zeros((n, 6, 6, 16))
+        for i in range(3):
+            for j in range(3):
+                dpp[:, i:i + 4, j:j + 4, :] += dcols[..., i, j]
+        dp = dpp[:, 1:5, 1:5, :]
+        # the pool's gradient to each window's maximum (a tie is at 0, where ReLU's mask zeroes it)
+        dh1 = ((h1r == p[:, :, None, :, None, :]) * dp[:, :, None, :, None, :]).reshape(n * 64, 16)
+        dh1 *= h1 > 0
+        gW1 = (dh1.T @ cols1).reshape(W1.shape)
+        gb1 = dh1.sum(axis=0)
+
+        lr = self.lr
+        for param, grad in zip((W1, b1, W2, b2, W3, b3), (gW1, gb1, gW2, gb2, gW3, gb3)):
+            param -= lr * grad
+        self.grads = (gW1, gb1, gW2, gb2, gW3, gb3)
+        return loss
+
+
 # -- (c) PyTorch ------------------------------------------------------------------------------------
 
 class TorchStep:
@@ -268,6 +341,22 @@ class TorchStep:
         return ([p.grad.numpy() for p in self.params], [p.detach().numpy() for p in self.params])
 
 
+class TorchCNNStep(TorchStep):
+    def __init__(self, weights, x, y, lr=LR):
+        nn = torch.nn
+        self.model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                   nn.Linear(32 * 4 * 4, 10)).double()
+        self.params = list(self.model.parameters())
+        with torch.no_grad():
+            for p, value in zip(self.params, [a for pair in weights for a in pair]):
+                p.copy_(torch.from_numpy(value))
+        self.x = torch.from_numpy(x.copy())
+        self.y = torch.from_numpy(y.astype(np.int64))
+        self.lr = lr
+        self.cross_entropy = torch.nn.functional.cross_entropy
+
+
 
 
 # -- checking and timing (in a child process) -----------------------------------------------------
@@ -275,9 +364,10 @@ class TorchStep:
 def build(size: str, with_torch: bool):
     model, x, y = make_problem(size)
     weights = initial_weights(model)
-    impls = [EngineStep(model, x, y), NumpyStep(weights, x, y)]
+    cnn = size == "cnn"
+    impls = [EngineStep(model, x, y), (NumpyCNNStep if cnn else NumpyStep)(weights, x, y)]
     if with_torch:
-        impls.append(TorchStep(weights, x, y))
+        impls.append((TorchCNNStep if cnn else TorchStep)(weights, x, y))
     return impls
 
 
@@ -498,7 +588,7 @@ def profile_engine(size: str, seconds: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few short rounds: a smoke run")
-    parser.add_argument("--sizes", default="tiny,medium,large",
+    parser.add_argument("--sizes", default="tiny,medium,large,cnn",
                         help="comma-separated subset of: " + ", ".join(SIZES))
     parser.add_argument("--threads", choices=("both", bu.ONE, bu.DEFAULT), default="both",
                         help="measure with one BLAS thread (the targets), the default threads, or both (default)")

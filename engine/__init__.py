@@ -14,7 +14,7 @@ from .tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad, where
 # PyTorch's tensor functions at the top level (cm.cat, cm.exp(x), cm.max(x, dim), ...)
 from .functions import (abs, allclose, argmax, argmin, cat, chunk, clamp, clip, concat, concatenate, cos, equal,
                         exp, flatten, gather, log, log10, matmul, max, mean, min, mm, multinomial, numel, permute,
-                        relu, reshape, sigmoid, sin, sort, split, sqrt, squeeze, stack, std, sum, tanh, topk,
+                        relu, reshape, round, sigmoid, sin, sort, split, sqrt, squeeze, stack, std, sum, tanh, topk,
                         transpose, unsqueeze, var)
 from .functions import softmax, log_softmax  # dim= as torch's (these replace the composites' axis= forms)
 from .tracing import Trace, trace
@@ -50,7 +50,7 @@ _CREATION = [
     "float32", "float64", "get_default_dtype", "device", "cuda", "backends", "save", "load",
 ]
 
-# (sum, max, min and abs stay out of __all__ too: they would replace the builtins)
+# (sum, max, min, abs and round stay out of __all__ too: they would replace the builtins)
 _FUNCTIONS = [
     "allclose", "argmax", "argmin", "cat", "chunk", "clamp", "clip", "concat", "concatenate", "cos", "equal", "exp",
     "flatten", "gather", "log", "log10", "matmul", "mean", "mm", "multinomial", "numel", "permute", "relu",

@@ -37,6 +37,10 @@ def abs(input):  # noqa: A001 (torch.abs)
     return _t(input).abs()
 
 
+def round(input, *, decimals: int = 0):  # noqa: A001 (torch.round)
+    return _t(input).round(decimals)
+
+
 def tanh(input):
     return _t(input).tanh()
 

@@ -34,21 +34,21 @@ TORCH = {
 }
 
 NN = {
-    **{name: "calcml.nn has Linear, Sequential, the activations, Dropout, LayerNorm, BatchNorm1d, Embedding "
-             "and the losses, but no convolutions, recurrent layers or attention; a model with "
-             f"{name} can be debugged in PyTorch (README: \"Debugging a PyTorch model\")"
-       for name in ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-                    "BatchNorm2d", "GroupNorm", "Dropout2d",
+    **{name: "calcml.nn has Linear, Sequential, the activations, Dropout, LayerNorm, BatchNorm1d/2d, Embedding, "
+             "Conv1d/Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and the losses, but no transposed or 3-D "
+             f"convolutions, recurrent layers or attention; a model with {name} can be debugged in PyTorch "
+             "(README: \"Debugging a PyTorch model\")"
+       for name in ("Conv3d", "ConvTranspose2d", "GroupNorm", "Dropout2d",
                     "LSTM", "GRU", "RNN", "MultiheadAttention", "Transformer", "TransformerEncoder",
                     "TransformerEncoderLayer", "ParameterList")},
     "DataParallel": _GPU, "parallel": _GPU,
 }
 
 FUNCTIONAL = {
-    **{name: "calcml.nn.functional has no convolutions, pooling or functional normalisation; a model with "
-             f"{name} can be debugged in PyTorch (README: \"Debugging a PyTorch model\")"
-       for name in ("conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-                    "batch_norm", "layer_norm", "embedding", "pad", "interpolate")},
+    **{name: "calcml.nn.functional has conv1d, conv2d, max_pool2d, avg_pool2d and adaptive_avg_pool2d but no "
+             f"functional normalisation, padding or resizing; a model with {name} can be debugged in PyTorch "
+             "(README: \"Debugging a PyTorch model\")"
+       for name in ("batch_norm", "layer_norm", "embedding", "pad", "interpolate")},
     "smooth_l1_loss": "write it from x.abs() and cm.where, or use mse_loss",
     "kl_div": "write it from log_softmax: (p * (p.log() - log_q)).sum(axis=-1).mean()",
 }

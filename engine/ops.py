@@ -442,6 +442,157 @@ def _scatter_add_any(g, index, shape):
     return _scatter_add(g, index, shape)
 
 
+# -- convolution and pooling over N×C×H×W, through im2col and one BLAS product -------------------
+# attrs: stride, padding, dilation as (h, w) pairs. The three conv ops are closed under
+# differentiation: the input's gradient is a transposed conv (conv2d_input), the weight's a
+# correlation of input and upstream (conv2d_weight), and each of those has the others as its VJPs,
+# so a conv's backward pass can itself be differentiated.
+
+def _windows(xp, kernel, stride, dilation):
+    """The (N, C, OH, OW, kh, kw) view of every window of a padded batch (no copy)."""
+    n, c, h, w = xp.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    s = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw), writeable=False)
+
+
+def _pad(x, padding, value=0.0):
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _im2col(x, kernel, stride, padding, dilation):
+    """Rows (N·OH·OW, C·kh·kw): one per output position, the window it reads."""
+    win = _windows(_pad(x, padding), kernel, stride, dilation)
+    n, c, oh, ow, kh, kw = win.shape
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw), (oh, ow)
+
+
+def _conv2d(x, w, stride, padding, dilation):
+    cols, (oh, ow) = _im2col(x, w.shape[2:], stride, padding, dilation)
+    out = cols @ w.reshape(w.shape[0], -1).T
+    return np.ascontiguousarray(out.reshape(x.shape[0], oh, ow, w.shape[0]).transpose(0, 3, 1, 2))
+
+
+def _conv2d_input(g, w, stride, padding, dilation, x_shape):
+    """The transposed conv: each output position's upstream gradient spread back over its window."""
+    n, o, oh, ow = g.shape
+    _, c, kh, kw = w.shape
+    cols = (g.transpose(0, 2, 3, 1).reshape(-1, o) @ w.reshape(o, -1)).reshape(n, oh, ow, c, kh, kw)
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    gx = np.zeros((n, c, x_shape[2] + 2 * ph, x_shape[3] + 2 * pw), dtype=np.result_type(g, w))
+    for i in range(kh):   # kh·kw strided adds: the windows overlap, so no single scatter
+        for j in range(kw):
+            gx[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw] += \
+                cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return gx[:, :, ph:ph + x_shape[2], pw:pw + x_shape[3]].copy() if (ph or pw) else gx
+
+
+def _conv2d_weight(x, g, stride, padding, dilation, w_shape):
+    cols, _ = _im2col(x, w_shape[2:], stride, padding, dilation)
+    return (g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1) @ cols).reshape(w_shape)
+
+
+def _conv_call(op, fn, a, b, attrs):
+    """An op's numpy kernel on arrays; the op itself on Tensors (create_graph: recorded)."""
+    if _is_tensor(a) or _is_tensor(b):
+        from .tensor import _apply, _lift
+        return _apply(op, _lift(a, None), _lift(b, None), attrs=attrs)
+    return fn(a, b, *attrs)
+
+
+def _c_in(g, w, attrs, x_shape):
+    return _conv_call(CONV2D_INPUT, _conv2d_input, g, w, (*attrs, tuple(x_shape)))
+
+
+def _c_w(x, g, attrs, w_shape):
+    return _conv_call(CONV2D_WEIGHT, _conv2d_weight, x, g, (*attrs, tuple(w_shape)))
+
+
+def _c(x, w, attrs):
+    return _conv_call(CONV2D, _conv2d, x, w, attrs)
+
+
+_CONV_CHAIN = ("{g} = transposed conv of {up} with the kernel (each window's gradient spread back)",
+               "{g} = correlation of the input {x} with {up}")
+CONV2D = Op("conv2d", _conv2d, ("d conv(x, W)/dx: the transposed conv with W", "d conv(x, W)/dW: x's windows"),
+            vjp=(lambda g, x, w, out, *a: _c_in(g, w, a, x.shape),
+                 lambda g, x, w, out, *a: _c_w(x, g, a, w.shape)),
+            chain=_CONV_CHAIN, rule="gradient passed on = upstream conv-transposed with W (to x), "
+                                    "x's windows × upstream (to W)", note="Wᵀ, window by window")
+CONV2D_INPUT = Op("conv2d_input", _conv2d_input,
+                  ("d convᵀ(g, W)/dg: the conv with W", "d convᵀ(g, W)/dW: the upstream's windows × g"),
+                  vjp=(lambda G, g, w, out, *a: _c(G, w, a[:3]),
+                       lambda G, g, w, out, *a: _c_w(G, g, a[:3], w.shape)),
+                  chain=("{g} = conv of {up} with the kernel", "{g} = correlation of {up} with {x}"))
+CONV2D_WEIGHT = Op("conv2d_weight", _conv2d_weight,
+                   ("d corr(x, g)/dx: transposed conv of g", "d corr(x, g)/dg: the conv of x"),
+                   vjp=(lambda G, x, g, out, *a: _c_in(g, G, a[:3], x.shape),
+                        lambda G, x, g, out, *a: _c(x, G, a[:3])),
+                   chain=("{g} = transposed conv of {other} with {up}", "{g} = conv of {x} with {up}"))
+
+
+def _pool_index(x, kernel, stride, padding):
+    """Each max-pool window's argmax as indices into x (the first of ties, as PyTorch)."""
+    win = _windows(_pad(x, padding, -np.inf), kernel, stride, (1, 1))
+    n, c, oh, ow, kh, kw = win.shape
+    flat = win.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)
+    rows = np.arange(oh)[:, None] * stride[0] + flat // kw - padding[0]
+    cols = np.arange(ow)[None, :] * stride[1] + flat % kw - padding[1]
+    return (np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None], rows, cols)
+
+
+def _maxpool2d(x, kernel, stride, padding):
+    win = _windows(_pad(x, padding, -np.inf), kernel, stride, (1, 1))
+    return np.maximum.reduce(win.reshape(*win.shape[:4], -1), axis=-1)
+
+
+def _maxpool2d_grad(g, x, kernel, stride, padding):
+    index = tuple(np.broadcast_arrays(*_pool_index(raw(x), kernel, stride, padding)))
+    return _scatter_add_any(g, index, x.shape)
+
+
+MAXPOOL2D = Op("max_pool2d", _maxpool2d, ("d maxpool(x)/dx = 1 at each window's maximum (its first), 0 elsewhere",),
+               vjp=(lambda g, x, out, *a: _maxpool2d_grad(g, x, *a),),
+               chain=("{g} = {up} put back at each window's maximum, 0 elsewhere",))
+
+
+def _avgpool2d(x, kernel, stride, padding):
+    win = _windows(_pad(x, padding), kernel, stride, (1, 1))
+    return np.add.reduce(win.reshape(*win.shape[:4], -1), axis=-1) * (1.0 / (kernel[0] * kernel[1]))
+
+
+def _avgpool2d_input(g, kernel, stride, padding, x_shape):
+    """The average pool's adjoint: each window's gradient, ÷ its size, spread back over it."""
+    n, c, oh, ow = g.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    part = g * (1.0 / (kh * kw))
+    gx = np.zeros((n, c, x_shape[2] + 2 * ph, x_shape[3] + 2 * pw), dtype=g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            gx[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += part
+    return gx[:, :, ph:ph + x_shape[2], pw:pw + x_shape[3]].copy() if (ph or pw) else gx
+
+
+def _pool_call(op, fn, a, attrs):
+    if _is_tensor(a):
+        from .tensor import _apply
+        return _apply(op, a, attrs=attrs)
+    return fn(a, *attrs)
+
+
+AVGPOOL2D = Op("avg_pool2d", _avgpool2d, ("d avgpool(x)/dx = 1/(kh·kw) over each window",),
+               vjp=(lambda g, x, out, *a: _pool_call(AVGPOOL2D_INPUT, _avgpool2d_input, g, (*a, tuple(x.shape))),),
+               chain=("{g} = {up} ÷ the window's size, spread back over each window",))
+AVGPOOL2D_INPUT = Op("avg_pool2d_input", _avgpool2d_input, ("d avgpoolᵀ(g)/dg: the average pool",),
+                     vjp=(lambda G, g, out, *a: _pool_call(AVGPOOL2D, _avgpool2d, G, a[:3]),),
+                     chain=("{g} = the average pool of {up}",))
+
+
 # Every op above, in the order defined; the activations among them; each by name.
 PRIMITIVES = tuple(op for op in tuple(globals().values()) if isinstance(op, Op))
 ACTIVATION_OPS = tuple(op for op in PRIMITIVES if op.activation is not None)

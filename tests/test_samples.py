@@ -34,7 +34,8 @@ def test_every_sample_is_covered():
     assert names == {"xor_mlp", "deep_sigmoid", "deep_relu", "dead_relu", "exploding", "l1_vs_l2",
                      "spirals_adam", "sine_mlp", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
                      "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual",
-                     "torch_train_script", "torch_digits_cnn", "torch_attention"}   # the last: a training script (test_torch_script.py)
+                     "torch_train_script", "torch_digits_cnn", "torch_attention",
+                     "deep_batchnorm", "makemore_mlp", "digits_cnn"}   # the last: a training script (test_torch_script.py)
 
 
 def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
@@ -47,6 +48,13 @@ def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
     assert len(relus) == 8 and all(0 < layer.mean_local_derivative < 1 for layer in relus)
     products = [p for _, p in chain_products(final.layers)]
     assert min(products) > 0.1     # the shortcuts carry the gradient down to the first layer
+
+
+def test_digits_cnn_learns_quietly_and_counts_dead_units_by_channel():
+    s, final = run("digits_cnn")
+    assert started(s) == set() and final.loss < 0.1
+    dead = {layer.name: layer.dead_fraction for layer in final.layers if layer.type == "ReLU"}
+    assert (dead["1"] * 8) % 1 == 0 and (dead["4"] * 16) % 1 == 0 and dead["4"] <= 0.125   # whole channels
 
 
 def test_torch_digits_cnn_kills_its_relu_channels_and_learns_at_a_lower_rate(tmp_path):
@@ -250,3 +258,22 @@ def test_sine_mlp_bends_its_curve_into_the_sine_quietly():
     xs = np.linspace(*last.x_range, last.columns)
     inside = np.abs(xs) <= 3                       # the data's range
     assert np.max(np.abs(np.array(last.values) - np.sin(xs))[inside]) < 0.1
+
+
+def test_deep_batchnorm_fixes_deep_sigmoids_vanishing_gradient():
+    s, final = run("deep_batchnorm", steps=100)
+    plain, plain_final = run("deep_sigmoid", steps=100)
+    assert "vanishing_gradient" not in started(s) and "vanishing_gradient" in started(plain)
+    assert started(s) <= {"lr_too_large"}          # the sharp start its docstring explains
+    to_first = dict((layer.name, p) for layer, p in chain_products(final.layers))["0"]
+    plain_first = dict((layer.name, p) for layer, p in chain_products(plain_final.layers))["0"]
+    assert to_first > 1e6 * plain_first            # measured: about 4.7 against 1e-8
+
+
+def test_makemore_mlp_learns_from_log_27_and_its_embedding_passes_nothing_on():
+    s, final = run("makemore_mlp")
+    losses = s.history.series("loss")
+    assert abs(losses[:3].mean() - np.log(27)) < 0.3 and losses[-20:].mean() < 2.0
+    assert started(s) == set()
+    emb = final.layers[0]
+    assert emb.type == "Embedding" and emb.grad_in_norm is None and emb.params["weight"].grad_norm > 0

@@ -238,8 +238,8 @@ def test_module_to_converts_dtype_as_torch():
 
 @pytest.mark.parametrize("module, name, torch_path", [
     (cm, "randperm", "torch.randperm"), (cm, "long", "torch.long"), (cm, "int64", "torch.int64"), (cm, "bool", "torch.bool"),
-    (nn, "Conv2d", "torch.nn.Conv2d"), (nn, "LSTM", "torch.nn.LSTM"),
-    (nn.functional, "conv2d", "torch.nn.functional.conv2d"),
+    (nn, "ConvTranspose2d", "torch.nn.ConvTranspose2d"), (nn, "LSTM", "torch.nn.LSTM"),
+    (nn.functional, "interpolate", "torch.nn.functional.interpolate"),
 ])
 def test_a_pytorch_name_calcml_lacks_says_so_and_what_to_use(module, name, torch_path):
     torch = _torch()

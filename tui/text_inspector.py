@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from rich.table import Table
 from rich.text import Text
 
-from calcml.debug.probes import SoftmaxProbe
+from calcml import nn
+from calcml.debug.probes import DropoutProbe, SoftmaxProbe
 from calcml.nn.layers import LAYER_OPS
 from calcml.ops import ACTIVATION_OPS
 
@@ -29,9 +30,14 @@ SHRINKS, GROWS = 0.5, 2.0        # factors outside these are highlighted
 HEALTHY_UPDATE = 1e-3
 
 # What each kind of layer multiplies the gradient by (by layer type: the note of the op it
-# computes), and each activation's local derivative by name (by kind): from the derivative table.
-FACTOR_NOTES = {name: op.note for name, op in LAYER_OPS.items() if op.note}
-DERIVATIVE_NAMES = {op.name: op.activation.derivative for op in ACTIVATION_OPS} | {"softmax": SoftmaxProbe.DERIVATIVE}
+# computes, or for a layer built from several ops its class's `factor_note`; a PyTorch layer of
+# the same name gets the same note), and each activation's local derivative by name (by kind):
+# from the derivative table.
+FACTOR_NOTES = ({name: op.note for name, op in LAYER_OPS.items() if op.note}
+                | {cls.__name__: cls.factor_note for cls in vars(nn).values()
+                   if isinstance(cls, type) and getattr(cls, "factor_note", "")})
+DERIVATIVE_NAMES = ({op.name: op.activation.derivative for op in ACTIVATION_OPS}
+                    | {"softmax": SoftmaxProbe.DERIVATIVE, "dropout": DropoutProbe.DERIVATIVE})
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,10 @@ def chain_summary(links: list, chosen) -> Text:
     if links[-1].type == "weight" and chosen.grad_ratio is not None:
         out.append(f"\nIt passes ‖∂L/∂in‖ = {num(chosen.grad_in_norm)} on to the layer below "
                    f"({factor_note(chosen)}: ×{num(chosen.grad_ratio)}).", style="dim")
+    elif links[-1].type == "weight" and chosen.type == "Embedding":
+        out.append("\nIts input is indices (whole numbers, not a function of any weight): there is no "
+                   "gradient to pass on below it. Only the rows the batch picked get a gradient; the "
+                   "others get 0.", style="dim")
     activations = {link.activation for link in links if link.activation is not None}
     if activations:
         out.append("\n" + mean_and_size(activations), style="dim")

@@ -29,6 +29,8 @@ def health(layer) -> str:
         parts.append(f"dead {pct(layer.dead_fraction)}")
     if layer.saturated_fraction is not None:
         parts.append(f"sat {pct(layer.saturated_fraction)}")
+    if layer.kept_fraction is not None:   # Dropout: its mask's share of kept entries
+        parts.append(f"kept {pct(layer.kept_fraction)}")
     return " ".join(parts)
 
 

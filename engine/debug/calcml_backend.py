@@ -81,8 +81,10 @@ class CalcmlBackend(ParamGroups, Backend):
             scope.recorder = None
         captures = {}
         for name, (x, out) in recorder.calls.items():
+            # an image batch N×C×H×W (conv, pool, BatchNorm2d and what follows them): a unit is a channel
             captures[name] = Capture(x.data if x is not None else None, out.data,
-                                     _grad_array(x) if x is not None else None, _grad_array(out))
+                                     _grad_array(x) if x is not None else None, _grad_array(out),
+                                     1 if out.data.ndim == 4 else -1)
         recorder.clear()   # let go of this step's tensors
         # Summarised now, before the update: a trace's arrays are references, and some (W^T, the
         # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.

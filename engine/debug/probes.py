@@ -35,6 +35,7 @@ def activation_kind(module) -> str | None:
 _OPS = {op.name: op for op in ops.ACTIVATION_OPS}   # kind -> op
 ACTIVATIONS = {cls: _activation_op(cls).name for cls in nn.ACTIVATIONS if _activation_op(cls) is not None}
 ACTIVATIONS[nn.Softmax] = "softmax"   # not elementwise: SoftmaxProbe
+ACTIVATIONS[nn.Dropout] = "dropout"   # its mask is measured as a local derivative: DropoutProbe
 MAX_DERIVATIVE = {kind: op.activation.max_derivative for kind, op in _OPS.items()}
 
 
@@ -232,8 +233,44 @@ def activation_stats(kind: str, module, output: np.ndarray, saturation_level: fl
 
 
 def activation_probe(kind: str, module):
-    """The probe of one activation layer: its op's (ActivationProbe), or a softmax's."""
+    """The probe of one activation layer: its op's (ActivationProbe), a softmax's or a dropout's."""
+    if kind == "dropout":
+        return DropoutProbe(module)
     return SoftmaxProbe(module) if kind == "softmax" else ActivationProbe(kind, module)
+
+
+class DropoutProbe:
+    """A dropout layer's statistics: its local derivative is its mask, 1/(1 − p) on the kept entries
+    and 0 on the dropped ones (1 everywhere in eval mode). The mask is not kept by the layer, so it
+    is read from output/input, where the input is not 0 (an input entry of 0 gives 0 either way:
+    after a ReLU, many). Returns (mean of the mask, None, None, kept fraction): the fourth number
+    is LayerStats.kept_fraction; no unit is called dead for being dropped this step."""
+    __slots__ = ("p", "key")
+    reads_input = True
+    DERIVATIVE = "dropout: its mask, 1/(1 − p) where kept, 0 where dropped"
+
+    def __init__(self, module):
+        self.p = float(getattr(module, "p", 0.5))
+        self.key = ("dropout", self.p)
+
+    def derivative(self, output: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        if x is None or np.shape(x) != output.shape:
+            return np.full(output.shape, np.nan)
+        seen = x != 0
+        return np.where(seen, output / np.where(seen, x, 1), np.nan)
+
+    def stats(self, output: np.ndarray, x: np.ndarray | None, saturation_level: float, unit_axis: int = -1) -> tuple:
+        if x is None or np.shape(x) != output.shape or output.size == 0:
+            return float("nan"), None, None, None
+        seen = x != 0
+        n = np.count_nonzero(seen)
+        if n == 0:
+            return float("nan"), None, None, None
+        mask = output[seen] / x[seen]
+        return float(mask.mean()), None, None, np.count_nonzero(mask) / n
+
+    def stats_many(self, outputs: list, xs: list, saturation_level: float) -> list:
+        return [self.stats(out, x, saturation_level) for out, x in zip(outputs, xs)]
 
 
 class SoftmaxProbe:

@@ -47,6 +47,7 @@ class LayerStats(Struct, frozen=True):
     mean_local_derivative: Optional[float] = None
     dead_fraction: Optional[float] = None
     saturated_fraction: Optional[float] = None
+    kept_fraction: Optional[float] = None        # Dropout: the share of entries its mask kept this step
 
     @property
     def grad_ratio(self) -> float | None:

@@ -33,7 +33,7 @@ from .tracesummary import Location, TraceSummary
 # torch's activation modules, as the derivative table's op names (calcml.ops)
 ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.LeakyReLU: "leaky_relu", torch.nn.Sigmoid: "sigmoid",
                torch.nn.Tanh: "tanh", torch.nn.Softsign: "softsign", torch.nn.SiLU: "silu",
-               torch.nn.ELU: "elu", torch.nn.Softmax: "softmax"}
+               torch.nn.ELU: "elu", torch.nn.Softmax: "softmax", torch.nn.Dropout: "dropout"}
 
 
 def activation_kind(module) -> str | None:

@@ -264,6 +264,10 @@ def linear(input, weight, bias=None) -> Tensor:
     return _apply(LINEAR, x, weight, bias)
 
 
+# Convolution and pooling (nn/conv.py): the layers' own functions.
+from .conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d  # noqa: E402,F401
+
+
 def __getattr__(name: str):
     # only reached for names this module does not define: say when it is a PyTorch name, and what to use
     from ..missing import FUNCTIONAL, TORCH, missing_name

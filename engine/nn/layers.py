@@ -251,6 +251,8 @@ class Unflatten(Module):
 class Dropout(Module):
     """Each entry zeroed with probability p while training, the rest scaled by 1/(1 − p); the
     identity in eval mode. The mask is drawn from calcml's generator (cm.manual_seed)."""
+    # what the layer multiplies the gradient by (the inspector's chain-rule panel)
+    factor_note = "its mask: ×1/(1−p) on the kept units, 0 on the dropped"
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()

@@ -1,4 +1,4 @@
-"""LayerNorm, BatchNorm1d and Embedding with PyTorch's names, defaults and numbers, built from the
+"""LayerNorm, BatchNorm1d, BatchNorm2d and Embedding with PyTorch's names, defaults and numbers, built from the
 derivative table's primitives (mean, mul, sqrt, getitem): their gradients are those ops' rules.
 
 The variance is the mean of squared deviations (biased, as both layers normalise with it);
@@ -17,6 +17,8 @@ from .module import Module, Parameter
 class LayerNorm(Module):
     """Each sample normalised over its last dimensions (normalized_shape): (x − mean)/√(var + eps),
     then scaled and shifted per entry by `weight` (1s) and `bias` (0s)."""
+    # what the layer multiplies the gradient by (the inspector's chain-rule panel)
+    factor_note = "normalises by each sample's σ: ×γ/σ, minus the mean's share"
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  dtype=np.float64):
@@ -41,12 +43,12 @@ class LayerNorm(Module):
                              f"dimensions; the input has shape {x.shape}")
         axes = tuple(range(x.ndim - k, x.ndim))
         centred = _name(x - x.mean(axis=axes, keepdims=True), "x − mean")
-        var = _name((centred * centred).mean(axis=axes, keepdims=True), "var = mean (x − mean)²")
+        var = _name(_name(centred * centred, "(x − mean)²").mean(axis=axes, keepdims=True), "var = mean (x − mean)²")
         out = _name(centred / (var + self.eps).sqrt(), "(x − mean)/√(var + ε)")
         if self.weight is not None:
-            out = out * self.weight
+            out = _name(out * self.weight, "× γ (weight)")
         if self.bias is not None:
-            out = out + self.bias
+            out = _name(out + self.bias, "+ β (bias)")
         return out
 
     def extra_repr(self) -> str:
@@ -56,6 +58,7 @@ class LayerNorm(Module):
 class BatchNorm1d(Module):
     """Each feature (dimension 1 of (N, C) or (N, C, L)) normalised over the batch while training,
     and over the running statistics (buffers, updated with `momentum`) in eval mode."""
+    factor_note = "normalises by the batch's σ: ×γ/σ, minus the mean's share"
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype=np.float64):
@@ -87,19 +90,17 @@ class BatchNorm1d(Module):
 
     def forward(self, x):
         x = _lift(x, None)
-        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm1d({self.num_features}): expects inputs of shape (N, {self.num_features}) "
-                             f"or (N, {self.num_features}, L), got {x.shape}")
-        axes = (0,) if x.ndim == 2 else (0, 2)
-        shape = (1, self.num_features) + ((1,) if x.ndim == 3 else ())
+        self._check_input(x)
+        axes = (0,) + tuple(range(2, x.ndim))   # every axis but the features'
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
             n = x.size // self.num_features
             if self.training and n <= 1:
-                raise ValueError(f"BatchNorm1d: expected more than 1 value per feature when training, "
+                raise ValueError(f"{type(self).__name__}: expected more than 1 value per feature when training, "
                                  f"got input of shape {x.shape}")
             centred = _name(x - x.mean(axis=axes, keepdims=True), "x − batch mean")
-            var = _name((centred * centred).mean(axis=axes, keepdims=True), "batch var")
+            var = _name(_name(centred * centred, "(x − batch mean)²").mean(axis=axes, keepdims=True), "batch var")
             out = _name(centred / (var + self.eps).sqrt(), "(x − mean)/√(var + ε)")
             if self.training and self.track_running_stats:
                 self.num_batches_tracked.data += 1
@@ -114,17 +115,34 @@ class BatchNorm1d(Module):
             std = np.sqrt(self.running_var.data.reshape(shape) + self.eps)
             out = _name((x - mean) / std, "(x − running mean)/√(running var + ε)")
         if self.affine:
-            out = out * self.weight.reshape(*shape) + self.bias.reshape(*shape)
+            out = _name(_name(out * self.weight.reshape(*shape), "× γ (weight)") + self.bias.reshape(*shape),
+                        "+ β (bias)")
         return out
+
+    def _check_input(self, x) -> None:
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d({self.num_features}): expects inputs of shape (N, {self.num_features}) "
+                             f"or (N, {self.num_features}, L), got {x.shape}")
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
 
 
+class BatchNorm2d(BatchNorm1d):
+    """Each channel of an image batch (N, C, H, W) normalised over N, H and W while training, and
+    over the running statistics in eval mode: BatchNorm1d's arithmetic per channel."""
+
+    def _check_input(self, x) -> None:
+        if x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm2d({self.num_features}): expects inputs of shape "
+                             f"(N, {self.num_features}, H, W), got {x.shape}")
+
+
 class Embedding(Module):
     """Row `i` of `weight` (num_embeddings, embedding_dim) for each integer index i, weights drawn
     from N(0, 1); the row at padding_idx starts at 0 and receives no gradient."""
+    factor_note = "rows picked by the indices: the gradient goes to those rows"
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, dtype=np.float64):
         super().__init__()
@@ -149,7 +167,7 @@ class Embedding(Module):
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_embeddings):
             raise IndexError(f"Embedding: indices must lie in 0..{self.num_embeddings - 1}, "
                              f"got {labels.min()}..{labels.max()}")
-        rows = self.weight[labels]
+        rows = _name(self.weight[labels], "W[indices]: the rows picked")
         if self.padding_idx is None or not np.any(labels == self.padding_idx):
             return rows
         # the padding row's value, as a constant: no gradient reaches it

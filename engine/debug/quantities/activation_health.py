@@ -85,7 +85,7 @@ class ActivationHealth(Quantity):
         # From the numbers, without building the layers' statistics (these warnings often hold
         # for many steps in a row, and this check then runs every step).
         acts = ctx.layer_acts
-        return _conditions(((name, kind_type, kind, *acts[at][1:]) for at, (name, kind_type, kind)
+        return _conditions(((name, kind_type, kind, *acts[at][1:3]) for at, (name, kind_type, kind)
                             in zip(self._at, self._rows)), ctx.thresholds)
 
 
