@@ -6,9 +6,10 @@
     g = cm.Generator().manual_seed(0)    # its own stream of random numbers
     cm.rand(3, generator=g)
 
-Two differences from PyTorch, both from the engine: tensors hold floats only (float64, the
-engine's default, or float32), so `arange(5)`, `full((2,), 3)` and `randint(...)` give float
-tensors of whole numbers where PyTorch gives int64; and the default dtype is float64, not float32.
+Tensors hold float64 (the default dtype, where PyTorch's is float32), float32, or integers and
+bools (int64, int32, int16, int8, uint8, bool), which never require grad. As PyTorch:
+`tensor([1, 2])` and `arange(5)` are int64, `randint`/`randperm` int64, `arange(0., 5)` float.
+`full((2,), 3)` stays float64 (the default dtype) here.
 Random functions draw from calcml's generator (`cm.manual_seed`), or from `generator=`: the same
 seed repeats calcml's numbers, not PyTorch's.
 """
@@ -29,12 +30,19 @@ from .tensor import tensor as _engine_tensor
 # (`cm.float` and `cm.double`, PyTorch's aliases, are set in __init__: here they would hide the builtin.)
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
+int64 = long = np.dtype(np.int64)
+int32 = np.dtype(np.int32)   # (`cm.int` and `cm.bool`, as `cm.float`, are set in __init__)
+int16 = short = np.dtype(np.int16)
+int8 = np.dtype(np.int8)
+uint8 = np.dtype(np.uint8)
+_BOOL = np.dtype(np.bool_)
 _FLOATS = (float32, float64)
+_ALL = _FLOATS + (int64, int32, int16, int8, uint8, _BOOL)
 _DEFAULT_SEED = 67280421310721  # PyTorch's default seed of a new torch.Generator()
 
-__all__ = ["float32", "float64", "get_default_dtype", "Generator", "tensor", "as_tensor",
+__all__ = ["float32", "float64", "int64", "long", "int32", "int16", "short", "int8", "uint8", "get_default_dtype", "Generator", "tensor", "as_tensor",
            "from_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like",
-           "eye", "arange", "linspace", "randn", "rand", "randint", "normal"]
+           "eye", "arange", "linspace", "randn", "rand", "randint", "randperm", "normal"]
 
 
 def get_default_dtype() -> np.dtype:
@@ -49,9 +57,9 @@ def _dtype(dtype, default=float64) -> np.dtype:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved not in _FLOATS:
-        raise TypeError(f"calcml tensors hold float64 (the default) or float32, not {dtype}; "
-                        "pass dtype=cm.float64 or cm.float32 (integer labels can stay numpy int arrays)")
+    if resolved not in _ALL:
+        raise TypeError(f"calcml tensors hold float64 (the default), float32, int64, int32, int16, int8, "
+                        f"uint8 or bool, not {dtype}; pass dtype=cm.float64, cm.float32, cm.long, ...")
     return resolved
 
 
@@ -77,7 +85,7 @@ def _size(args, size=None) -> tuple:
 
 def _make(array, requires_grad: bool, device) -> Tensor:
     check_device(device)
-    return Tensor(array, requires_grad=requires_grad)
+    return Tensor(array, requires_grad=requires_grad, dtype=array.dtype)   # dtype=: integers stay integers
 
 
 def _rng(generator) -> np.random.Generator:
@@ -124,25 +132,31 @@ class Generator:
 
 def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None, *, device=None,
            pin_memory: bool = False) -> Tensor:
-    """A new leaf tensor holding a copy of `data` (float64 unless dtype=cm.float32)."""
+    """A new leaf tensor holding a copy of `data`: floats float64 (or dtype=), ints int64, bools bool."""
     check_device(device)
     return _engine_tensor(data, requires_grad=requires_grad, dtype=None if dtype is None else _dtype(dtype),
                           name=name)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
-    """`data` as a tensor, sharing its memory when it is already a float array of that dtype."""
+    """`data` as a tensor, sharing its memory when it is already an array of that dtype."""
     check_device(device)
     if isinstance(data, Tensor) and (dtype is None or _dtype(dtype) == data.dtype):
         return data
-    return Tensor(data.data if isinstance(data, Tensor) else data, dtype=None if dtype is None else _dtype(dtype))
+    array = np.asarray(data.data if isinstance(data, Tensor) else data)
+    if dtype is None and array.dtype.kind in "biu":   # ints stay ints, as torch.as_tensor
+        dtype = array.dtype if array.dtype in _ALL else int64
+    return Tensor(array, dtype=None if dtype is None else _dtype(dtype))
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
-    """A tensor sharing the memory of a float numpy array (integer arrays are copied to float64)."""
+    """A tensor sharing the memory of a numpy array, its dtype kept (int64, bool, ... as PyTorch)."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
-    return Tensor(array)
+    if array.dtype.kind in "biu" and array.dtype not in _ALL:
+        raise TypeError(f"can't convert np.ndarray of type {array.dtype}; calcml's integer dtypes are "
+                        "int64, int32, int16, int8, uint8 and bool")
+    return Tensor(array, dtype=array.dtype if array.dtype.kind in "biu" else None)
 
 
 # -- filled ------------------------------------------------------------------------------------
@@ -197,9 +211,12 @@ def eye(n, m=None, *, dtype=None, requires_grad: bool = False, device=None) -> T
 
 
 def arange(start=0, end=None, step=1, *, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """[start, end) in steps: arange(5), arange(1, 4), arange(0, 1, 0.25). Floats (see the module)."""
+    """[start, end) in steps: arange(5), arange(1, 4), arange(0, 1, 0.25). int64 when every
+    argument is an int, as PyTorch; float64 otherwise."""
     if end is None:
         start, end = 0, start
+    if dtype is None and all(isinstance(v, numbers.Integral) for v in (start, end, step)):
+        dtype = int64
     if step == 0:
         raise RuntimeError("step must be nonzero")
     if (end - start) * step < 0:
@@ -230,8 +247,7 @@ def rand(*shape, size=None, generator=None, dtype=None, requires_grad: bool = Fa
 
 
 def randint(*args, size=None, generator=None, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """randint(high, size) or randint(low, high, size): whole numbers in [low, high), as floats
-    (calcml tensors hold floats; cross_entropy takes them as class labels)."""
+    """randint(high, size) or randint(low, high, size): whole numbers in [low, high), int64 as PyTorch."""
     if size is None and args and isinstance(args[-1], (tuple, list)):
         *args, size = args
     if size is None or len(args) not in (1, 2):
@@ -241,7 +257,15 @@ def randint(*args, size=None, generator=None, dtype=None, requires_grad: bool = 
     if low >= high:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     values = _rng(generator).integers(low, high, _size((size,)))
-    return _make(values.astype(_dtype(dtype)), requires_grad, device)
+    return _make(values.astype(_dtype(dtype, default=int64)), requires_grad, device)
+
+
+def randperm(n, *, generator=None, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """A random permutation of 0 .. n-1, int64 as PyTorch (calcml's generator, or generator=)."""
+    n = _as_int(n)
+    if n < 0:
+        raise RuntimeError(f"n must be non-negative, got {n}")
+    return _make(_rng(generator).permutation(n).astype(_dtype(dtype, default=int64)), requires_grad, device)
 
 
 def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, requires_grad: bool = False,

@@ -70,6 +70,28 @@ def check_device(value) -> device:
     return device("cpu") if value is None else device(value)
 
 
+def to_arguments(args, kwargs) -> tuple:
+    """(device, dtype) from the arguments of a PyTorch-style `.to(...)`: a device (a name, an
+    index, a `device`), a dtype, or a tensor (its dtype), positionally or as device=/dtype=.
+    The device is checked (a GPU is refused); either may be None."""
+    kwargs = dict(kwargs)
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    for ignored in ("non_blocking", "copy", "memory_format"):
+        kwargs.pop(ignored, None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    from .tensor import Tensor   # (here: tensor.py imports this module)
+    for arg in args:
+        if isinstance(arg, Tensor):   # a tensor: its dtype
+            dtype = arg.dtype
+        elif isinstance(arg, (str, int)) or type(arg).__name__ == "device":
+            device = arg
+        elif arg is not None:
+            dtype = arg
+    check_device(device)
+    return device, dtype
+
+
 def _module(name: str, doc: str, **attrs) -> types.ModuleType:
     module = types.ModuleType(name, doc)
     module.__dict__.update(attrs)

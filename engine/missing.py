@@ -5,23 +5,20 @@ Each table maps a PyTorch name to advice; the packages' module-level `__getattr_
 """
 from __future__ import annotations
 
-_INTEGERS = ("calcml tensors hold floats only (float64 or float32); keep integer labels as a numpy int "
-             "array or a float tensor of whole numbers: nn.functional.cross_entropy and nll_loss take both")
+_TYPED = "use cm.tensor(data, dtype=cm.{dtype}) or x.{method}()"
 _METHOD = "use the tensor method, x.{name}()"
 _GPU = ("calcml runs on the CPU; to debug PyTorch code that needs it, run that code under calcml-debug "
         "(README: \"Debugging a PyTorch model\")")
 
 TORCH = {
-    **{name: _INTEGERS for name in ("long", "int64", "int", "int32", "int16", "int8", "uint8", "bool",
-                                    "short", "LongTensor", "IntTensor", "BoolTensor")},
-    **{name: "calcml tensors are float64 or float32: use cm.float32 or cm.float64"
+    "LongTensor": _TYPED.format(dtype="long", method="long"), "IntTensor": _TYPED.format(dtype="int32", method="int"),
+    "BoolTensor": _TYPED.format(dtype="bool", method="bool"),
+    **{name: "calcml's float tensors are float64 or float32: use cm.float32 or cm.float64"
        for name in ("float16", "half", "bfloat16", "complex64", "complex128", "HalfTensor")},
     **{name: _METHOD.format(name=name) for name in ("log1p", "erf")},
     "bmm": "use a @ b (batched matmul broadcasts)",
-    "randperm": "use np.random.permutation(n) (or a cm.Generator's numpy stream) for an index array",
     "Size": "shapes are plain tuples: x.shape",
     "FloatTensor": "use cm.tensor(data, dtype=cm.float32)", "DoubleTensor": "use cm.tensor(data)",
-    "set_grad_enabled": "use `with cm.no_grad():` or `with cm.enable_grad():`",
     "inference_mode": "use `with cm.no_grad():`",
     "autograd": "cm.grad(outputs, inputs) is torch.autograd.grad; y.backward() works as in PyTorch",
     "set_default_dtype": "the default dtype is float64; pass dtype=cm.float32 where you want float32",
@@ -45,10 +42,8 @@ NN = {
 }
 
 FUNCTIONAL = {
-    **{name: "calcml.nn.functional has conv1d, conv2d, max_pool2d, avg_pool2d and adaptive_avg_pool2d but no "
-             f"functional normalisation, padding or resizing; a model with {name} can be debugged in PyTorch "
-             "(README: \"Debugging a PyTorch model\")"
-       for name in ("batch_norm", "layer_norm", "embedding", "pad", "interpolate")},
+    "interpolate": "calcml.nn.functional has no resizing; a model with interpolate can be debugged in PyTorch "
+                   "(README: \"Debugging a PyTorch model\")",
     "smooth_l1_loss": "write it from x.abs() and cm.where, or use mse_loss",
     "kl_div": "write it from log_softmax: (p * (p.log() - log_q)).sum(axis=-1).mean()",
 }

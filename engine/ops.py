@@ -435,6 +435,20 @@ GETITEM = Op("getitem", lambda x, index: x[index],
              chain=("{g} = {up} put back at the picked elements, 0 elsewhere",))
 
 
+
+def _cast_back(g, x, out, dtype):
+    """The gradient of a float -> float cast is the upstream gradient cast back to the input's dtype."""
+    if _is_tensor(g):
+        from .tensor import _apply
+        return g if g.data.dtype == x.dtype else _apply(CAST, g, attrs=(x.dtype,))
+    return g.astype(x.dtype, copy=False)
+
+
+# Float -> float only (x.float(), x.double(), x.to(dtype)): a cast to an integer dtype cuts the graph.
+CAST = Op("cast", lambda x, dtype: x.astype(dtype), ("d cast(x)/dx = 1 (the gradient is cast back to x's dtype)",),
+          vjp=(_cast_back,), chain=("{g} = {up} cast back to the input's dtype",))
+
+
 def _scatter_add_any(g, index, shape):
     if _is_tensor(g):
         from .tensor import _apply

@@ -46,6 +46,21 @@ class enable_grad(no_grad):
         return self
 
 
+class set_grad_enabled(no_grad):
+    """`cm.set_grad_enabled(False)` switches graph building off (on with True) at once, as PyTorch;
+    as a context manager, `with cm.set_grad_enabled(mode):`, the previous mode returns on exit."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self.mode = bool(mode)
+        self._previous, _grad_enabled = _grad_enabled, self.mode
+
+    def __enter__(self):
+        global _grad_enabled
+        _grad_enabled = self.mode
+        return self
+
+
 # What `max(dim)` / `min(dim)` return, as torch.return_types do: a tuple that also has names.
 max_result = collections.namedtuple("max", ["values", "indices"])
 min_result = collections.namedtuple("min", ["values", "indices"])
@@ -98,25 +113,41 @@ def _inplace_check(t: "Tensor", what: str) -> None:
     )
 
 
-def _as_array(value, dtype=None) -> np.ndarray:
-    """Convert user data to a float array, refusing dtypes the engine cannot differentiate."""
+# Integer and bool dtypes a tensor may hold (as PyTorch's long/int/short/char/uint8/bool); they
+# never require grad. Arithmetic promotes them as numpy does (int64 + float64 -> float64).
+_INT_DTYPES = tuple(np.dtype(t) for t in (np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_))
+_DTYPES = _FLOAT_DTYPES + _INT_DTYPES
+_NO_GRAD_DTYPE = ("Only Tensors of floating point and complex dtype can require gradients (this one is {}); "
+                  "cast it first, e.g. x.float() or x.double()")
+
+
+def _as_array(value, dtype=None, keep_ints: bool = False) -> np.ndarray:
+    """Convert user data to an array of a dtype calcml supports.
+
+    Integer and bool data become float64 unless `keep_ints` (cm.tensor, from_numpy: PyTorch's
+    torch.tensor keeps them, while torch.Tensor(data) makes floats) or an integer dtype is asked for.
+    """
     if dtype is not None:
         dtype = np.dtype(dtype)
-        if dtype not in _FLOAT_DTYPES:
+        if dtype not in _DTYPES:
             raise TypeError(
-                f"calcml tensors are float64 (the default) or float32, not {dtype}; "
-                "pass dtype=np.float64 or np.float32"
+                f"calcml tensors are float64 (the default), float32, int64, int32, int16, int8, uint8 "
+                f"or bool, not {dtype}; pass one of cm.float64, cm.float32, cm.long, cm.int32, cm.bool, ..."
             )
     if isinstance(value, Tensor):
         value = value.data
     array = np.asarray(value)
     kind = array.dtype.kind
-    if kind in "biu":  # integers and booleans become the default float
-        return array.astype(dtype or np.float64)
+    if kind in "biu":
+        if dtype is not None:
+            return array.astype(dtype, copy=False)
+        if keep_ints:  # PyTorch has no uint16/32/64 arithmetic: they become int64
+            return array if array.dtype in _INT_DTYPES else array.astype(np.int64)
+        return array.astype(np.float64)  # integers and booleans become the default float
     if kind != "f":
         raise TypeError(
             f"cannot make a calcml tensor from {array.dtype} data; "
-            "use real numbers (float64 by default, or float32)"
+            "use real numbers (float64 by default, or float32) or integers"
         )
     if dtype is None:
         if array.dtype not in _FLOAT_DTYPES:  # float16 / longdouble
@@ -125,6 +156,18 @@ def _as_array(value, dtype=None) -> np.ndarray:
             )
         return array
     return array.astype(dtype, copy=False)
+
+
+def _no_bool_subtraction(*operands) -> None:
+    """PyTorch refuses `-` with a bool tensor (numpy would count True as 1): so does calcml."""
+    if any(isinstance(x, Tensor) and x.data.dtype == np.bool_ for x in operands):
+        raise TypeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+                        "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
+def _is_size(n) -> bool:
+    # Python ints only: a numpy integer scalar (a dataset's sample, an index) is data, Tensor(np.int64(3)).
+    return isinstance(n, int) and not isinstance(n, bool)
 
 
 class Tensor:
@@ -139,9 +182,21 @@ class Tensor:
                  "_retains_grad", "__weakref__")
     __array_priority__ = 1000
 
-    def __init__(self, data, requires_grad: bool = False, name: str | None = None, dtype=None):
-        self.data = _as_array(data, dtype)
+    def __init__(self, data=None, *sizes, requires_grad: bool = False, name: str | None = None, dtype=None):
+        if _is_size(data) and all(_is_size(n) for n in sizes):
+            # PyTorch's legacy constructor Tensor(2, 3): a float tensor of that shape, its values
+            # unspecified there and zeros here (as cm.empty). A bare float, Tensor(0.0), stays a 0-d tensor.
+            self.data = np.zeros((int(data),) + tuple(int(n) for n in sizes), _as_array(0.0, dtype).dtype)
+        elif sizes:
+            raise TypeError(f"Tensor() takes data (a list, array or number) or sizes (ints, as Tensor(2, 3)), "
+                            f"got {(data,) + sizes!r}; for a shape write cm.empty(2, 3) or cm.zeros(2, 3)")
+        elif data is None:
+            self.data = np.zeros((0,), _as_array(0.0, dtype).dtype)   # Tensor(): empty, as PyTorch
+        else:
+            self.data = _as_array(data, dtype)
         self._grad = None
+        if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
+            raise RuntimeError(_NO_GRAD_DTYPE.format(self.data.dtype))
         self.requires_grad = bool(requires_grad)
         self.name = name
         self._op = None
@@ -266,28 +321,11 @@ class Tensor:
     def to(self, *args, **kwargs) -> "Tensor":
         """`x.to('cpu')`, `.to(cm.device('cpu'))`, `.to(cm.float32)`, `.to(other)` (its dtype), or
         device=/dtype=: self when nothing changes, as PyTorch; a GPU is refused."""
-        from .device import check_device
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        for ignored in ("non_blocking", "copy", "memory_format"):
-            kwargs.pop(ignored, None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dtype = arg.dtype
-            elif isinstance(arg, (str, int)) or type(arg).__name__ == "device":
-                device = arg
-            elif arg is not None:
-                dtype = arg
-        check_device(device)
+        from .device import to_arguments
+        _, dtype = to_arguments(args, kwargs)
         if dtype is None:
             return self
-        dtype = np.dtype(dtype)
-        if dtype == np.float32:
-            return self.float()
-        if dtype == np.float64:
-            return self.double()
-        raise TypeError(f"calcml tensors hold float64 or float32: to() cannot convert to {dtype}")
+        return self._cast(dtype)
 
     def item(self) -> float:
         return self.data.item()
@@ -313,14 +351,64 @@ class Tensor:
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if self._op is not None and not requires_grad:
             raise RuntimeError("requires_grad_(False) only works on leaf tensors; use .detach()")
+        if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
+            raise RuntimeError(_NO_GRAD_DTYPE.format(self.data.dtype))
         self.requires_grad = bool(requires_grad)
         return self
 
+    # -- casts, as PyTorch: self when the dtype is already right; float -> float keeps the graph
+    # (the CAST primitive casts the gradient back), a cast to an integer or bool dtype cuts it.
+    def _cast(self, dtype) -> "Tensor":
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in _DTYPES:
+            raise TypeError(f"calcml tensors hold float64, float32, int64, int32, int16, int8, uint8 or bool: "
+                            f"cannot convert to {dtype}")
+        if dtype == self.data.dtype:
+            return self
+        if dtype in _FLOAT_DTYPES:
+            return _apply(_ops.CAST, self, attrs=(dtype,))
+        return _wrap(self.data.astype(dtype))
+
     def float(self) -> "Tensor":
-        return Tensor(self.data, dtype=np.float32) if self.dtype != np.float32 else self
+        return self._cast(np.float32)
 
     def double(self) -> "Tensor":
-        return Tensor(self.data, dtype=np.float64) if self.dtype != np.float64 else self
+        return self._cast(np.float64)
+
+    def long(self) -> "Tensor":
+        return self._cast(np.int64)
+
+    def int(self) -> "Tensor":
+        return self._cast(np.int32)
+
+    def short(self) -> "Tensor":
+        return self._cast(np.int16)
+
+    def char(self) -> "Tensor":
+        return self._cast(np.int8)
+
+    def byte(self) -> "Tensor":
+        return self._cast(np.uint8)
+
+    def half(self) -> "Tensor":
+        raise TypeError("calcml has no float16; use .float() (float32) or .double() (float64)")
+
+    def type(self, dtype=None, non_blocking: bool = False, **kwargs):
+        """`x.type(cm.float32)` casts; `x.type()` names the type, as PyTorch ('torch.DoubleTensor')."""
+        if dtype is None:
+            return _TYPE_NAMES.get(self.data.dtype, str(self.data.dtype))
+        if isinstance(dtype, str):
+            names = {v: k for k, v in _TYPE_NAMES.items()}
+            if dtype.replace("calcml.", "torch.") not in names:
+                raise TypeError(f"invalid type: {dtype!r}")
+            dtype = names[dtype.replace("calcml.", "torch.")]
+        return self._cast(dtype)
+
+    def is_floating_point(self) -> bool:
+        return self.data.dtype in _FLOAT_DTYPES
 
     # -- autograd ------------------------------------------------------------------
     def backward(self, gradient=None) -> None:
@@ -349,9 +437,11 @@ class Tensor:
         return _apply(_ops.ADD, _lift(other, self), self)
 
     def __sub__(self, other):
+        _no_bool_subtraction(self, other)
         return _apply(_ops.SUB, self, _lift(other, self))
 
     def __rsub__(self, other):
+        _no_bool_subtraction(self, other)
         return _apply(_ops.SUB, _lift(other, self), self)
 
     def __mul__(self, other):
@@ -496,7 +586,7 @@ class Tensor:
         return _wrap(np.asarray(np.any(self.data, axis=_dim(dim, axis), keepdims=keepdim or keepdims)))
 
     def bool(self):
-        return _wrap(self.data.astype(bool))
+        return self._cast(np.bool_)
 
     # Tensors stay usable as dict keys and set members: hashing and `is` are by identity.
     __hash__ = object.__hash__
@@ -765,11 +855,12 @@ class Tensor:
 
 
 def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
-    """Make a leaf tensor from an array-like (float64 unless dtype=np.float32)."""
+    """Make a leaf tensor from an array-like: floats are float64 (or dtype=), Python ints int64
+    and bools bool, as torch.tensor (Tensor(data) makes floats, as torch.Tensor)."""
     if isinstance(data, Tensor):
         data = data.data
-    return Tensor(np.array(data, copy=True) if isinstance(data, np.ndarray) else data,
-                  requires_grad=requires_grad, name=name, dtype=dtype)
+    array = _as_array(np.array(data, copy=True) if isinstance(data, np.ndarray) else data, dtype, keep_ints=True)
+    return Tensor(array, requires_grad=requires_grad, name=name, dtype=array.dtype)
 
 
 def where(condition, x, y) -> Tensor:
@@ -779,6 +870,12 @@ def where(condition, x, y) -> Tensor:
     x = _lift(x, like)
     y = _lift(y, like)
     return _apply(_ops.WHERE, x, y, attrs=(cond,))
+
+
+_TYPE_NAMES = {np.dtype(np.float64): "torch.DoubleTensor", np.dtype(np.float32): "torch.FloatTensor",
+               np.dtype(np.int64): "torch.LongTensor", np.dtype(np.int32): "torch.IntTensor",
+               np.dtype(np.int16): "torch.ShortTensor", np.dtype(np.int8): "torch.CharTensor",
+               np.dtype(np.uint8): "torch.ByteTensor", np.dtype(np.bool_): "torch.BoolTensor"}
 
 
 # -- graph construction ---------------------------------------------------------------
@@ -830,7 +927,12 @@ def _lift(value, like) -> Tensor:
     if type(value) is np.ndarray and value.dtype in _FLOAT_DTYPES:  # the common case: no checks needed
         return _wrap(value)
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        dtype = like.data.dtype if like is not None else np.float64
+        dtype = like.data.dtype if like is not None else np.dtype(np.float64)
+        if dtype.kind in "biu":  # PyTorch: int tensor * 0.5 is float, bool tensor + 1 is int64
+            if not isinstance(value, numbers.Integral):
+                dtype = np.dtype(np.float64)
+            elif dtype.kind == "b":
+                dtype = np.dtype(np.int64)
         return _wrap(np.asarray(value, dtype=dtype))
     if isinstance(value, (list, tuple)) and like is not None:  # lists, like numbers, follow the tensor
         return Tensor(value, dtype=like.data.dtype)

@@ -101,9 +101,14 @@ def test_sequential_indexing_slicing_iteration():
 def test_state_dict_round_trip_and_shape_check():
     a, b = Model(), Model()
     state = a.state_dict()
-    assert all(isinstance(v, np.ndarray) for v in state.values())
-    state["head.weight"][...] = 7.0  # a copy: the model is untouched
-    assert not np.all(a.head.weight.data == 7.0)
+    # detached tensors sharing the parameters' arrays, as PyTorch's share storage
+    assert all(isinstance(v, cm.Tensor) and not v.requires_grad for v in state.values())
+    snapshot = {k: v.clone() for k, v in state.items()}
+    state["head.weight"].data[...] = 7.0
+    assert np.all(a.head.weight.data == 7.0)
+    assert not np.all(snapshot["head.weight"].data == 7.0)   # clone() copies
+    a.load_state_dict(snapshot)
+    np.testing.assert_array_equal(a.head.weight.data, snapshot["head.weight"].data)
     b.load_state_dict(a.state_dict())
     for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data)

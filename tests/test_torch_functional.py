@@ -231,3 +231,20 @@ def test_attention_whose_logits_saturate_the_softmax_is_warned_about():
             assert "of softmax rows put over 99% of their weight on one entry" in events[0].message
             assert softmax.saturated_fraction > 0.5
             assert math.isfinite(softmax.mean_local_derivative)
+
+
+def test_a_functional_elu_gives_the_numbers_of_the_elu_module_with_its_alpha():
+    torch.manual_seed(0)
+    with_modules = Stack(torch.nn.ModuleList([torch.nn.ELU(alpha=0.5), torch.nn.ELU()]))
+    with_functions = Stack((lambda h: F.elu(h, 0.5), lambda h: F.elu(h, alpha=1.0)))
+    with_functions.load_state_dict(with_modules.state_dict())
+    _, a = run(with_modules)
+    _, b = run(with_functions)
+    acts_a = [layer for layer in a.layers if layer.activation is not None]
+    acts_b = [layer for layer in b.layers if layer.activation is not None]
+    assert [layer.activation for layer in acts_b] == [layer.activation for layer in acts_a] == ["elu", "elu"]
+    assert [(layer.name, layer.type) for layer in acts_b] == [("elu()", "F.elu"), ("elu()#2", "F.elu")]
+    for la, lb in zip(acts_a, acts_b):
+        for field in ("mean_local_derivative", "saturated_fraction", "grad_in_norm", "grad_out_norm"):
+            x, y = getattr(la, field), getattr(lb, field)
+            assert (x is None and y is None) or x == pytest.approx(y, rel=1e-12, abs=1e-300), (lb.name, field)

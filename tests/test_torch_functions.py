@@ -213,8 +213,9 @@ def test_facts_and_conversions_read_as_torch():
     for bad in (lambda: x.to("cuda"), lambda: x.to("cuda:0"), lambda: x.cuda()):
         with pytest.raises(RuntimeError, match="CPU"):
             bad()
-    with pytest.raises(TypeError, match="float64 or float32"):
-        x.to(np.int64)
+    assert x.to(np.int64).dtype == np.int64 and x.to(np.int64).tolist() == tx.to(torch.int64).tolist()
+    with pytest.raises(TypeError, match="cannot convert to float16"):
+        x.to(np.float16)
     eq = x.eq(cm.tensor(np.where(a > 0, a, 0.0)))
     assert eq.dtype == bool and eq.tolist() == tx.eq(torch.tensor(np.where(a > 0, a, 0.0))).tolist()
     assert cm.allclose(x, x + 1e-9) and not cm.allclose(x, x + 1e-3) and cm.allclose(x, x + 1e-3, atol=1e-2)

@@ -91,8 +91,9 @@ def test_dtype_names_are_torchs_and_compare_with_tensor_dtypes():
     assert cm.zeros(2, dtype=cm.double).dtype == cm.float64 == np.float64
     assert cm.get_default_dtype() == cm.float64      # calcml's default; torch's is float32
     assert "float" not in cm.__all__                 # `from calcml import *` keeps the builtin float
-    with pytest.raises(TypeError, match="float64 .* or float32"):
-        cm.zeros(2, dtype=np.int64)
+    assert cm.zeros(2, dtype=cm.long).dtype == np.int64 and cm.long is cm.int64
+    with pytest.raises(TypeError, match="float64 .* or bool, not .*float16"):
+        cm.zeros(2, dtype=np.float16)
 
 
 def test_requires_grad_makes_leaves_that_backpropagate():
@@ -115,9 +116,9 @@ def test_tensor_as_tensor_from_numpy_share_or_copy_as_torch():
         a[0] = 0.0
     t = cm.tensor([1.0, 2.0], device="cpu", requires_grad=True)
     assert t.requires_grad and cm.as_tensor(t) is t
-    # integer data: torch keeps int64, calcml makes float64 (tensors hold floats only)
+    # integer data keeps int64, as torch
     assert torch.tensor([1, 2]).dtype == torch.int64
-    assert cm.tensor([1, 2]).dtype == cm.float64 and cm.tensor([1, 2]).tolist() == [1.0, 2.0]
+    assert cm.tensor([1, 2]).dtype == cm.int64 and cm.tensor([1, 2]).tolist() == [1, 2]
 
 
 # -- random ------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_module_to_converts_dtype_as_torch():
 # -- names PyTorch has and calcml lacks ----------------------------------------------------------
 
 @pytest.mark.parametrize("module, name, torch_path", [
-    (cm, "randperm", "torch.randperm"), (cm, "long", "torch.long"), (cm, "int64", "torch.int64"), (cm, "bool", "torch.bool"),
+    (cm, "bmm", "torch.bmm"), (cm, "float16", "torch.float16"),
     (nn, "ConvTranspose2d", "torch.nn.ConvTranspose2d"), (nn, "LSTM", "torch.nn.LSTM"),
     (nn.functional, "interpolate", "torch.nn.functional.interpolate"),
 ])
@@ -262,9 +263,9 @@ def test_unknown_names_get_the_normal_message_and_imports_still_work():
     assert callable(cm.tensor) and cm.tensor([1.0]).shape == (1,)
 
 
-def test_integer_dtypes_are_refused_by_name_with_advice():
-    with pytest.raises(AttributeError, match="floats only .*cross_entropy"):
-        cm.long
+def test_integer_tensor_types_are_refused_by_name_with_advice():
+    with pytest.raises(AttributeError, match=r"cm.tensor\(data, dtype=cm.long\)"):
+        cm.LongTensor
 
 
 # -- save / load ---------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ FUNCTIONS = {
     torch.sigmoid_: ("sigmoid", True), _T.sigmoid_: ("sigmoid", True),
     torch.tanh: ("tanh", False), _T.tanh: ("tanh", False), torch.tanh_: ("tanh", True), _T.tanh_: ("tanh", True),
     F.silu: ("silu", False), F.gelu: ("gelu", False), F.softsign: ("softsign", False),
+    F.elu: ("elu", False), F.elu_: ("elu", True),
     F.softmax: ("softmax", False), torch.softmax: ("softmax", False), _T.softmax: ("softmax", False),
 }
 
@@ -46,6 +47,9 @@ def describe(func, args, kwargs):
     attrs = {}
     if kind == "leaky_relu":
         attrs["negative_slope"] = _arg(args, kwargs, 1, "negative_slope", 0.01)
+        inplace = inplace or bool(_arg(args, kwargs, 2, "inplace", False))
+    elif kind == "elu":   # F.elu(input, alpha=1.0, inplace=False), F.elu_(input, alpha=1.0)
+        attrs["alpha"] = _arg(args, kwargs, 1, "alpha", 1.0)
         inplace = inplace or bool(_arg(args, kwargs, 2, "inplace", False))
     elif kind in ("relu", "silu") and func not in (torch.relu, _T.relu):
         inplace = inplace or bool(_arg(args, kwargs, 1, "inplace", False))

@@ -177,6 +177,26 @@ def _activation(op):
 
 # relu, leaky_relu, sigmoid, tanh, ...: one function per activation of the derivative table.
 globals().update({op.name: _activation(op) for op in ACTIVATION_OPS})
+_exact_gelu = globals()["gelu"]
+
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+
+
+def _tanh_gelu(x: Tensor) -> Tensor:
+    """PyTorch's tanh approximation ½z(1 + tanh(√(2/π)(z + 0.044715z³))), from the tensor's own
+    ops (mul, pow, tanh), so its gradient is theirs."""
+    inner = _name((x + x.pow(3) * 0.044715) * _SQRT_2_OVER_PI, "√(2/π)(z + 0.044715z³)")
+    return _name(x * 0.5 * (inner.tanh() + 1.0), "½z(1 + tanh(√(2/π)(z + 0.044715z³)))")
+
+
+def gelu(input, approximate: str = "none") -> Tensor:
+    """z·Φ(z) entry by entry (the derivative table's gelu op); approximate='tanh' is PyTorch's
+    tanh approximation, ½z(1 + tanh(√(2/π)(z + 0.044715z³)))."""
+    if approximate == "none":
+        return _exact_gelu(input)
+    if approximate == "tanh":
+        return _tanh_gelu(_tensor(input))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
 
 
 def softplus(input, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -263,6 +283,46 @@ def linear(input, weight, bias=None) -> Tensor:
         return x @ weight.T
     return _apply(LINEAR, x, weight, bias)
 
+
+def pad(input, pad, mode: str = "constant", value=None) -> Tensor:
+    """Constant padding of the last dims, PyTorch's order: `pad` is (left, right) of the last dim,
+    then (top, bottom) of the one before, ...; a negative amount crops. The added entries are
+    `value` (0 when None), constants of the graph: the gradient reaches the input's own entries."""
+    if mode != "constant":
+        raise NotImplementedError(f"pad: only mode='constant' is supported, not {mode!r}")
+    x = _tensor(input)
+    amounts = tuple(pad)
+    if len(amounts) % 2 or len(amounts) // 2 > x.ndim:
+        raise ValueError(f"pad: expects an even number of amounts, two per dim for at most {x.ndim} dims "
+                         f"(last dim first), got {len(amounts)}")
+    if not all(isinstance(a, (int, np.integer)) for a in amounts):
+        raise TypeError(f"pad: amounts must be integers, got {amounts}")
+    fill = 0.0 if value is None else float(value)
+    out = x
+    for k in range(len(amounts) // 2):
+        dim = x.ndim - 1 - k
+        before, after = int(amounts[2 * k]), int(amounts[2 * k + 1])
+        size = out.shape[dim]
+        if size + min(before, 0) + min(after, 0) < 0:
+            raise ValueError(f"pad: cropping {-min(before, 0)} and {-min(after, 0)} from dim {dim} "
+                             f"of size {size} leaves a negative size")
+        if before < 0 or after < 0:   # crop first (a slice: its gradient is the slice's)
+            index = (slice(None),) * dim + (slice(max(-before, 0), size - max(-after, 0)),)
+            out = out[index]
+        pieces = []
+        for amount in (before, None, after):
+            if amount is None:
+                pieces.append(out)
+            elif amount > 0:
+                shape = out.shape[:dim] + (amount,) + out.shape[dim + 1:]
+                pieces.append(Tensor(np.full(shape, fill, dtype=out.dtype)))
+        if len(pieces) > 1:
+            out = composites.cat(pieces, dim)
+    return out if out is x else _name(out, f"pad{amounts}")
+
+
+# Normalisation and embedding (nn/normalization.py): the layers' own functions.
+from .normalization import batch_norm, embedding, layer_norm  # noqa: E402,F401
 
 # Convolution and pooling (nn/conv.py): the layers' own functions.
 from .conv import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, max_pool2d  # noqa: E402,F401

@@ -17,6 +17,7 @@ from ..scope import describe_module
 from ..ops import LINEAR
 from ..tensor import _apply, _lift
 from . import init
+from .functional import gelu as _gelu
 from .module import Module, Parameter
 
 
@@ -155,7 +156,38 @@ class SiLU(Activation):
 
 
 class GELU(Activation):
+    """z·Φ(z) (the derivative table's gelu op), or with approximate='tanh' PyTorch's tanh
+    approximation. That one is a different function, built from tanh and pow: its layer is of the
+    class _TanhGELU, which names no op, so the debugger does not measure it as the exact one."""
     op = ops.GELU
+
+    def __new__(cls, approximate: str = "none"):
+        if cls is GELU and approximate == "tanh":
+            return Module.__new__(_TanhGELU)
+        return Module.__new__(cls)
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', not {approximate!r}")
+        Module.__init__(self)
+        self.approximate = approximate
+
+    def forward(self, x):
+        return _gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+GELU.__signature__ = inspect.Signature(
+    [inspect.Parameter("approximate", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="none")])
+
+
+class _TanhGELU(GELU):
+    op = None   # not the gelu op's function: an ordinary layer to the debugger
+
+
+_TanhGELU.__name__ = "GELU"
 
 
 class ELU(Activation):

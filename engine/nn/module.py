@@ -208,9 +208,10 @@ class Module:
                 state[f"{module_name}.{name}" if module_name else name] = t
         return state
 
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter's and persistent buffer's values, by dotted name."""
-        return OrderedDict((name, t.data.copy()) for name, t in self._state_tensors().items())
+    def state_dict(self) -> "OrderedDict[str, Tensor]":
+        """Every parameter and persistent buffer by dotted name, as a detached Tensor sharing its
+        array (as PyTorch's shares storage): `{k: v.clone() for k, v in ...}` is a snapshot."""
+        return OrderedDict((name, t.detach()) for name, t in self._state_tensors().items())
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         params = self._state_tensors()
@@ -235,19 +236,8 @@ class Module:
 
         The device must be the CPU (a GPU is refused with where to go instead); a float dtype
         converts every parameter, as PyTorch's does. Call it before making the optimiser."""
-        from ..device import check_device
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dtype = arg.dtype
-            elif isinstance(arg, (str, int)) or type(arg).__name__ == "device":
-                device = arg
-            elif arg is not None:
-                dtype = arg
-        check_device(device)
+        from ..device import to_arguments
+        _, dtype = to_arguments(args, kwargs)
         if dtype is not None:
             dtype = np.dtype(dtype)
             if dtype not in (np.float32, np.float64):

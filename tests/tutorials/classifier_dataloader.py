@@ -16,9 +16,7 @@ centres = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
 labels = rng.integers(0, 3, size=300)
 points = centres[labels] + 0.6 * rng.standard_normal((300, 2))
 X = torch.tensor(points, dtype=torch.float32)
-# Labels straight from the numpy int array (int64 in torch, whole-number floats in calcml):
-# `torch.tensor(labels, dtype=torch.long)` would stop calcml, which has no integer dtypes.
-y = torch.from_numpy(labels)
+y = torch.tensor(labels, dtype=torch.long)
 
 train_loader = DataLoader(TensorDataset(X[:240], y[:240]), batch_size=32, shuffle=True)
 test_loader = DataLoader(TensorDataset(X[240:], y[240:]), batch_size=30)
@@ -58,8 +56,7 @@ def test(dataloader):
         for xb, yb in dataloader:
             pred = model(xb.to(device))
             test_loss += loss_fn(pred, yb).item()
-            # The quickstart writes `.type(torch.float)`; calcml's Tensor has no .type, so .float().
-            correct += (pred.argmax(1) == yb).float().sum().item()
+            correct += (pred.argmax(1) == yb).type(torch.float).sum().item()
     return test_loss / num_batches, correct / size
 
 

@@ -39,8 +39,8 @@ def evaluate(m):
 first_loss, _, _ = evaluate(model)
 for epoch in range(60):
     model.train()
-    # A tutorial would shuffle with `torch.randperm(256)`; calcml has no randperm (and no integer
-    # tensors), so the permutation comes from numpy, which both frameworks index with.
+    # The permutation comes from numpy, not `torch.randperm(256)`: both frameworks then shuffle
+    # alike (each randperm draws from its own framework's random numbers).
     perm = torch.from_numpy(rng.permutation(256))
     for start in range(0, 256, 64):
         idx = perm[start:start + 64]
