@@ -137,6 +137,21 @@ def initial_weights(model):
 
 # -- (a) the calcml engine -------------------------------------------------------------------------
 
+
+def cross_entropy_and_grad(z, rows, y):
+    """The hand-written steps' loss and dL/dz: cross-entropy via a max-shifted log-softmax,
+    loss = mean(log Σ exp(z) − z[label]), dL/dz = (softmax − onehot)/n (z is overwritten)."""
+    n = z.shape[0]
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=1, keepdims=True)
+    loss = np.log(s).mean() - z[rows, y].mean()
+    dz = e
+    dz /= s
+    dz[rows, y] -= 1.0
+    dz *= 1.0 / n
+    return loss, dz
+
 class EngineStep:
     name = "engine"
     library = "numpy"   # whose threads it runs on (see benchmark(): a pause between libraries)
@@ -184,7 +199,6 @@ class NumpyStep:
     def step(self):
         x, y, rows = self.x, self.y, self.rows
         W1, b1, W2, b2, W3, b3 = self.W1, self.b1, self.W2, self.b2, self.W3, self.b3
-        n = x.shape[0]
 
         # forward: Linear, ReLU, Linear, ReLU, Linear (ReLU applied in place)
         h1 = x @ W1.T
@@ -196,17 +210,7 @@ class NumpyStep:
         z = h2 @ W3.T
         z += b3
 
-        # cross-entropy via a max-shifted log-softmax: loss = mean(log Σ exp(z) - z[label])
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        s = e.sum(axis=1, keepdims=True)
-        loss = np.log(s).mean() - z[rows, y].mean()
-
-        # backward: dL/dz = (softmax - onehot) / n
-        dz = e
-        dz /= s
-        dz[rows, y] -= 1.0
-        dz *= 1.0 / n
+        loss, dz = cross_entropy_and_grad(z, rows, y)
         gW3 = dz.T @ h2
         gb3 = dz.sum(axis=0)
         dh2 = dz @ W3
@@ -265,15 +269,7 @@ class NumpyCNNStep(NumpyStep):
         hf = h2.reshape(n, 16, 32).transpose(0, 2, 1).reshape(n, 512)
         z = hf @ W3.T
         z += b3
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        s = e.sum(axis=1, keepdims=True)
-        loss = np.log(s).mean() - z[rows, y].mean()
-
-        dz = e
-        dz /= s
-        dz[rows, y] -= 1.0
-        dz *= 1.0 / n
+        loss, dz = cross_entropy_and_grad(z, rows, y)
         gW3 = dz.T @ hf
         gb3 = dz.sum(axis=0)
         dh2 = (dz @ W3).reshape(n, 32, 16).transpose(0, 2, 1).reshape(n * 16, 32)
