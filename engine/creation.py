@@ -22,7 +22,7 @@ import numpy as np
 
 from . import random as _random
 from .device import check_device
-from .tensor import Tensor
+from .tensor import Tensor, resolve_dtype
 from .tensor import tensor as _engine_tensor
 
 # PyTorch's dtype names. They are numpy dtypes, so `x.dtype == cm.float32` holds and every
@@ -51,16 +51,7 @@ def get_default_dtype() -> np.dtype:
 
 
 def _dtype(dtype, default=float64) -> np.dtype:
-    if dtype is None:
-        return default
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved not in _ALL:
-        raise TypeError(f"calcml tensors hold float64 (the default), float32, int64, int32, int16, int8, "
-                        f"uint8 or bool, not {dtype}; pass dtype=cm.float64, cm.float32, cm.long, ...")
-    return resolved
+    return default if dtype is None else resolve_dtype(dtype)
 
 
 def _size(args, size=None) -> tuple:

@@ -117,6 +117,23 @@ def _inplace_check(t: "Tensor", what: str) -> None:
 # never require grad. Arithmetic promotes them as numpy does (int64 + float64 -> float64).
 _INT_DTYPES = tuple(np.dtype(t) for t in (np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_))
 _DTYPES = _FLOAT_DTYPES + _INT_DTYPES
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """A dtype calcml tensors hold, from anything numpy reads as one (cm.float32, np.int64, 'bool');
+    a TypeError saying which there are, for anything else."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in _DTYPES:
+        name = resolved if resolved is not None else dtype
+        raise TypeError(f"calcml tensors hold float64 (the default), float32, int64, int32, int16, int8, "
+                        f"uint8 or bool, not {name}, so they cannot convert to {name}; use cm.float64, "
+                        "cm.float32, cm.long, ...")
+    return resolved
+
+
 _NO_GRAD_DTYPE = ("Only Tensors of floating point and complex dtype can require gradients (this one is {}); "
                   "cast it first, e.g. x.float() or x.double()")
 
@@ -359,13 +376,7 @@ class Tensor:
     # -- casts, as PyTorch: self when the dtype is already right; float -> float keeps the graph
     # (the CAST primitive casts the gradient back), a cast to an integer or bool dtype cuts it.
     def _cast(self, dtype) -> "Tensor":
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            dtype = None
-        if dtype not in _DTYPES:
-            raise TypeError(f"calcml tensors hold float64, float32, int64, int32, int16, int8, uint8 or bool: "
-                            f"cannot convert to {dtype}")
+        dtype = resolve_dtype(dtype)
         if dtype == self.data.dtype:
             return self
         if dtype in _FLOAT_DTYPES:

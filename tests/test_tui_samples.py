@@ -151,6 +151,18 @@ def test_adam_vs_sgd_curvature_view_shows_the_effective_step_beside_the_hessian_
     run(body())
 
 
+async def data_view_first_and_last(app, pilot, backend, steps: int) -> tuple:
+    """"Press d at the start, then space": the data views of step 0 and of the run's last step."""
+    await pilot.press("d")
+    await settle(pilot, lambda: type(app.screen).__name__ == "DataScreen")
+    first = backend.state.data_view
+    assert first.step == 0
+    await pilot.press("space")
+    backend.pump(steps)
+    await settle(pilot, lambda: backend.state.data_view.step == steps, what="the view of the last step")
+    return first, backend.state.data_view
+
+
 def test_spirals_data_view_from_the_start_the_regions_wind_round_the_arms():
     """"Press d at the start, then space: ... from a third of the points classed right to nearly
     all of them.\""""
@@ -159,15 +171,9 @@ def test_spirals_data_view_from_the_start_the_regions_wind_round_the_arms():
     async def body():
         app = DebuggerApp(backend)
         async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.press("d")
-            await settle(pilot, lambda: type(app.screen).__name__ == "DataScreen")
-            first = backend.state.data_view
-            assert first.step == 0 and first.kind == "classes" and first.classes == 3
+            first, last = await data_view_first_and_last(app, pilot, backend, 600)
+            assert first.kind == "classes" and first.classes == 3
             assert 0.2 < first.accuracy < 0.5
-            await pilot.press("space")
-            backend.pump(600)
-            await settle(pilot, lambda: backend.state.data_view.step == 600, what="the view of the last step")
-            last = backend.state.data_view
             assert last.accuracy > 0.9 and len(set(last.predicted)) == 3
             await settle(pilot, lambda: f"accuracy {round(100 * last.accuracy)}%" in screen_text(app))
     run(body())
@@ -181,14 +187,8 @@ def test_sine_mlp_data_view_from_the_start_the_curve_bends_into_the_sine():
     async def body():
         app = DebuggerApp(backend)
         async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.press("d")
-            await settle(pilot, lambda: type(app.screen).__name__ == "DataScreen")
-            first = backend.state.data_view
-            assert first.step == 0 and first.kind == "curve" and 0.7 < first.fit < 1.1
-            await pilot.press("space")
-            backend.pump(400)
-            await settle(pilot, lambda: backend.state.data_view.step == 400, what="the view of the last step")
-            last = backend.state.data_view
+            first, last = await data_view_first_and_last(app, pilot, backend, 400)
+            assert first.kind == "curve" and 0.7 < first.fit < 1.1
             assert last.fit < 0.02 and not started(backend, "vanishing_gradient")
             await settle(pilot, lambda: "mean squared error" in screen_text(app))
             assert not backend.state.warnings

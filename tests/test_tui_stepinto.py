@@ -427,12 +427,7 @@ def test_with_a_training_process_the_trace_arrives_later_and_is_shown():
 
 def _step_into_at(op_phase: str, scope: str):
     async def run_before(pilot):
-        app = pilot.app
-        await pilot.press("s")
-        app.backend.pump(1)
-        app.poll()
-        await settle(pilot, lambda: not app.screen.waiting)
-        screen = app.screen
+        screen = await open_step_into(pilot.app, pilot, pilot.app.backend)
         screen.select(next(o.index for o in screen.trace.ops if o.phase == op_phase and o.scope == scope))
         await pilot.pause()
     return run_before
@@ -450,11 +445,7 @@ def test_snapshot_backward_op(snap_compare):
 
 def test_snapshot_first_non_finite_80x24(snap_compare):
     async def run_before(pilot):
-        app = pilot.app
-        await pilot.press("s")
-        app.backend.pump(1)
-        app.poll()
-        await settle(pilot, lambda: not app.screen.waiting)
+        await open_step_into(pilot.app, pilot, pilot.app.backend)
         await pilot.press("f")
 
     app = make_app(local("nan_demo.py", steps=1))
@@ -464,13 +455,8 @@ def test_snapshot_first_non_finite_80x24(snap_compare):
 def _at_the_loss(pilot):
     """Step into, then to the last forward op: the loss's own (its formula named)."""
     async def run_before(pilot):
-        app = pilot.app
-        await pilot.press("s")
-        app.backend.pump(1)
-        app.poll()
-        await settle(pilot, lambda: not app.screen.waiting)
-        last = max(o.index for o in app.screen.trace.ops if o.phase == "forward")
-        app.screen.select(last)
+        screen = await open_step_into(pilot.app, pilot, pilot.app.backend)
+        screen.select(max(o.index for o in screen.trace.ops if o.phase == "forward"))
         await pilot.pause()
     return run_before(pilot)
 
