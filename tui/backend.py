@@ -28,6 +28,34 @@ def decode(line):
     return wire.decode_message(line, strings=clean_obj)
 
 
+def read_frames(stream, state) -> None:
+    """Apply every frame on `stream` (lines) to `state` until it ends. Each is validated before
+    use; a bad one is reported and skipped, never the end of the reading."""
+    limit = wire.MAX_FRAME_BYTES
+    while True:
+        try:
+            line = stream.readline(limit + 1)
+        except (OSError, ValueError):
+            break
+        if not line:
+            break
+        if len(line) > limit and not line.endswith(b"\n"):
+            head = line
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(limit + 1)
+            state.bad_frame(f"a message longer than {limit} bytes", head)
+            continue
+        try:
+            message = decode(line)
+        except wire.FrameError as error:
+            state.bad_frame(str(error), line)
+            continue
+        try:
+            state.apply(message)
+        except Exception as error:   # valid by the schema, yet not applicable: the same
+            state.bad_frame(f"{type(error).__name__}: {error}", line)
+
+
 class DebugState:
     """What the front end knows about the run. Written by one backend thread, read by the app;
     each part has a version number so the app redraws only what changed."""
@@ -63,6 +91,7 @@ class DebugState:
         self.trace_step: int | None = None
         self.data_view = None                  # the latest data view (snapshot.DataView), kept between them
         self.exit_code: int | None = None      # the training process's, if it ended unasked
+        self.remote: dict | None = None        # attached to a served run: {"control", "rank", "world", "address"}
 
     def _bump(self, *keys) -> None:
         for k in keys:
@@ -151,6 +180,14 @@ class DebugState:
                 self._log("calcml", f"restarted from step 0 (seed {message['seed']}), keeping {message['kept']}\n")
                 self._bump("run", "snapshot", "history", "warnings", "trace", "state", "data_view")
                 urgent = True
+            elif kind == "attached":
+                # a served run, sent afresh (on attaching, or after falling behind): what was
+                # shown goes, the run so far follows
+                self.remote = message
+                self.snapshot, self.first_histograms, self.history = None, None, {}
+                self.warnings.clear()
+                self.trace = self.trace_step = self.stop = self.refused = self.data_view = None
+                self._bump("run", "snapshot", "history", "warnings", "trace", "state", "data_view", "model")
             elif kind == "quitting":
                 self.quitting.set()
             elif kind == "report":
@@ -201,6 +238,18 @@ class DebugState:
         text = clean(text)
         with self.lock:
             self._log(stream, text)
+
+    def disconnected(self, detail: str) -> None:
+        """A served run's connection ended. After its bye (the run ended) nothing changes;
+        otherwise everything stays on screen, with what happened."""
+        with self.lock:
+            if self.bye:
+                return
+            step = self.snapshot.step if self.snapshot else 0
+            self.state = "stopped"
+            self.stop = {"step": step, "reason": "disconnected", "detail": f"{detail} at step {step}"}
+            self._add_event(step, "disconnected", self.stop["detail"])
+            self._bump("state")
 
     def ended(self, code: int) -> None:
         """The training process is gone. Asked to (it said bye), nothing changes; otherwise
@@ -301,7 +350,7 @@ class ProcessBackend(Backend):
 
     def __init__(self, model_path: str, seed: int | None = None, steps: int | None = None,
                  breakpoints=(), run: bool = True, json_path: str | None = None,
-                 curvature_every: int | None = None, script_args: list | None = None):
+                 curvature_every: int | None = None, script_args: list | None = None, record: str | None = None):
         """`script_args`: the file is a training script, run with these arguments (None: a model file)."""
         super().__init__()
         self.model_path = os.path.abspath(model_path)
@@ -319,6 +368,8 @@ class ProcessBackend(Backend):
             options += ["--json", self.json_path]
         if curvature_every is not None:
             options += ["--curvature-every", str(curvature_every)]
+        if record:
+            options += ["--record", os.path.abspath(record)]
         if script_args is not None:
             options.append("--script")
         self.options = options
@@ -356,28 +407,7 @@ class ProcessBackend(Backend):
                              name=f"calcml-{name}").start()
 
     def _read_messages(self, stream) -> None:
-        """Every message validated before use; a bad one is reported and skipped, never the end
-        of this thread."""
-        limit = wire.MAX_FRAME_BYTES
-        while True:
-            line = stream.readline(limit + 1)
-            if not line:
-                break
-            if len(line) > limit and not line.endswith(b"\n"):
-                head = line
-                while line and not line.endswith(b"\n"):
-                    line = stream.readline(limit + 1)
-                self.state.bad_frame(f"a message longer than {limit} bytes", head)
-                continue
-            try:
-                message = decode(line)
-            except wire.FrameError as error:
-                self.state.bad_frame(str(error), line)
-                continue
-            try:
-                self.state.apply(message)
-            except Exception as error:   # valid by the schema, yet not applicable: the same
-                self.state.bad_frame(f"{type(error).__name__}: {error}", line)
+        read_frames(stream, self.state)
         stream.close()
         self.state.ended(self.process.wait())
 

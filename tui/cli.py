@@ -41,6 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pause when a condition over the statistics holds (repeatable)")
     parser.add_argument("--every", metavar="K", type=_positive, help="pause every K steps")
     parser.add_argument("--seed", type=int, help="seed for initialisation and batching (overrides the file's)")
+    follow = parser.add_argument_group("following a run from elsewhere (README: Following a run from elsewhere)")
+    follow.add_argument("--serve", action="store_true",
+                        help="run headless and serve the run to viewers on a Unix socket of this user's")
+    follow.add_argument("--serve-address", metavar="ADDR",
+                        help="serve there instead (implies --serve): a socket path, or HOST:PORT (127.0.0.1 only, "
+                             "unless --serve-public)")
+    follow.add_argument("--serve-private", action="store_true",
+                        help="turn away viewers without the run's token (by default they may watch, not control)")
+    follow.add_argument("--serve-public", action="store_true",
+                        help="allow a --serve-address that other machines can reach (anyone there can connect)")
+    follow.add_argument("--record", metavar="FILE", help="also write the run to a recording FILE (open it with --open)")
+    follow.add_argument("--attach", metavar="ADDR", help="open the interface on a served run (q detaches)")
+    follow.add_argument("--token-file", metavar="FILE",
+                        help="the served run's token, for control (default: where the run wrote it, if readable)")
+    follow.add_argument("--rank", metavar="R", type=_non_negative,
+                        help="with --attach under torch.distributed: the rank to attach to (default 0)")
+    follow.add_argument("--open", metavar="FILE", help="browse a recording (no training)")
     parser.add_argument("--curvature-every", metavar="K", type=_non_negative,
                         help="measure the Hessian's top eigenvalue, trace and the lr edge every K steps "
                              "(default 100, and always at step 1; 0: never; off above 5,000 parameters)")
@@ -122,6 +139,42 @@ def _say(text: str) -> None:
     print(f"calcml-debug: {clean(text)}", file=sys.stderr)
 
 
+def _follow(args) -> int | None:
+    """--attach and --open (no model file, nothing trains here); None for other runs."""
+    if not (args.attach or args.open):
+        return None
+    if args.attach and args.open:
+        _say("--attach and --open: choose one")
+        return EXIT_USAGE
+    if args.model:
+        _say(f"--{'attach' if args.attach else 'open'} takes no model file (got {args.model}): the run is elsewhere")
+        return EXIT_USAGE
+    if args.open:
+        from .replay import run_replay
+        return run_replay(args.open)
+    from calcml.debug.serve import ServeError
+    from .app import run_app
+    from .remote import AttachError, attach, describe
+    try:
+        backend = attach(args.attach, token_file=args.token_file, rank=args.rank)
+    except (AttachError, ServeError) as error:
+        _say(str(error))
+        return EXIT_USAGE
+    code = run_app(backend)
+    state = backend.state
+    if not state.bye and code == 0:
+        _tell(f"calcml-debug: {describe(backend).replace('attached to', 'detached from')}; the run goes on "
+              f"(attach again with: calcml-debug --attach {args.attach})")
+    return code
+
+
+def _tell(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 def _run(args) -> int:
     """Everything that can be checked without running the model is checked here, before any
     training (and before the interface opens): the file, the report's target, the breakpoints'
@@ -131,6 +184,13 @@ def _run(args) -> int:
     from calcml.debug.loader import check_model_file
     from calcml.debug.report import ReportTargetError, check_target
 
+    followed = _follow(args)
+    if followed is not None:
+        return followed
+    if args.serve_address:
+        args.serve = True
+    if args.serve:
+        args.headless = True
     path = args.model or demo_path()
     try:
         check_model_file(path)
@@ -151,7 +211,17 @@ def _run(args) -> int:
         except BreakpointError as error:
             _say(f"breakpoint refused: {error}")
             return EXIT_USAGE
+    record = None
+    if args.record:
+        try:
+            record = check_target(args.record)
+        except ReportTargetError as error:
+            _say(f"--record {error}")
+            return EXIT_USAGE
+    args.record = record
     script = args.script_args is not None or _is_torch_script(path)
+    if args.headless and (args.serve or args.record):
+        return _run_published(path, args, specs, json_path, script)
     if args.headless:
         if script:
             return _run_headless_script(path, args, specs, json_path)
@@ -161,7 +231,7 @@ def _run(args) -> int:
     from .app import run_app
     from .backend import ProcessBackend
     return run_app(ProcessBackend(path, seed=args.seed, steps=args.steps, breakpoints=specs,
-                                  json_path=json_path, curvature_every=args.curvature_every,
+                                  json_path=json_path, curvature_every=args.curvature_every, record=record,
                                   script_args=(args.script_args or []) if script else None))
 
 
@@ -194,6 +264,8 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
           file=out, flush=True)
     problems: list = []
 
+    published: dict = {}
+
     def on_attach(watch) -> None:
         for text in specs:
             try:
@@ -201,14 +273,33 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
             except BreakpointError as error:
                 problems.append(f"breakpoint refused: {error}")
                 raise EndScript() from None
+        if args.serve or args.record:   # served to viewers, recorded: published as a model file's run is
+            from calcml.debug.publish import Publisher
+            from calcml.debug.serve import ServeError
+            try:
+                publisher = Publisher(watch.session, **_publishing(args, path, watch.world, watch.rank),
+                                      control=watch.rank == 0)
+                publisher.start()
+            except (ServeError, OSError) as error:
+                problems.append(str(error))
+                raise EndScript() from None
+            published["publisher"] = publisher
+            print(publisher.attach_line(), file=out, flush=True)
 
     def on_step(snapshot) -> None:
+        publisher = published.get("publisher")
+        if publisher is not None:
+            publisher.worker.observed(snapshot)
         for event in snapshot.warnings:
             if event.event == "start":
                 print(f"  step {event.step:>6}  {event.kind:<19} {event.message}", file=out, flush=True)
         session = attach.watch.session
         if session.state == "paused" and snapshot.hit is not None:
-            session.stop_at_breakpoint()
+            if publisher is not None and publisher.server is not None:   # a viewer can continue it
+                print(f"  paused at step {snapshot.step} at breakpoint: {snapshot.hit.why}; a viewer with the "
+                      "token continues it", file=out, flush=True)
+            else:
+                session.stop_at_breakpoint()
 
     def on_done() -> None:
         raise EndScript()
@@ -235,6 +326,8 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
     session.observed_run_ended(error)
     watch.on_step = None
     watch.detach()
+    if "publisher" in published:
+        published["publisher"].close()
     print_summary(session, out)
     if json_path:
         write_report(session, json_path)
@@ -267,6 +360,59 @@ def _run_headless(path: str, args, specs: list, json_path: str | None) -> int:
         keep_freed_memory()
         guard.session = session
         return run_headless(session, json_path=json_path, guard=guard)
+
+
+def _publishing(args, path: str, world: int = 1, rank: int = 0) -> dict:
+    """The Publisher's options from the command line (ServeError for an address it refuses)."""
+    from calcml.debug import serve
+    address = None
+    if args.serve:
+        address = serve.parse_address(args.serve_address) if args.serve_address else serve.default_address(path)
+        address = serve.for_rank(address, rank)
+    return {"address": address, "record": args.record, "private": args.serve_private,
+            "public": args.serve_public, "rank": rank, "world": world}
+
+
+def _run_published(path: str, args, specs: list, json_path: str | None, script: bool) -> int:
+    """Headless, and served to viewers (--serve) and/or recorded (--record)."""
+    from calcml.debug import BreakpointError, ModelFileError, Session, load_model_file
+    from calcml.debug.allocator import keep_freed_memory
+    from calcml.debug.publish import Publisher
+    from calcml.debug.serve import ServeError
+    from calcml.debug.session import session_config
+    from .headless import Guard, Interrupted, run_served
+
+    if script:
+        return _run_headless_script(path, args, specs, json_path)
+    with Guard() as guard:
+        try:
+            spec = load_model_file(path, seed=args.seed, steps=args.steps)
+        except ModelFileError as error:
+            _say(str(error))
+            return EXIT_USAGE
+        except Interrupted as stop:
+            _say(f"stopped by {stop}, while loading {path}")
+            return 128 + stop.signum
+        session = Session(spec, session_config(args.curvature_every))
+        try:
+            for text in specs:
+                session.add_breakpoint(text)
+        except BreakpointError as error:
+            _say(f"breakpoint refused: {error}")
+            return EXIT_USAGE
+
+        def rebuild(seed):
+            return Session(load_model_file(path, seed=seed, steps=args.steps), session_config(args.curvature_every))
+        try:
+            publisher = Publisher(session, rebuild=rebuild, **_publishing(args, path))
+            publisher.start()
+        except (ServeError, OSError) as error:
+            _say(str(error))
+            return EXIT_USAGE
+        keep_freed_memory()
+        guard.session = session
+        publisher.worker.on_restart = lambda new: setattr(guard, "session", new)   # (a viewer's restart)
+        return run_served(publisher, json_path=json_path, guard=guard)
 
 
 def _internal_error(error: BaseException) -> int:

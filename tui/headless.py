@@ -148,6 +148,64 @@ def run_headless(session, json_path: str | None = None, out=None, guard: Guard |
     return EXIT_OK
 
 
+def run_served(publisher, json_path: str | None = None, out=None, guard: Guard | None = None) -> int:
+    """A headless run that is also published (served to viewers and/or recorded): the same
+    progress and summary as run_headless; a breakpoint pauses it (a viewer with the token can
+    continue it) instead of ending it; it ends when training ends, or on a viewer's stop."""
+    out = out or sys.stdout
+    worker = publisher.worker
+    spec = worker.session.spec
+    print(f"calcml-debug: {clean(spec.path)}", file=out)
+    if spec.description:
+        print(clean(spec.description.splitlines()[0]), file=out)
+    print(publisher.attach_line(), file=out, flush=True)
+    progress = Progress(out, worker.session.max_steps)
+    threading.Thread(target=worker.flush_while_busy, daemon=True, name="calcml-flush").start()
+    worker.session.run()
+    told = None
+    try:
+        while not worker.quit.is_set():
+            snapshot = worker.tick()
+            session = worker.session
+            if snapshot is not None:
+                worker.publish(snapshot)
+                progress(snapshot)
+                continue
+            if session.done:
+                break
+            if session.state == "paused" and session.snapshot is not None and session.snapshot.step != told:
+                told = session.snapshot.step
+                hit = session.snapshot.hit
+                why = f" at breakpoint: {hit.why}" if hit is not None else ""
+                progress(session.snapshot, force=True)
+                progress.done()
+                print(f"paused at step {told}{why}; a viewer with the token continues it (space, n or c)",
+                      file=out, flush=True)
+            worker.publish(None, force=True)
+            worker.wake.wait(0.1)
+            worker.wake.clear()
+    except Interrupted:
+        worker.session.stop_now(f"stopped by {guard.signal_name}, while step {worker.session.step_count + 1} was "
+                                f"still running (it had not finished {SIGNAL_GRACE:g} s after the signal)")
+    if guard is not None:
+        guard.finished = True
+    session = worker.session
+    worker.quit.set()
+    if session.snapshot is not None and session.snapshot.layers:
+        progress(session.snapshot, force=True)
+    progress.done()
+    publisher.close()
+    print_summary(session, out)
+    if json_path:
+        write_report(session, json_path)
+        print(f"report written to {json_path}", file=out)
+    if guard is not None and guard.signum is not None:
+        return 128 + guard.signum
+    if session.stop_info is not None and session.stop_info.reason == "error":
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def print_summary(session, out) -> None:
     snapshot = session.snapshot
     if snapshot is not None and snapshot.layers:

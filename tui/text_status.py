@@ -19,10 +19,18 @@ def status_text(state) -> Text:
     snap = state.snapshot
     title = Text()
     title.append("calcml ", style="bold magenta")
+    replay = getattr(state, "replay_position", None)   # a recording browsed (replay.py)
+    if replay:
+        title.append(f"{replay} ", style="bold yellow")
     loading = getattr(state, "loading", None)
     if loading and not model:
         title.append(f"loading {os.path.basename(loading)} …", style="bold")
     title.append(model.get("name", "" if loading else "…"), style="bold")
+    remote = getattr(state, "remote", None)
+    if remote:   # a served run: where, and whether this viewer's keys act on it
+        ranks = f" rank {remote.get('rank', 0)}/{remote.get('world')}" if (remote.get("world") or 1) > 1 else ""
+        how = "" if remote.get("control") else " · watching only"
+        title.append(f"  ⇄ {remote.get('address', '')}{ranks}{how}", style="bold blue")
     description = (model.get("description") or "").split("\n")[0]
     if description:
         title.append(" — " + description, style="dim")
@@ -74,7 +82,7 @@ def stop_summary(stop: dict) -> str:
         frames = _FRAME.findall(detail)
         where = f" ({os.path.basename(frames[-1][0])}:{frames[-1][1]}, in {frames[-1][2]})" if frames else ""
         return lines[-1].strip() + where
-    return lines[0] if stop.get("reason") == "exited" else ""
+    return lines[0] if stop.get("reason") in ("exited", "disconnected") else ""
 
 
 def rate_text(rate) -> str:

@@ -75,11 +75,17 @@ class Watch:
 
     def __init__(self, model, optimizer, *, regularizer=None, steps=None, config=None, on_step=None,
                  report: str | None = None, name: str = "script", path: str | None = None, description: str = "",
-                 start_paused=False, on_done=None, mid_step=False):
+                 start_paused=False, on_done=None, mid_step=False, serve=None, record: str | None = None,
+                 private: bool = False):
         """`on_done`: called at an optimiser step once the run has ended, instead of detaching
         (calcml-debug holds the script there until the interface quits). `mid_step`: made from
         inside an optimiser step (the first one of an unmodified script): that step is not
-        observed, since its forward pass ran before the hooks were there."""
+        observed, since its forward pass ran before the hooks were there.
+
+        `serve`: True (a Unix socket of this user's) or an address (serve.parse_address) to
+        serve the run to `calcml-debug --attach` viewers; `record`: a recording file (both:
+        publish.Publisher). Under torch.distributed each rank serves at the address derived
+        for it (serve.for_rank); only rank 0 is controlled (the others follow it)."""
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"calcml.watch: model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -109,6 +115,9 @@ class Watch:
         self._counted = False          # the step under way is observed (not let through unobserved)
         self.on_done = on_done
         self._unobserved = 1 if mid_step else 0   # steps to let through unobserved
+        self.publisher = None
+        if serve or record:
+            self.publisher = _publisher(self, serve, record if self.rank == 0 else None, private, name)
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
                          optimizer.register_step_post_hook(self._after_step)]
         self.backend.observe()
@@ -176,7 +185,11 @@ class Watch:
             self.detach()
 
     def _publish(self, snapshot) -> None:
-        if snapshot is not None and self.on_step is not None:
+        if snapshot is None:
+            return
+        if self.publisher is not None:
+            self.publisher.worker.observed(snapshot)
+        if self.on_step is not None:
             self.on_step(snapshot)
 
     @property
@@ -203,6 +216,24 @@ class Watch:
         if self.report:
             from .report import write_report
             write_report(self.session, self.report)
+        if self.publisher is not None:
+            self.publisher.close()
+
+
+def _publisher(watch: Watch, serve, record, private: bool, name: str):
+    """The watch's run published (serve.py, recording.py); where, said on stderr."""
+    from . import serve as serving
+    from .publish import Publisher
+    address = None
+    if serve:
+        base = serving.parse_address(serve) if isinstance(serve, str) else serving.default_address(name)
+        address = serving.for_rank(base, watch.rank)
+    publisher = Publisher(watch.session, address=address, record=record, private=private, rank=watch.rank,
+                          world=watch.world, control=watch.rank == 0)
+    publisher.start()
+    if watch.rank == 0:
+        _say(publisher.attach_line())
+    return publisher
 
 
 def _distributed() -> tuple:

@@ -170,6 +170,23 @@ class RestartedFrame(_Frame, tag="restarted"):
     kept: str             # what the new run keeps from the old one, in words
 
 
+class AttachedFrame(_Frame, tag="attached"):
+    """The first frame a viewer of a served run gets (and again if it fell behind and is sent
+    the run afresh): what it may do; the run's model, latest snapshot (its warnings: all those
+    kept so far), breakpoints, state and history follow."""
+    control: bool          # its commands are obeyed (it gave the run's token); else view-only
+    rank: Int = 0          # under torch.distributed: the process it is attached to, of `world`
+    world: Int = 1
+    address: str = ""
+
+
+class RecordingFrame(_Frame, tag="recording"):
+    """The first line of a recording file (recording.py): the frames that follow are those a
+    viewer of the run was sent, thinned as the run grows long."""
+    format: str
+    started: str = ""      # when the run began (ISO 8601, local time)
+
+
 class QuittingFrame(_Frame, tag="quitting"):
     pass
 
@@ -179,7 +196,8 @@ class ByeFrame(_Frame, tag="bye"):
 
 
 Message = Union[HelloFrame, LoadingFrame, SnapshotFrame, HistoryFrame, LogFrame, BreakpointsFrame,
-                RefusedFrame, StateFrame, ErrorFrame, ReportFrame, RestartedFrame, QuittingFrame, ByeFrame]
+                RefusedFrame, StateFrame, ErrorFrame, ReportFrame, RestartedFrame, AttachedFrame, RecordingFrame,
+                QuittingFrame, ByeFrame]
 
 
 # What the interface sends, told apart by "cmd": the vocabulary declared in commands.py.

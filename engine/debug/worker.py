@@ -46,26 +46,39 @@ BOOT = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; 
 
 class _Channel:
     """Thread-safe writer of frames (wire.encode, a line each) to the front end. When the front
-    end has gone, sends become no-ops and `on_broken` is called once (the run is then ended, its report written)."""
+    end has gone, sends become no-ops and `on_broken` is called once (the run is then ended, its report written).
 
-    def __init__(self, stream, on_broken=None):
+    `stream` may be None (a served run with no interface of its own). Each frame is encoded
+    once, and also handed, as (message, bytes without the newline), to every tap: the viewers
+    of a served run (serve.Server.publish) and a recording (recording.Recorder.write). A tap
+    never blocks and never raises into the training."""
+
+    def __init__(self, stream, on_broken=None, taps=()):
         self._stream = stream
         self._lock = threading.Lock()
         self._owner = os.getpid()
         self.broken = False
         self.on_broken = on_broken
+        self.taps = list(taps)
 
     def send(self, message: dict) -> None:
-        if self.broken or os.getpid() != self._owner:   # a forked copy of the worker says nothing
+        if os.getpid() != self._owner:   # a forked copy of the worker says nothing
             return
-        data = wire.encode(message) + b"\n"
+        if self.broken and not self.taps:
+            return
+        data = wire.encode(message)
         with self._lock:
+            for tap in self.taps:
+                tap(message, data)
+            if self._stream is None or self.broken:
+                return
             try:
-                self._stream.write(data)
+                self._stream.write(data + b"\n")
                 self._stream.flush()
+                return
             except (OSError, ValueError):
                 self.broken = True
-        if self.broken and self.on_broken is not None:
+        if self.on_broken is not None:
             self.on_broken("the interface went away")
 
 
@@ -101,6 +114,7 @@ class Worker:
         self._state = None
         self._histograms = None
         self._data_view = None
+        self._latest_extras = (None, None)   # the last histograms and data view sent (for catch_up)
         self._urgent = 0
         self._curvature = _notes(session)
         self._publishing = threading.Lock()   # the training thread, or the flusher while a step hangs
@@ -196,6 +210,8 @@ class Worker:
                 latest = replace(latest, histograms=self._histograms)
             if latest.data_view is None and self._data_view is not None:   # (and the data view)
                 latest = replace(latest, data_view=self._data_view)
+            self._latest_extras = (latest.histograms or self._latest_extras[0],
+                                   latest.data_view or self._latest_extras[1])
             # every event since the last message, so that none is lost with the skipped snapshots
             self.channel.send({"type": "snapshot", "snapshot": replace(latest, warnings=tuple(self._events))})
             self._events, self._sent, self._last_publish, self._histograms = [], sent, now, None
@@ -211,6 +227,30 @@ class Worker:
         if s.step_count != self._history_step and (urgent or now - self._last_history >= 1.0 / HISTORY_HZ):
             self.channel.send({"type": "history", "series": wire.history_to_wire(s.history)})
             self._history_step, self._last_history = s.step_count, now
+
+    def catch_up(self, then=None) -> list:
+        """The run so far, as the frames a viewer that comes in now needs (after its `attached`
+        frame): the model, the latest snapshot carrying every warning kept so far and the
+        latest histograms and data view, the breakpoints, the state and the history. Safe from
+        any thread: taken under the publishing lock, so it is one moment of the run; `then` is
+        called under it too (a viewer drops what it had queued: the catch-up holds it)."""
+        with self._publishing:
+            if then is not None:
+                then()
+            s = self.session
+            frames = [self.hello()]
+            latest = self._sent if self._sent is not None else s.snapshot
+            if latest is not None:
+                histograms, data_view = self._latest_extras
+                latest = replace(latest, warnings=tuple(s.warnings),
+                                 histograms=latest.histograms or histograms,
+                                 data_view=latest.data_view or data_view)
+                frames.append({"type": "snapshot", "snapshot": latest})
+            frames.append({"type": "breakpoints", "items": [
+                {"id": b.id, "text": b.text, "describe": b.describe()} for b in s.breakpoints], "error": None})
+            frames.append({"type": "state", "state": s.state, "stop": s.stop_info})
+            frames.append({"type": "history", "series": wire.history_to_wire(s.history)})
+            return frames
 
     def tick(self):
         """One session tick (a restart asked for first): its snapshot, or None."""
@@ -235,6 +275,7 @@ class Worker:
             self.session = new
             new.may_pause = True
             self._events, self._histograms, self._data_view, self._urgent = [], None, None, 0
+            self._latest_extras = (None, None)
             self._curvature = _notes(new)
             if self.on_restart is not None:
                 self.on_restart(new)
@@ -276,6 +317,7 @@ class Shutdown:
         self.channel, self.json_path, self.grace = channel, json_path, grace
         self.session: Session | None = None
         self.worker: Worker | None = None
+        self.recorder = None       # a recording of the run (--record), closed after the bye
         self.why: str | None = None
         self._lock = threading.Lock()
         self._done = False
@@ -315,6 +357,8 @@ class Shutdown:
             if session is not None and self.json_path:
                 self._write_report(session, hung)
             self.channel.send({"type": "bye"})
+            if self.recorder is not None:
+                self.recorder.close()
         self._finished.set()
 
     def _write_report(self, session: Session, hung: int | None) -> None:
@@ -429,6 +473,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run", action="store_true", help="start training at once")
     parser.add_argument("--json", help="write the run report here when the run ends")
     parser.add_argument("--curvature-every", type=int, help="steps between curvature measurements (0: off)")
+    parser.add_argument("--record", help="also write every frame sent to this recording file")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
     keep_freed_memory()   # no page faults for the arrays each step frees and takes again
@@ -438,6 +483,16 @@ def main(argv=None) -> int:
     shutdown = Shutdown(None, args.json)
     channel = _Channel(os.fdopen(args.protocol_out, "wb", buffering=0), on_broken=shutdown.request)
     shutdown.channel = channel
+    recorder = None
+    if args.record:
+        from .recording import Recorder
+        try:
+            recorder = Recorder(args.record)
+            channel.taps.append(recorder.write)
+            shutdown.recorder = recorder
+        except OSError as error:
+            channel.send({"type": "log", "stream": "calcml",
+                          "text": f"calcml: cannot record to {args.record}: {error.strerror or error}\n"})
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, lambda n, frame: shutdown.request(f"{signal.Signals(n).name} to the training process"))
     reader = CommandReader(os.fdopen(args.protocol_in, "rb"), shutdown)
