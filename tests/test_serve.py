@@ -61,6 +61,7 @@ class Served:
         self.code = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+        wait_for(lambda: self.session.step_count >= 1, what="the served run's first step")
 
     def _run(self):
         self.code = run_served(self.publisher, out=self.out)

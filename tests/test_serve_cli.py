@@ -54,6 +54,7 @@ def test_attach_pause_detach_and_attach_again_in_a_real_terminal(folder):
             term.wait_for(r"⇄ " + address.replace(".", r"\."))   # where it is attached, in the header
             term.wait_for(r"Linear")
             term.wait_for(r"RUNNING")
+            term.wait_for(r"q detach")                 # q leaves the run going, and says so
             term.child.send(" ")                       # pause: the served run pauses
             term.wait_for(r"PAUSED")
             paused_at = int(term.wait_for(r"step (\d+)").group(1))
@@ -101,3 +102,41 @@ def test_attach_to_nothing_and_attach_with_a_model_file_exit_2(folder):
     public = subprocess.run([terminal.command(), "sample_models/xor_mlp.py", "--serve-address", "0.0.0.0:7707"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert public.returncode == 2 and "--serve-public" in public.stderr
+
+
+def test_record_a_headless_run_and_open_it_in_a_real_terminal(folder):
+    path = os.path.join(folder, "run.calcml")
+    made = subprocess.run([terminal.command(), "sample_models/deep_sigmoid.py", "--headless", "--steps", "60",
+                           "--record", path], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert made.returncode == 0, made.stderr
+    assert f"recording to {path}" in made.stdout
+    term = terminal.Terminal(["--open", path])
+    try:
+        term.wait_for(r"replay")
+        term.wait_for(r"step 60\b")                   # it opens at the last recorded step
+        term.wait_for(r"vanishing")                   # the warnings recorded
+        term.child.send("p")                          # back one recorded step
+        term.wait_for(r"step 59\b")
+        term.child.send("[")                          # a recording cannot be changed
+        term.wait_for(r"recording")
+        term.child.send("q")
+        term.child.expect(pexpect.EOF, timeout=10)
+    finally:
+        term.child.close(force=True)
+    assert term.child.exitstatus == 0
+
+
+def test_the_interface_records_too(folder):
+    path = os.path.join(folder, "ui.calcml")
+    term = terminal.Terminal(["sample_models/xor_mlp.py", "--record", path])
+    try:
+        term.wait_for(r"FINISHED", timeout=60)
+        term.child.send("q")
+        term.child.expect(pexpect.EOF, timeout=30)
+    finally:
+        term.child.close(force=True)
+    assert term.child.exitstatus == 0
+    from calcml.debug.recording import read_recording
+    recording = read_recording(path)
+    assert recording.snapshots and recording.ended and not recording.cut
+    assert recording.snapshots[-1].step == 1500 or recording.snapshots[-1].step > 100

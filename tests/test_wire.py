@@ -66,6 +66,11 @@ def real_frames() -> tuple:
     def add(label, frame):
         frames.append((label, json.loads(wire.encode(frame))))
 
+    # a recording's first line, and a served run's first frame to a viewer (the run follows)
+    from calcml.debug import recording
+    add("recording", json.loads(recording.header(started="2026-12-02T10:00:00")))
+    add("attached", {"type": "attached", "control": False, "rank": 1, "world": 2, "address": "/tmp/run.rank1.sock"})
+
     # xor: the first snapshot (histograms), a breakpoint hit, a step-into trace, the history
     s = _session("xor_mlp.py", curvature_every=3, batch_noise_every=2)
     # (first: it clears the front end's run, which the frames below then fill again)
@@ -208,7 +213,7 @@ def consume(frame) -> None:
 def test_every_kind_of_frame_is_covered():
     kinds = {frame["type"] for _, frame in real_frames()}
     assert kinds == {"hello", "snapshot", "history", "log", "breakpoints", "refused", "state", "error",
-                     "report", "loading", "restarted", "quitting", "bye"}
+                     "report", "loading", "restarted", "attached", "recording", "quitting", "bye"}
     tags = {t.__struct_config__.tag for t in wire.Message.__args__}
     assert tags == kinds
 
@@ -331,6 +336,7 @@ OPTIONAL = {
                                                     "targets", "accuracy", "fit")},
     "hello": {f"model.{k}" for k in LATER_MODEL_FIELDS},
     "breakpoints": {"error"}, "refused": {"cmd"}, "report": {"message"},
+    "attached": {"rank", "world", "address"}, "recording": {"started"},
 }
 NULLABLE = {
     "snapshot": {"snapshot.val_loss", "snapshot.regularizer[1]", _PARAM + "effective_lr", _PARAM + "hessian_diag",

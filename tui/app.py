@@ -53,6 +53,7 @@ class DebuggerApp(App):
     BINDINGS = [
         Binding("space", "toggle_pause", "run/pause"),
         Binding("n", "next_step", "step"),
+        Binding("p", "back", "back"),   # a recording (replay.py): the snapshot before
         Binding("s", "step_into", "into"),
         Binding("c", "continue", "continue", show=False),
         Binding("enter", "inspect", "inspect", show=False),
@@ -90,6 +91,8 @@ class DebuggerApp(App):
         self.quitting = False
         self.signal: int | None = None     # the signal that ended the interface, if one did
         self.crash_path: str | None = None  # where an internal error of the interface was written
+        if getattr(backend, "detaches", False):   # attached to a served run: q leaves it running
+            self._bindings.key_to_bindings["q"] = [Binding("q", "quit", "detach")]
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -190,6 +193,8 @@ class DebuggerApp(App):
         if "run" in changed and previous:
             self.query_one("#warnings", RichLog).clear()   # a restart: the old run's warnings go
             self.refresh_bindings()
+        if "refused" in changed and previous and state.refused:
+            self.notify(state.refused, title="not done", severity="warning", timeout=6)
         if "warnings" in changed:
             self._show_new_warnings(state)
         if "logs" in changed:
@@ -254,7 +259,12 @@ class DebuggerApp(App):
             return False
         state = self.backend.state.state
         done = state in ("finished", "stopped")
+        replay = getattr(self.backend, "replay", False)
+        if action == "back":
+            return replay
         if action == "step_into":  # record one while paused; once stopped, look at the last one
+            if replay:             # a recording: the latest one recorded
+                return self.backend.state.trace is not None or None
             return state == "paused" or (done and self.backend.state.trace is not None) or None
         if action in ("next_step", "continue"):
             return state == "paused" or None   # shown greyed while running or done
@@ -263,8 +273,10 @@ class DebuggerApp(App):
         if action in ("lr_up", "lr_down"):
             return not done or None
         if action == "train_on":
-            return state == "finished"
+            return state == "finished" and not replay
         if action == "restart":   # a model file; a training script's loop is its own
+            if replay:
+                return False
             model = self.backend.state.model
             return bool(model and model.get("restartable")) or None
         if action == "toggle_plots":
@@ -316,10 +328,18 @@ class DebuggerApp(App):
     def action_next_step(self) -> None:
         self.backend.step(1)
 
+    def action_back(self) -> None:
+        back = getattr(self.backend, "back", None)
+        if back is not None:
+            back(1)
+
     def action_step_into(self) -> None:
         from .screens.stepinto import StepIntoScreen
         state = self.backend.state
         since = state.versions["trace"]  # read before asking, so a quick answer is not missed
+        if getattr(self.backend, "replay", False):   # a recording: show the one recorded
+            self.push_screen(StepIntoScreen(since=since - 1))
+            return
         if state.state == "paused":
             self.backend.step_into()
         self.push_screen(StepIntoScreen(since=since))

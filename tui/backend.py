@@ -85,7 +85,7 @@ class DebugState:
         self.bad_frame_note: str | None = None
         self.last_message = time.monotonic()
         self.versions = {k: 0 for k in ("model", "snapshot", "history", "warnings", "logs", "breakpoints",
-                                        "state", "trace", "run", "data_view")}   # run: a restart went back to step 0
+                                        "state", "trace", "run", "data_view", "refused")}   # run: a restart went back to step 0
         self.wake = None                       # called (from the reader thread) on urgent changes
         self.trace = None                      # the latest step-into, kept until the next one
         self.trace_step: int | None = None
@@ -157,8 +157,7 @@ class DebugState:
                 self.breakpoint_error = message.get("error")
                 self._bump("breakpoints")
             elif kind == "refused":
-                self.refused = message["message"]
-                self._log("calcml", message["message"] + "\n")
+                self._refuse(message["message"])
             elif kind == "error":
                 step = self.snapshot.step if self.snapshot else 0
                 if message.get("kind") == "internal":
@@ -196,6 +195,16 @@ class DebugState:
                 self.bye = True
         if urgent and self.wake is not None:
             self.wake()  # a change a person is waiting to see: don't wait for the next poll
+
+    def refuse(self, message: str) -> None:
+        """A command that was not done, and why (the app shows it, and it is in the output)."""
+        with self.lock:
+            self._refuse(message)
+
+    def _refuse(self, message: str) -> None:
+        self.refused = message
+        self._log("calcml", message + "\n")
+        self._bump("refused")
 
     def _add_event(self, step: int, kind: str, message: str) -> None:
         """A line in the warnings pane for what ended the run (an error is not a warning

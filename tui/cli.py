@@ -160,6 +160,8 @@ def _follow(args) -> int | None:
     except (AttachError, ServeError) as error:
         _say(str(error))
         return EXIT_USAGE
+    from .ranks import start_peers
+    start_peers(backend)          # under torchrun: the other ranks beside it, view-only
     code = run_app(backend)
     state = backend.state
     if not state.bye and code == 0:
@@ -267,7 +269,8 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
     published: dict = {}
 
     def on_attach(watch) -> None:
-        for text in specs:
+        # under torch.distributed rank 0 alone decides: only its session has the breakpoints
+        for text in specs if watch.rank == 0 else ():
             try:
                 watch.session.add_breakpoint(text)
             except BreakpointError as error:
@@ -276,20 +279,22 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
         if args.serve or args.record:   # served to viewers, recorded: published as a model file's run is
             from calcml.debug.publish import Publisher
             from calcml.debug.serve import ServeError
+            options = _publishing(args, path, watch.world, watch.rank)
+            if watch.rank != 0:
+                options["record"] = None      # one recording, rank 0's
             try:
-                publisher = Publisher(watch.session, **_publishing(args, path, watch.world, watch.rank),
-                                      control=watch.rank == 0)
+                publisher = Publisher(watch.session, **options, control=watch.rank == 0)
                 publisher.start()
             except (ServeError, OSError) as error:
                 problems.append(str(error))
                 raise EndScript() from None
             published["publisher"] = publisher
-            print(publisher.attach_line(), file=out, flush=True)
+            watch.publish_to(publisher)    # every step published (on every rank, each its own)
+            if watch.rank == 0:
+                print(publisher.attach_line(), file=out, flush=True)
 
-    def on_step(snapshot) -> None:
+    def on_step(snapshot) -> None:       # (rank 0's; the watch has published it already)
         publisher = published.get("publisher")
-        if publisher is not None:
-            publisher.worker.observed(snapshot)
         for event in snapshot.warnings:
             if event.event == "start":
                 print(f"  step {event.step:>6}  {event.kind:<19} {event.message}", file=out, flush=True)
@@ -328,11 +333,14 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
     watch.detach()
     if "publisher" in published:
         published["publisher"].close()
+    failed = session.stop_info is not None and session.stop_info.reason == "error"
+    if watch.rank != 0:        # under torch.distributed rank 0 alone sums up and reports
+        return EXIT_USAGE if failed else EXIT_OK
     print_summary(session, out)
     if json_path:
         write_report(session, json_path)
         print(f"report written to {json_path}", file=out)
-    return EXIT_USAGE if session.stop_info is not None and session.stop_info.reason == "error" else EXIT_OK
+    return EXIT_USAGE if failed else EXIT_OK
 
 
 def _run_headless(path: str, args, specs: list, json_path: str | None) -> int:

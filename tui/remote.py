@@ -82,6 +82,8 @@ def connect(address: serve.Address, token: str | None, timeout: float = CONNECT_
 class AttachBackend(Backend):
     """A served run, through a connection made by `connect`. `close()` (and quit) detach."""
 
+    detaches = True      # the app's q says so
+
     def __init__(self, address: serve.Address, sock, stream, attached):
         super().__init__()
         self.address = address

@@ -28,6 +28,7 @@ from .text_curvature import edge_context, param_table
 FORMULA = "∂L/∂w_k = (∂L/∂y)·(∂y/∂a_L)···(∂a_{k+1}/∂a_k)·(∂a_k/∂w_k)"
 SHRINKS, GROWS = 0.5, 2.0        # factors outside these are highlighted
 HEALTHY_UPDATE = 1e-3
+SAME_AFTER_ALL_REDUCE = 1e-9   # relative: all-reduced gradients agree to rounding
 
 # What each kind of layer multiplies the gradient by (by layer type: the note of the op it
 # computes, or for a layer built from several ops its class's `factor_note`; a PyTorch layer of
@@ -279,3 +280,38 @@ def panel_title(what: str, where: str) -> Text:
     title = Text(what, style="bold")
     title.append(where, style="dim")
     return title
+
+
+def ranks_section(spread, layer_name: str) -> Text | None:
+    """The inspected layer across the ranks of a torch.distributed run: each rank's ‖∂L/∂out‖,
+    measured on its own part of the batch before the all-reduce (so they differ), and ‖∂L/∂W‖,
+    read after it (so it is the same everywhere; if not, the ranks are not averaging their
+    gradients, or not at the same step). None when the layer is not in the spread."""
+    layer = spread.layers.get(layer_name) if spread is not None else None
+    if layer is None:
+        return None
+    heard = [r.rank for r in spread.ranks]
+    out = Text(f"Across {spread.world} ranks (each its own part of the batch, before the all-reduce):\n")
+    out.append("‖∂L/∂out‖ ")
+    out.append(", ".join(f"rank {rank} {num(layer.grad_out.get(rank))}" for rank in heard), style="bold")
+    if layer.grad_out_ratio is not None:
+        out.append(f" (×{num(layer.grad_out_ratio)})", style="bold yellow" if layer.grad_out_ratio > 2 else "")
+    weights = [layer.weight_grad.get(rank) for rank in heard]
+    if all(w is None for w in weights):
+        out.append("\n‖∂L/∂W‖: this layer has no parameters", style="dim")
+    elif len(heard) > 1 and (layer.weight_ratio is None or layer.weight_ratio - 1 <= SAME_AFTER_ALL_REDUCE):
+        out.append("\n‖∂L/∂W‖ after the all-reduce: the same on every rank", style="dim")
+    else:
+        out.append("\n‖∂L/∂W‖ after the all-reduce: ")
+        out.append(", ".join(f"rank {rank} {num(w)}" for rank, w in zip(heard, weights)))
+        if layer.weight_ratio is not None:
+            out.append(f" (×{num(layer.weight_ratio)}): they differ, so the ranks' gradients are not "
+                       "averaged (DistributedDataParallel does it)", style="yellow")
+    if not spread.in_step:
+        out.append("\nThe ranks are at different steps (" + ", ".join(f"rank {r.rank} step {r.step}"
+                                                                     for r in spread.ranks) + ")", style="yellow")
+    missing = [rank for rank in range(spread.world) if rank not in heard]
+    if missing:
+        out.append(f"\nnot heard from yet: rank{'s' if len(missing) > 1 else ''} "
+                   + ", ".join(str(r) for r in missing), style="dim")
+    return out

@@ -62,10 +62,31 @@ def status_text(state) -> Text:
             line.append(f"  {kind} λ={num(lam)}")
         if state.state == "running":
             line.append(f"  {rate_text(snap.steps_per_sec)} steps/s", style="dim")
+    if getattr(state, "ranks", None):   # attached to one rank of several: the others beside it
+        from .ranks import state_spread
+        spread = state_spread(state)
+        if spread is not None:
+            line.append_text(ranks_status(spread))
     bad = getattr(state, "bad_frames", 0)
     if bad:   # the details are in Model output and a crash file
         line.append(f"  ⚠ {bad} malformed message{'s' if bad > 1 else ''} ignored", style="yellow")
     return Text("\n").join([title, line])
+
+
+def ranks_status(spread) -> Text:
+    """'  ranks 2: loss 0.31 … 0.35': the range over the ranks of what each measured on its
+    own part of the batch; their steps too when they differ (they should not: they are held
+    together), and how many have been heard from when not all."""
+    out = Text(f"  ranks {spread.world}: ", style="blue")
+    losses = [r.loss for r in spread.ranks]
+    lo, hi = min(losses, key=as_float), max(losses, key=as_float)
+    out.append(f"loss {num(lo, 4)} … {num(hi, 4)}" if len(losses) > 1 else f"loss {num(lo, 4)}", style="blue")
+    if not spread.in_step:
+        steps = [r.step for r in spread.ranks]
+        out.append(f"  steps {min(steps)} … {max(steps)}", style="yellow")
+    if len(spread.ranks) < spread.world:
+        out.append(f"  ({len(spread.ranks)} of {spread.world} heard from)", style="dim")
+    return out
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')

@@ -29,6 +29,7 @@ class Publisher:
         self.channel = _Channel(None, taps=taps)
         self.worker = Worker(session, self.channel)
         self.worker.rebuild = rebuild
+        self.worker.recorder = self.recorder
         self.server = None
         if address is not None:
             self.server = Server(address, catch_up=self.worker.catch_up, on_command=self.worker.handle,

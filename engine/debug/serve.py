@@ -24,6 +24,7 @@ import hmac
 import ipaddress
 import os
 import secrets
+import selectors
 import socket
 import stat
 import tempfile
@@ -299,64 +300,90 @@ class Server:
 
     # internals
     def _accept(self) -> None:
+        """One thread for every connection that has not said who it is yet (a selector, no
+        thread each: a flood of connections costs the run little); each has ATTACH_TIMEOUT
+        seconds and one line."""
+        selector = selectors.DefaultSelector()
+        selector.register(self._sock, selectors.EVENT_READ)
+        pending: dict = {}                    # socket -> [bytes so far, deadline]
         while not self._closed.is_set():
+            now = time.monotonic()
+            for conn in [c for c, (_, deadline) in pending.items() if deadline <= now]:
+                selector.unregister(conn)
+                del pending[conn]
+                conn.close()                  # it never said who it is
+            timeout = min([d for _, d in pending.values()], default=now + 0.5) - now
             try:
-                conn, _ = self._sock.accept()
+                events = selector.select(max(0.0, min(timeout, 0.5)))
             except OSError:
-                if self._closed.is_set():
-                    return
-                continue
-            with self._lock:
-                busy = self._connecting >= MAX_CONNECTING
-                if not busy:
-                    self._connecting += 1
-            if busy:               # a flood of connections: no thread, no reading, a line and closed
-                self.refused += 1
+                break
+            for key, _ in events:
+                if key.fileobj is self._sock:
+                    self._take_connection(selector, pending)
+                    continue
+                conn = key.fileobj
                 try:
-                    conn.setblocking(False)
-                    conn.send(_BUSY)
+                    chunk = conn.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
                 except OSError:
-                    pass
-                conn.close()
-                continue
-            threading.Thread(target=self._greet, args=(conn,), daemon=True, name="calcml-viewer").start()
-
-    def _greet(self, conn: socket.socket) -> None:
-        """Read who the connection is (within ATTACH_TIMEOUT), then attach it or turn it away."""
-        viewer = None
-        try:
-            conn.settimeout(ATTACH_TIMEOUT)
-            lines = read_lines(conn, wire.MAX_COMMAND_BYTES, idle_ok=False)
-            try:
-                request = decode_attach(next(lines, b""))
-            except LineTooLong:
-                self._turn_away(conn, "not attached: the attach request is too large")
-                return
-            except wire.FrameError as error:
-                self._turn_away(conn, f"not attached: {error}")
-                return
-            control, why = self._admit(request.token)
-            if why is not None:
-                self._turn_away(conn, why)
-                return
-            with self._lock:
-                if len(self._viewers) >= MAX_VIEWERS or self._closed.is_set():
-                    full = True
+                    chunk = b""
+                data = pending[conn][0] + chunk
+                end = data.find(b"\n")
+                if chunk and end < 0 and len(data) <= wire.MAX_COMMAND_BYTES:
+                    pending[conn][0] = data
+                    continue
+                selector.unregister(conn)
+                del pending[conn]
+                if not chunk:
+                    conn.close()
+                elif end < 0:
+                    self._turn_away(conn, "not attached: the attach request is too large")
                 else:
-                    full = False
-                    viewer = _Viewer(self, conn, lines, control)
-                    self._viewers.append(viewer)
-            if full:
-                self._turn_away(conn, f"not attached: {MAX_VIEWERS} viewers are attached already")
-                return
-        except OSError:      # (a timeout included: it never said who it is)
+                    self._greet(conn, data[:end + 1], data[end + 1:])
+            with self._lock:
+                self._connecting = len(pending)
+        selector.close()
+        for conn in pending:
+            conn.close()
+
+    def _take_connection(self, selector, pending: dict) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except OSError:
+            return
+        conn.setblocking(False)
+        if len(pending) >= MAX_CONNECTING:   # a flood: a line, and closed
+            self.refused += 1
+            try:
+                conn.send(_BUSY)
+            except OSError:
+                pass
             conn.close()
             return
-        finally:
-            with self._lock:
-                self._connecting -= 1
-        conn.settimeout(SEND_TIMEOUT)
-        lines.idle_ok = True
+        pending[conn] = [b"", time.monotonic() + ATTACH_TIMEOUT]
+        selector.register(conn, selectors.EVENT_READ)
+
+    def _greet(self, conn: socket.socket, line: bytes, rest: bytes) -> None:
+        """Attach the connection that sent `line`, or turn it away saying why."""
+        try:
+            request = decode_attach(line)
+        except wire.FrameError as error:
+            self._turn_away(conn, f"not attached: {error}")
+            return
+        control, why = self._admit(request.token)
+        if why is not None:
+            self._turn_away(conn, why)
+            return
+        with self._lock:
+            full = len(self._viewers) >= MAX_VIEWERS or self._closed.is_set()
+            if not full:
+                conn.settimeout(SEND_TIMEOUT)
+                viewer = _Viewer(self, conn, read_lines(conn, wire.MAX_COMMAND_BYTES, initial=rest), control)
+                self._viewers.append(viewer)
+        if full:
+            self._turn_away(conn, f"not attached: {MAX_VIEWERS} viewers are attached already")
+            return
         viewer.start()
 
     def _admit(self, token: str | None) -> tuple:
@@ -378,10 +405,11 @@ class Server:
         return f"this viewer only watches: attach with the run's token to control it (it is in {self.token_file})"
 
     def _turn_away(self, conn: socket.socket, message: str) -> None:
+        """One line saying why, if the socket takes it now (it never waits), and closed."""
         self.refused += 1
         try:
-            conn.settimeout(1.0)
-            conn.sendall(wire.encode({"type": "refused", "cmd": "attach", "message": message}) + b"\n")
+            conn.setblocking(False)
+            conn.send(wire.encode({"type": "refused", "cmd": "attach", "message": message}) + b"\n")
         except OSError:
             pass
         finally:
@@ -518,13 +546,13 @@ class LineTooLong(ValueError):
 
 class read_lines:
     """The lines (with their newline) arriving on a socket, each at most `limit` bytes (else
-    LineTooLong). Read with recv, so the socket's timeout can serve its sends too: a read that
-    times out is waited again when `idle_ok` (an attached viewer may say nothing for hours),
-    else ends the reading (OSError)."""
+    LineTooLong), after `initial` (what came with the attach request). Read with recv, so the
+    socket's timeout can serve its sends: a read that times out is waited again (an attached
+    viewer may say nothing for hours)."""
 
-    def __init__(self, conn: socket.socket, limit: int, idle_ok: bool = True):
-        self.conn, self.limit, self.idle_ok = conn, limit, idle_ok
-        self._buffer = b""
+    def __init__(self, conn: socket.socket, limit: int, initial: bytes = b""):
+        self.conn, self.limit = conn, limit
+        self._buffer = initial
 
     def __iter__(self):
         return self
@@ -542,9 +570,7 @@ class read_lines:
             try:
                 chunk = self.conn.recv(65536)
             except socket.timeout:
-                if self.idle_ok:
-                    continue
-                raise
+                continue
             if not chunk:
                 raise StopIteration
             self._buffer += chunk

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
+import time
 
 import torch
 
@@ -85,7 +86,8 @@ class Watch:
         `serve`: True (a Unix socket of this user's) or an address (serve.parse_address) to
         serve the run to `calcml-debug --attach` viewers; `record`: a recording file (both:
         publish.Publisher). Under torch.distributed each rank serves at the address derived
-        for it (serve.for_rank); only rank 0 is controlled (the others follow it)."""
+        for it (serve.for_rank) and measures its own steps there (publish_to); only rank 0 is
+        controlled (the others follow it)."""
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"calcml.watch: model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -109,6 +111,7 @@ class Watch:
         self.on_skip = None            # told (scale) of each: the interface shows it
         # Under torch.distributed, rank 0 observes, prints and reports; every rank applies or
         # skips each step as rank 0 decides (so a pause on rank 0 holds them all: lockstep).
+        # A published rank other than 0 observes too, for its own viewers (publish_to).
         self.report = report if self.rank == 0 else None
         self.on_step = (on_step if on_step is not None else _Printer(self.session)) if self.rank == 0 else None
         self._applying = False
@@ -117,7 +120,7 @@ class Watch:
         self._unobserved = 1 if mid_step else 0   # steps to let through unobserved
         self.publisher = None
         if serve or record:
-            self.publisher = _publisher(self, serve, record if self.rank == 0 else None, private, name)
+            self.publish_to(_publisher(self, serve, record if self.rank == 0 else None, private, name))
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
                          optimizer.register_step_post_hook(self._after_step)]
         self.backend.observe()
@@ -126,6 +129,25 @@ class Watch:
             torch.Tensor.backward = _noting_backward
             _Scaler.scale, _Scaler.step = _noting_scale, _noting_scaler_step
         atexit.register(self.detach)
+
+    def publish_to(self, publisher) -> None:
+        """Publish each observed step through `publisher` (publish.Publisher, started), which
+        is closed on detach. Under torch.distributed every published rank then observes its own
+        steps: what it measures before the all-reduce (each layer's ‖∂L/∂out‖, from its own part
+        of the batch) differs from rank to rank, and its viewers see it. Rank 0 still decides
+        alone: another rank's session never holds its loop (it has no breakpoints, no viewer
+        controls it, and what it answers is not asked). While the loop is held (a pause, or
+        another rank waiting for rank 0's word) a thread sends what coalescing held back: the
+        pause itself, the last step measured."""
+        self.publisher = publisher
+        if self.world > 1 and self.rank != 0:
+            self.session.run()
+        threading.Thread(target=publisher.worker.flush_while_busy, daemon=True, name="calcml-flush").start()
+
+    @property
+    def _observes(self) -> bool:
+        """This rank measures its steps: rank 0 always, another rank when it is published."""
+        return self.rank == 0 or self.publisher is not None
 
     def before_backward(self, loss) -> None:
         """The loop is about to call backward() on its loss: if the step is due a curvature
@@ -157,7 +179,8 @@ class Watch:
             return
         self._counted = True
         record = self.backend.observed_record(self.loss, grad_scale=self.grad_scale)
-        self._applying = self.session.observe_step(record) if self.rank == 0 else False
+        measured = self.session.observe_step(record) if self._observes else False
+        self._applying = measured if self.rank == 0 else False   # (another rank's answer is not asked)
         if self.world > 1:
             self._applying = _rank0_decides(self._applying)
             if self.rank != 0 and self._applying:
@@ -175,7 +198,7 @@ class Watch:
     def _after_step(self, optimizer, args, kwargs):
         if not self._counted:    # the step let through unobserved
             return
-        if self._applying and self.rank == 0:
+        if self._applying and self._observes:   # (None where this rank's session did not measure it)
             self._publish(self.session.observed_update_done())
         self._applying = False
         ended = self.session.done if self.rank == 0 else False
@@ -217,7 +240,9 @@ class Watch:
             from .report import write_report
             write_report(self.session, self.report)
         if self.publisher is not None:
+            self.publisher.worker.quit.set()     # (its flushing thread ends)
             self.publisher.close()
+            _let_viewers_read(self.publisher)
 
 
 def _publisher(watch: Watch, serve, record, private: bool, name: str):
@@ -234,6 +259,15 @@ def _publisher(watch: Watch, serve, record, private: bool, name: str):
     if watch.rank == 0:
         _say(publisher.attach_line())
     return publisher
+
+
+def _let_viewers_read(publisher, timeout: float = 1.0) -> None:
+    """A moment for each viewer's thread to send what is queued (the run's end, its bye) before
+    the process, whose exit would cut those threads short, goes on."""
+    server = publisher.server
+    end = time.monotonic() + timeout
+    while server is not None and server.viewers and time.monotonic() < end:
+        time.sleep(0.01)
 
 
 def _distributed() -> tuple:

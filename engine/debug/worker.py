@@ -115,6 +115,8 @@ class Worker:
         self._histograms = None
         self._data_view = None
         self._latest_extras = (None, None)   # the last histograms and data view sent (for catch_up)
+        self.recorder = None          # a recording (recording.Recorder): given every step, not the coalesced
+        self._recorded = None
         self._urgent = 0
         self._curvature = _notes(session)
         self._publishing = threading.Lock()   # the training thread, or the flusher while a step hangs
@@ -197,6 +199,13 @@ class Worker:
             if snapshot.data_view is not None:
                 self._data_view = snapshot.data_view
         latest = s.snapshot
+        if self.recorder is not None:
+            if snapshot is not None:
+                self.recorder.step(snapshot)
+            elif latest is not None and latest is not self._recorded and latest.step > 0:
+                # measured again at rest (a pause, the end): the same step, its warnings recorded already
+                self.recorder.step(replace(latest, warnings=()))
+            self._recorded = latest
         urgent = force or self._urgent > 0 or (snapshot is not None and (
             snapshot.hit is not None or snapshot.trace is not None or snapshot.stop is not None
             or snapshot.state != "running"))
@@ -556,6 +565,7 @@ def _start_worker(session: Session, channel: _Channel, shutdown: Shutdown, rebui
     shown its first snapshot and the breakpoints."""
     worker = Worker(session, channel)
     worker.rebuild = rebuild
+    worker.recorder = shutdown.recorder
 
     def restarted(new: Session) -> None:
         shutdown.session = new

@@ -28,6 +28,8 @@ HELP = """\
   l       loss axis: auto (log when the loss spans 100×), log, linear
   ?       this help                q   quit, from every screen
   escape  back to the main screen, from every view    (ctrl+q quits too)
+  --attach  q detaches: the served run goes on
+  --open    a recording: n / p a recorded step on / back, space plays
 
 [b]In the views[/b]
   step into   n/j/↓ next op, p/k/↑ previous, f first NaN/Inf,

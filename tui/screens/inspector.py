@@ -25,10 +25,12 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from ..messages import StateChanged
+from ..ranks import state_spread
 from ..text_batch_noise import batch_noise_panel
 from ..text_bayes import layer_bayes_lines
 from ..text_inspector import (DERIVATIVE_NAMES, FORMULA, HEALTHY_UPDATE, chain_links, chain_summary, chain_table,
-                              curvature_figures, grads_table, inspector_title, layer_weight, panel_title)
+                              curvature_figures, grads_table, inspector_title, layer_weight, panel_title,
+                              ranks_section)
 from ..throttle import Throttle
 from ..widgets.common import HistogramKeeper
 from ..widgets.histogram_panel import HistogramPanel
@@ -87,6 +89,13 @@ class InspectorScreen(Screen):
                     yield Static(id="chain-summary")
                     yield Static("gradient of each parameter: data loss + penalty", classes="panel-title")
                     yield Static(id="grads")
+                    # (only when attached to one rank of several: RankPeers set `state.ranks`)
+                    ranks_title = Static("across the ranks of a distributed run", id="ranks-title",
+                                         classes="panel-title")
+                    ranks = Static(id="ranks")
+                    ranks_title.display = ranks.display = False
+                    yield ranks_title
+                    yield ranks
                     yield Static("curvature: the Hessian diagonal and the lr edge", classes="panel-title")
                     yield Static(id="curvature")
                     yield Static("mini-batch noise: is the batch large enough?", classes="panel-title")
@@ -181,8 +190,18 @@ class InspectorScreen(Screen):
         self.query_one("#chain", Static).update(chain_table(self.links, layer))
         self.query_one("#chain-summary", Static).update(chain_summary(self.links, layer))
         self.query_one("#grads", Static).update(grads_table(layer, snap))
+        self._draw_ranks(state)
         self.query_one("#curvature", Static).update(curvature_figures(layer, snap, state.model or {}))
         self.query_one("#batch-noise", Static).update(batch_noise_panel(layer, snap))
+
+    def _draw_ranks(self, state) -> None:
+        """Under torch.distributed, this layer on every rank; hidden otherwise."""
+        section = None
+        if getattr(state, "ranks", None):
+            section = ranks_section(state_spread(state), self.layer_name)
+        self.query_one("#ranks-title").display = self.query_one("#ranks").display = section is not None
+        if section is not None:
+            self.query_one("#ranks", Static).update(section)
 
     def _draw_bayes(self, state) -> None:
         """A Bayesian layer's posterior σ (min–max from the latest histogram of its ρ) and its
