@@ -43,6 +43,7 @@ MAX_VIEWERS = 8             # attached at once; more are turned away
 MAX_CONNECTING = 16         # connections still saying who they are; more are closed at once
 QUEUE_BYTES = 64 * 1024 * 1024   # queued for one viewer before it is counted as fallen behind
 SEND_TIMEOUT = 30.0         # a viewer that takes no bytes for this long is dropped
+CLOSE_GRACE = 1.0           # seconds the end of a run waits for viewers to be sent what is queued
 CATCH_UP_REUSE = 0.5        # seconds one catch-up serves every viewer that attaches meanwhile
 
 
@@ -274,6 +275,9 @@ class Server:
             viewers, self._viewers = self._viewers, []
         for viewer in viewers:
             viewer.finish()
+        end = time.monotonic() + CLOSE_GRACE   # a moment to send the end (the bye): a process
+        for viewer in viewers:                 # exiting next would cut the threads short
+            viewer.join(max(0.0, end - time.monotonic()))
         for path in ((self.address.path,) if self.address.kind == "unix" else ()) + (self.token_file,):
             try:
                 os.unlink(path)
@@ -448,7 +452,8 @@ class _Viewer:
         self.lagged = 0           # times it fell behind
 
     def start(self) -> None:
-        threading.Thread(target=self._send_loop, daemon=True, name="calcml-viewer-out").start()
+        self._sender = threading.Thread(target=self._send_loop, daemon=True, name="calcml-viewer-out")
+        self._sender.start()
         threading.Thread(target=self._read_loop, daemon=True, name="calcml-viewer-in").start()
 
     def offer(self, data: bytes) -> None:
@@ -469,6 +474,11 @@ class _Viewer:
         with self._cond:
             self._queue.clear()
             self._bytes = 0
+
+    def join(self, timeout: float) -> None:
+        sender = getattr(self, "_sender", None)
+        if sender is not None and sender is not threading.current_thread():
+            sender.join(timeout)
 
     def finish(self) -> None:
         """The run is over: send what is queued (briefly), then close."""

@@ -328,13 +328,15 @@ class Session:
         """Whether the next observed step should be recorded op by op (a step-into)."""
         return self._pending_traced
 
-    def observe_step(self, record) -> bool:
+    def observe_step(self, record, waited: bool = False) -> bool:
         """A step the user's loop is taking, reported before its update. It first waits at the
         step boundary while the run is paused (on the loop's own thread; commands are applied as
         they come), then checks and measures the step. True: let the update happen, then call
         `observed_update_done()`. False: the run has ended, or this step failed (a NaN, or the
-        model's code raised) and the run stopped: the update must not happen."""
-        self.wait_at_boundary()
+        model's code raised) and the run stopped: the update must not happen. `waited`: the
+        caller has waited at the boundary itself (wait_at_boundary returned True)."""
+        if not waited:
+            self.wait_at_boundary()
         self._unsettled = None
         if self.done:
             return False
@@ -366,22 +368,22 @@ class Session:
         if self.snapshot is not None:
             self.snapshot = replace(self.snapshot, state=self.state, stop=self.stop_info)
 
-    def wait_at_boundary(self, timeout: float | None = None) -> None:
+    def wait_at_boundary(self, timeout: float | None = None) -> bool:
         """Block until the run may take another step (running, or a step pending, which this
-        takes) or has ended; or until `timeout` seconds pass."""
+        takes) or has ended: True; or until `timeout` seconds pass: False."""
         while True:
             self.apply_commands()
             if self.done or self.state == RUNNING:
-                return
+                return True
             if self._pending_steps > 0:
                 self._pending_steps -= 1
-                return
+                return True
             # (the step the loop is held at has already replaced the gradients: its weights only)
             self._settle(histograms=False)
             try:
                 self._apply(*self._commands.get(timeout=timeout))
             except queue.Empty:
-                return
+                return False
 
     # -- one driven step ------------------------------------------------------------------
     def _train_step(self, traced: bool) -> Snapshot:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
-import time
 
 import torch
 
@@ -32,6 +31,7 @@ from .torch_backend import TorchBackend
 _backward = torch.Tensor.backward
 _Scaler = torch.amp.GradScaler
 _scale, _scaler_step = _Scaler.scale, _Scaler.step
+HEARTBEAT = 10.0                # seconds between rank 0's broadcasts while it is paused (torch.distributed)
 _watching: list = []            # the active watches (the wrappers below tell each what they saw)
 _lock = threading.Lock()
 
@@ -179,7 +179,10 @@ class Watch:
             return
         self._counted = True
         record = self.backend.observed_record(self.loss, grad_scale=self.grad_scale)
-        measured = self.session.observe_step(record) if self._observes else False
+        if self.world > 1:
+            self._held_together()
+        measured = self.session.observe_step(record, waited=self.world > 1 and self.rank == 0) \
+            if self._observes else False
         self._applying = measured if self.rank == 0 else False   # (another rank's answer is not asked)
         if self.world > 1:
             self._applying = _rank0_decides(self._applying)
@@ -194,6 +197,16 @@ class Watch:
                 self.on_done()
             else:
                 self.detach()
+
+    def _held_together(self) -> None:
+        """Under torch.distributed, every rank waits at the step boundary while rank 0 is paused. The
+        others wait in a broadcast, which times out (the process group's timeout, 30 minutes by
+        default, then the job dies), so rank 0 says "still paused" every HEARTBEAT seconds, and
+        "go" when it may take the step (one more small broadcast a step)."""
+        while True:
+            go = self.session.wait_at_boundary(HEARTBEAT) if self.rank == 0 else False
+            if _rank0_decides(go):
+                return
 
     def _after_step(self, optimizer, args, kwargs):
         if not self._counted:    # the step let through unobserved
@@ -241,8 +254,7 @@ class Watch:
             write_report(self.session, self.report)
         if self.publisher is not None:
             self.publisher.worker.quit.set()     # (its flushing thread ends)
-            self.publisher.close()
-            _let_viewers_read(self.publisher)
+            self.publisher.close()        # (it gives the viewers a moment to be told)
 
 
 def _publisher(watch: Watch, serve, record, private: bool, name: str):
@@ -261,21 +273,14 @@ def _publisher(watch: Watch, serve, record, private: bool, name: str):
     return publisher
 
 
-def _let_viewers_read(publisher, timeout: float = 1.0) -> None:
-    """A moment for each viewer's thread to send what is queued (the run's end, its bye) before
-    the process, whose exit would cut those threads short, goes on."""
-    server = publisher.server
-    end = time.monotonic() + timeout
-    while server is not None and server.viewers and time.monotonic() < end:
-        time.sleep(0.01)
-
-
 def _distributed() -> tuple:
     """(this process's rank, the number of processes) under torch.distributed, else (0, 1)."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
 
 
 def _rank0_decides(apply: bool) -> bool:
