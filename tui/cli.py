@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -262,8 +263,9 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
     from .headless import print_summary
 
     out = sys.stdout
-    print(f"calcml-debug: {path} (a training script{', arguments: ' + ' '.join(args.script_args) if args.script_args else ''})",
-          file=out, flush=True)
+    if os.environ.get("RANK", "0") == "0":   # (under torchrun, rank 0 speaks for them all)
+        print(f"calcml-debug: {path} (a training script{', arguments: ' + ' '.join(args.script_args) if args.script_args else ''})",
+              file=out, flush=True)
     problems: list = []
 
     published: dict = {}
