@@ -223,12 +223,10 @@ def _run(args) -> int:
             return EXIT_USAGE
     args.record = record
     script = args.script_args is not None or _is_torch_script(path)
-    if args.headless and (args.serve or args.record):
-        return _run_published(path, args, specs, json_path, script)
     if args.headless:
         if script:
             return _run_headless_script(path, args, specs, json_path)
-        return _run_headless(path, args, specs, json_path)
+        return _run_headless(path, args, specs, json_path, published=bool(args.serve or args.record))
     # The interface opens at once; the training process loads the model file (a file that
     # takes long to load, or hangs, shows as loading, and q still quits).
     from .app import run_app
@@ -345,7 +343,8 @@ def _run_headless_script(path: str, args, specs: list, json_path: str | None) ->
     return EXIT_USAGE if failed else EXIT_OK
 
 
-def _run_headless(path: str, args, specs: list, json_path: str | None) -> int:
+def _run_headless(path: str, args, specs: list, json_path: str | None, published: bool = False) -> int:
+    """A model file headless; `published`: also served (--serve) and/or recorded (--record)."""
     from calcml.debug import BreakpointError, ModelFileError, Session, load_model_file
     from calcml.debug.allocator import keep_freed_memory
     from calcml.debug.session import session_config
@@ -369,7 +368,28 @@ def _run_headless(path: str, args, specs: list, json_path: str | None) -> int:
             return EXIT_USAGE
         keep_freed_memory()
         guard.session = session
+        if published:
+            return _run_served(session, path, args, json_path, guard)
         return run_headless(session, json_path=json_path, guard=guard)
+
+
+def _run_served(session, path: str, args, json_path: str | None, guard) -> int:
+    from calcml.debug import Session, load_model_file
+    from calcml.debug.publish import Publisher
+    from calcml.debug.serve import ServeError
+    from calcml.debug.session import session_config
+    from .headless import run_served
+
+    def rebuild(seed):   # (a viewer's restart)
+        return Session(load_model_file(path, seed=seed, steps=args.steps), session_config(args.curvature_every))
+    try:
+        publisher = Publisher(session, rebuild=rebuild, **_publishing(args, path))
+        publisher.start()
+    except (ServeError, OSError) as error:
+        _say(str(error))
+        return EXIT_USAGE
+    publisher.worker.on_restart = lambda new: setattr(guard, "session", new)
+    return run_served(publisher, json_path=json_path, guard=guard)
 
 
 def _publishing(args, path: str, world: int = 1, rank: int = 0) -> dict:
@@ -381,48 +401,6 @@ def _publishing(args, path: str, world: int = 1, rank: int = 0) -> dict:
         address = serve.for_rank(address, rank)
     return {"address": address, "record": args.record, "private": args.serve_private,
             "public": args.serve_public, "rank": rank, "world": world}
-
-
-def _run_published(path: str, args, specs: list, json_path: str | None, script: bool) -> int:
-    """Headless, and served to viewers (--serve) and/or recorded (--record)."""
-    from calcml.debug import BreakpointError, ModelFileError, Session, load_model_file
-    from calcml.debug.allocator import keep_freed_memory
-    from calcml.debug.publish import Publisher
-    from calcml.debug.serve import ServeError
-    from calcml.debug.session import session_config
-    from .headless import Guard, Interrupted, run_served
-
-    if script:
-        return _run_headless_script(path, args, specs, json_path)
-    with Guard() as guard:
-        try:
-            spec = load_model_file(path, seed=args.seed, steps=args.steps)
-        except ModelFileError as error:
-            _say(str(error))
-            return EXIT_USAGE
-        except Interrupted as stop:
-            _say(f"stopped by {stop}, while loading {path}")
-            return 128 + stop.signum
-        session = Session(spec, session_config(args.curvature_every))
-        try:
-            for text in specs:
-                session.add_breakpoint(text)
-        except BreakpointError as error:
-            _say(f"breakpoint refused: {error}")
-            return EXIT_USAGE
-
-        def rebuild(seed):
-            return Session(load_model_file(path, seed=seed, steps=args.steps), session_config(args.curvature_every))
-        try:
-            publisher = Publisher(session, rebuild=rebuild, **_publishing(args, path))
-            publisher.start()
-        except (ServeError, OSError) as error:
-            _say(str(error))
-            return EXIT_USAGE
-        keep_freed_memory()
-        guard.session = session
-        publisher.worker.on_restart = lambda new: setattr(guard, "session", new)   # (a viewer's restart)
-        return run_served(publisher, json_path=json_path, guard=guard)
 
 
 def _internal_error(error: BaseException) -> int:

@@ -118,12 +118,16 @@ class Progress:
             self.stream.flush()
 
 
-def run_headless(session, json_path: str | None = None, out=None, guard: Guard | None = None) -> int:
-    out = out or sys.stdout
-    spec = session.spec
+def _say_what(spec, out) -> None:
+    """The model file and its description's first line."""
     print(f"calcml-debug: {clean(spec.path)}", file=out)
     if spec.description:
         print(clean(spec.description.splitlines()[0]), file=out)
+
+
+def run_headless(session, json_path: str | None = None, out=None, guard: Guard | None = None) -> int:
+    out = out or sys.stdout
+    _say_what(session.spec, out)
     progress = Progress(out, session.max_steps)
     try:
         snapshot = session.run_to_end(on_step=progress)
@@ -137,15 +141,7 @@ def run_headless(session, json_path: str | None = None, out=None, guard: Guard |
     if snapshot is not None and snapshot.layers:
         progress(snapshot, force=True)
     progress.done()
-    print_summary(session, out)
-    if json_path:
-        write_report(session, json_path)
-        print(f"report written to {json_path}", file=out)
-    if guard is not None and guard.signum is not None:
-        return 128 + guard.signum
-    if session.stop_info is not None and session.stop_info.reason == "error":
-        return EXIT_USAGE
-    return EXIT_OK
+    return _ended(session, out, json_path, guard)
 
 
 def run_served(publisher, json_path: str | None = None, out=None, guard: Guard | None = None) -> int:
@@ -154,10 +150,7 @@ def run_served(publisher, json_path: str | None = None, out=None, guard: Guard |
     continue it) instead of ending it; it ends when training ends, or on a viewer's stop."""
     out = out or sys.stdout
     worker = publisher.worker
-    spec = worker.session.spec
-    print(f"calcml-debug: {clean(spec.path)}", file=out)
-    if spec.description:
-        print(clean(spec.description.splitlines()[0]), file=out)
+    _say_what(worker.session.spec, out)
     print(publisher.attach_line(), file=out, flush=True)
     progress = Progress(out, worker.session.max_steps)
     threading.Thread(target=worker.flush_while_busy, daemon=True, name="calcml-flush").start()
@@ -195,6 +188,11 @@ def run_served(publisher, json_path: str | None = None, out=None, guard: Guard |
         progress(session.snapshot, force=True)
     progress.done()
     publisher.close()
+    return _ended(session, out, json_path, guard)
+
+
+def _ended(session, out, json_path: str | None, guard: Guard | None) -> int:
+    """The summary and the report of a run that has ended, and its exit status."""
     print_summary(session, out)
     if json_path:
         write_report(session, json_path)
