@@ -140,3 +140,10 @@ def test_the_interface_records_too(folder):
     recording = read_recording(path)
     assert recording.snapshots and recording.ended and not recording.cut
     assert recording.snapshots[-1].step == 1500 or recording.snapshots[-1].step > 100
+
+
+def test_a_recording_that_cannot_be_written_is_refused_before_the_run(folder):
+    nowhere = subprocess.run([terminal.command(), "sample_models/xor_mlp.py", "--headless", "--record",
+                              os.path.join(folder, "no", "such", "folder", "run.calcml")],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert nowhere.returncode == 2 and "--record" in nowhere.stderr and "step 1" not in nowhere.stdout

@@ -200,13 +200,14 @@ def _run(args) -> int:
     except ModelFileError as error:
         _say(str(error))
         return EXIT_USAGE
-    json_path = None
-    if args.json:
+    targets = {}
+    for flag in ("json", "record"):   # the files the run will write: checked before it starts
         try:
-            json_path = check_target(args.json)
+            targets[flag] = check_target(getattr(args, flag)) if getattr(args, flag) else None
         except ReportTargetError as error:
-            _say(f"--json {error}")
+            _say(f"--{flag} {error}")
             return EXIT_USAGE
+    json_path, args.record = targets["json"], targets["record"]
     specs = breakpoint_specs(args)
     for text in specs:   # syntax now; the names they use are checked once the model has loaded
         try:
@@ -214,14 +215,6 @@ def _run(args) -> int:
         except BreakpointError as error:
             _say(f"breakpoint refused: {error}")
             return EXIT_USAGE
-    record = None
-    if args.record:
-        try:
-            record = check_target(args.record)
-        except ReportTargetError as error:
-            _say(f"--record {error}")
-            return EXIT_USAGE
-    args.record = record
     script = args.script_args is not None or _is_torch_script(path)
     if args.headless:
         if script:
@@ -232,7 +225,7 @@ def _run(args) -> int:
     from .app import run_app
     from .backend import ProcessBackend
     return run_app(ProcessBackend(path, seed=args.seed, steps=args.steps, breakpoints=specs,
-                                  json_path=json_path, curvature_every=args.curvature_every, record=record,
+                                  json_path=json_path, curvature_every=args.curvature_every, record=args.record,
                                   script_args=(args.script_args or []) if script else None))
 
 
