@@ -335,3 +335,18 @@ def test_a_viewer_stop_ends_the_served_run_and_viewers_get_bye(served):
     assert viewer.state.state == "stopped"
     assert not os.path.exists(run.address.path) and not os.path.exists(run.server.token_file)
     assert "stopped at step" in run.out.getvalue()
+
+
+def test_a_pytorch_model_file_is_served_as_a_calcml_one_is(served):
+    pytest.importorskip("torch")
+    run = served(model=str(ROOT / "sample_models" / "torch_residual.py"))
+    viewer = attach(run.address.path)
+    viewer.start()
+    wait_for(lambda: viewer.state.snapshot is not None and viewer.state.snapshot.step > 0
+             and viewer.state.history, what="the torch run's steps")
+    assert viewer.state.model["name"] == "torch_residual"
+    names = [layer.name for layer in viewer.state.snapshot.layers]
+    assert "blocks.0.fc1" in names
+    viewer.pause()
+    wait_for(lambda: run.session.state == "paused" and viewer.state.state == "paused", what="the pause")
+    viewer.close()
