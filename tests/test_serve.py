@@ -350,3 +350,51 @@ def test_a_pytorch_model_file_is_served_as_a_calcml_one_is(served):
     viewer.pause()
     wait_for(lambda: run.session.state == "paused" and viewer.state.state == "paused", what="the pause")
     viewer.close()
+
+
+def test_viewers_attaching_together_get_every_frame_after_their_catch_up_once(folder):
+    """The catch-up and the queue meet exactly: a viewer is sent the run up to frame N, then
+    N+1, N+2, ... with none missing and none twice, however many attach at once."""
+    lock, count = threading.Lock(), [0]
+
+    def catch_up(then=None):           # as Worker.catch_up: under the lock the frames are published under
+        with lock:
+            if then is not None:
+                then()
+            return [{"type": "log", "stream": "calcml", "text": f"upto {count[0]}"}]
+    address = serve.Address("unix", path=os.path.join(folder, "frames.sock"))
+    server = serve.Server(address, catch_up=catch_up, on_command=lambda command: None)
+    server.start()
+    stop = threading.Event()
+
+    def publish():
+        while not stop.is_set():
+            with lock:
+                count[0] += 1
+                frame = {"type": "log", "stream": "calcml", "text": f"frame {count[0]}"}
+                server.publish(frame, wire.encode(frame))
+            time.sleep(0.0002)
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    results = {}
+
+    def view(k):
+        sock = raw(address)
+        sock.sendall(serve.attach_request(None))
+        lines = serve.read_lines(sock, wire.MAX_FRAME_BYTES)
+        texts = [json.loads(next(lines)) for _ in range(302)]
+        sock.close()
+        results[k] = texts
+    viewers = [threading.Thread(target=view, args=(k,)) for k in range(6)]
+    for v in viewers:
+        v.start()
+    for v in viewers:
+        v.join(60)
+    stop.set()
+    publisher.join(10)
+    server.close()
+    assert len(results) == 6
+    for texts in results.values():
+        assert texts[0]["type"] == "attached"
+        upto = int(texts[1]["text"].split()[1])
+        assert [t["text"] for t in texts[2:]] == [f"frame {n}" for n in range(upto + 1, upto + 301)]

@@ -44,7 +44,7 @@ MAX_CONNECTING = 16         # connections still saying who they are; more are cl
 QUEUE_BYTES = 64 * 1024 * 1024   # queued for one viewer before it is counted as fallen behind
 SEND_TIMEOUT = 30.0         # a viewer that takes no bytes for this long is dropped
 CLOSE_GRACE = 1.0           # seconds the end of a run waits for viewers to be sent what is queued
-CATCH_UP_REUSE = 0.5        # seconds one catch-up serves every viewer that attaches meanwhile
+CATCH_UP_EVERY = 0.5        # seconds at least between two catch-ups (what a late viewer is sent)
 
 
 class ServeError(ValueError):
@@ -223,7 +223,8 @@ class Server:
         self._connecting = 0
         self._closed = threading.Event()
         self._sock: socket.socket | None = None
-        self._catch_up_cache: tuple | None = None   # (time, frames)
+        self._catching_up = threading.Lock()
+        self._last_catch_up = -CATCH_UP_EVERY
         self.refused = 0            # connections turned away (for tests and the note)
 
     # lifecycle
@@ -425,15 +426,28 @@ class Server:
                 self._viewers.remove(viewer)
 
     def frames_for_new_viewer(self, viewer) -> list:
-        """The encoded `attached` frame and the run so far; one catch-up serves every viewer that
-        comes within CATCH_UP_REUSE seconds (a flood of viewers costs the training one)."""
-        now = time.monotonic()
-        cached = self._catch_up_cache
-        if cached is not None and now - cached[0] < CATCH_UP_REUSE:
-            frames = cached[1]    # (what it queued since attaching is newer: it stays)
-        else:
-            frames = [wire.encode(f) for f in self.catch_up(then=viewer.clear)]
-            self._catch_up_cache = (now, frames)
+        """The encoded `attached` frame and the run so far (Worker.catch_up). One catch-up at a
+        time, at most one every CATCH_UP_EVERY seconds (viewers that keep attaching cost the
+        training little), each serving every viewer waiting for one: their queues are emptied
+        at the moment it is taken, so each gets the run up to then and every frame after it,
+        nothing twice and nothing lost."""
+        with self._catching_up:
+            frames = viewer.caught_up
+            if frames is None:
+                wait = self._last_catch_up + CATCH_UP_EVERY - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)      # (this viewer's thread waits, not the training)
+                with self._lock:
+                    waiting = [v for v in self._viewers if v.catching_up] + [viewer]
+
+                def empty_their_queues():
+                    for v in waiting:
+                        v.clear()
+                frames = [wire.encode(f) for f in self.catch_up(then=empty_their_queues)]
+                self._last_catch_up = time.monotonic()
+                for v in waiting:
+                    v.caught_up = frames
+            viewer.caught_up = None
         head = wire.encode({"type": "attached", "control": viewer.control, "rank": self.rank,
                             "world": self.world, "address": str(self.address)})
         return [head, *frames]
@@ -448,6 +462,8 @@ class _Viewer:
         self._queue: deque = deque()
         self._bytes = 0
         self._fresh = True        # send the run afresh before the queue (a new or lagging viewer)
+        self.catching_up = False  # waiting for the run afresh (Server.frames_for_new_viewer)
+        self.caught_up = None     # the catch-up another viewer's thread took for it too
         self._done = False
         self.lagged = 0           # times it fell behind
 
@@ -499,7 +515,9 @@ class _Viewer:
                         self._queue.clear()
                         self._bytes = 0
                 if fresh:
+                    self.catching_up = True
                     batch = self.server.frames_for_new_viewer(self)
+                    self.catching_up = False
                 elif done:
                     self.conn.settimeout(1.0)   # the run is over: a last moment for what was queued
                 if batch:
