@@ -1,5 +1,8 @@
-"""What the engine-side tests share: a ModelSpec for a model, loss and data built in the test."""
+"""What the engine-side tests share: a ModelSpec for a model, loss and data built in the test,
+and a bounded wait for something another thread or process does."""
 from __future__ import annotations
+
+import time
 
 import calcml as cm
 from calcml.debug import ModelSpec
@@ -54,3 +57,15 @@ def activation_layer_in_both(cm_activation, torch_activation, steps: int = 3) ->
     sb = Session(make_spec(b, torch.nn.functional.mse_loss, (X, y),
                            optimizer=torch.optim.SGD(b.parameters(), lr=0.1), steps=steps), config)
     return sa.run_to_end().layers[1], sb.run_to_end().layers[1]
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
+    """Poll until `condition()` is true and return its value (a bound on a wait, never a
+    measured time); AssertionError naming `what` if `timeout` seconds pass first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

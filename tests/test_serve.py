@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from helpers import wait_for
+
 from calcml.debug import Session, load_model_file, serve, wire
 from calcml.debug.config import session_config
 from calcml.debug.publish import Publisher
@@ -27,17 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 XOR = str(ROOT / "sample_models" / "xor_mlp.py")
 DEEP = str(ROOT / "sample_models" / "deep_sigmoid.py")
-
-
-def wait_for(condition, timeout=20.0, what="the condition"):
-    """Poll until `condition()` is true (a bound on a wait, never a measured time)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

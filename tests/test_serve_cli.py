@@ -70,7 +70,7 @@ def test_attach_pause_detach_and_attach_again_in_a_real_terminal(folder):
         assert process.poll() is None                  # still there, paused
         again = terminal.Terminal(["--attach", address])
         try:
-            again.wait_for(rf"PAUSED")
+            again.wait_for(r"PAUSED")
             again.wait_for(rf"step {paused_at + 1}\b")     # the same run, where it was left
             again.child.send(" ")                          # run on
             again.wait_for(r"RUNNING")

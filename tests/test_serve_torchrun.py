@@ -16,6 +16,8 @@ import textwrap
 import time
 
 import pytest
+
+import helpers
 from msgspec.structs import replace
 
 from calcml.debug import Session, serve
@@ -75,12 +77,7 @@ SCRIPT = textwrap.dedent('''\
 
 
 def wait_for(condition, timeout=60.0, what="the condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return helpers.wait_for(condition, timeout, what)   # (torchrun starts slowly)
 
 
 def holds_for(condition, seconds: float) -> bool:

@@ -6,24 +6,16 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 
 import pytest
+
+from helpers import wait_for
 
 torch = pytest.importorskip("torch")
 
 import calcml                               # noqa: E402
 from calcml.debug import SessionConfig      # noqa: E402
 from calcml.tui.remote import attach        # noqa: E402
-
-
-def wait_for(condition, timeout=20.0, what="the condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_viewer_pauses_and_steps_a_watched_loop():
