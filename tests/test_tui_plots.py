@@ -84,6 +84,45 @@ def test_a_live_app_leaves_its_start_up_out_of_later_garbage_collections():
     run(body())
 
 
+def test_a_live_app_holds_garbage_collection_off_while_a_screen_opens_or_closes_and_then_lets_it_run(monkeypatch):
+    import gc
+    from calcml.tui import app as app_module
+    backend = local("xor_mlp.py", steps=1)
+    seen = []      # gc.isenabled() at each screen change, as the new screen is put on top
+    on_change = DebuggerApp._on_screen_change
+    monkeypatch.setattr(DebuggerApp, "_on_screen_change",
+                        lambda self, screen: (seen.append(gc.isenabled()), on_change(self, screen)))
+
+    async def switch(pilot, key):
+        count = len(seen)
+        await pilot.press(key)
+        await settle(pilot, lambda: len(seen) > count, what=f"the screen change after {key}")
+
+    async def body():
+        app = DebuggerApp(backend, live=True)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause(0.1)
+            for key in ("h", "escape", "question_mark", "escape"):
+                await settle(pilot, gc.isenabled, what="collections on before the switch")
+                await switch(pilot, key)
+                assert seen[-1] is False      # composed and drawn without a collection
+                await settle(pilot, gc.isenabled, what="collections to run again after the switch")
+            gc.disable()                      # held by someone else (Textual scrolling): left alone
+            await switch(pilot, "h")
+            await pilot.pause(2 * app_module.GC_HOLD_S)
+            assert not gc.isenabled()
+            gc.enable()
+            monkeypatch.setattr(app_module, "GC_HOLD_S", 600.0)
+            await switch(pilot, "escape")
+            assert not gc.isenabled()
+            await pilot.press("q")            # leaving while held: collections run again at once
+        assert gc.isenabled()
+    try:
+        run(body())
+    finally:
+        gc.enable()
+
+
 def test_loss_axis_labels_are_short_and_a_loss_spanning_decades_is_on_a_log_scale():
     import re
     import numpy as np

@@ -31,7 +31,17 @@ from textual.message import Message
 from textual.widgets import RichLog, TabbedContent, TabPane
 
 from .backend import Backend
+# the views are imported with the app, not when first opened: importing one took 7-18 ms of
+# the key press that opened it
+from .screens.bayes import BayesScreen
+from .screens.breakpoints import BreakpointsScreen
+from .screens.curvature import CurvatureScreen
+from .screens.data import DataScreen
 from .screens.footer import MainFooter
+from .screens.help import HelpScreen
+from .screens.inspector import InspectorScreen
+from .screens.regularisation import RegularisationScreen
+from .screens.stepinto import StepIntoScreen
 from .messages import StateChanged
 from .terminal_driver import terminal_driver
 from .text_layers import warning_line
@@ -44,6 +54,7 @@ TABLE_HZ = 4
 PLOT_HZ = 2
 NARROW = 110   # below this many columns, plots share the screen with the table (key g)
 LR_FACTOR = 2.0
+GC_HOLD_S = 0.3   # no garbage collection for this long after a screen is opened or closed
 TRAIN_ON_AT_LEAST = 100
 
 
@@ -133,6 +144,35 @@ class DebuggerApp(App):
             # widgets) live as long as the app: leave them out of every later collection.
             gc.collect()
             gc.freeze()
+
+    # -- opening and closing screens ---------------------------------------------------------
+    # A full garbage collection takes 40-120 ms here while training runs (the worker's BLAS
+    # shares the caches), and one lands about every second and a half. Textual holds collections
+    # off while it scrolls; the interface does the same while a screen is composed and drawn, so
+    # that the first frame of a view is not delayed by one; the collection runs just after.
+    _gc_timer = None
+
+    def _hold_gc(self) -> None:
+        if not self._live:
+            return
+        if self._gc_timer is not None:
+            self._gc_timer.stop()
+        elif not gc.isenabled():   # held by someone else (Textual, while it scrolls): leave it
+            return
+        gc.disable()
+        self._gc_timer = self.set_timer(GC_HOLD_S, self._release_gc)
+
+    def _release_gc(self) -> None:
+        self._gc_timer = None
+        gc.enable()
+
+    def push_screen(self, *args, **kwargs):
+        self._hold_gc()
+        return super().push_screen(*args, **kwargs)
+
+    def pop_screen(self):
+        self._hold_gc()
+        return super().pop_screen()
 
     def on_debugger_app_wake(self, message) -> None:
         self.poll()
@@ -334,7 +374,6 @@ class DebuggerApp(App):
             back(1)
 
     def action_step_into(self) -> None:
-        from .screens.stepinto import StepIntoScreen
         state = self.backend.state
         since = state.versions["trace"]  # read before asking, so a quick answer is not missed
         if getattr(self.backend, "replay", False):   # a recording: show the one recorded
@@ -383,30 +422,24 @@ class DebuggerApp(App):
     def action_inspect(self) -> None:
         layer = self.query_one(LayerTable).selected_layer
         if layer is not None:
-            from .screens.inspector import InspectorScreen
             self._open_view(InspectorScreen, layer)
 
     def on_data_table_row_selected(self, event) -> None:
         self.action_inspect()
 
     def action_breakpoints(self) -> None:
-        from .screens.breakpoints import BreakpointsScreen
         self.push_screen(BreakpointsScreen())
 
     def action_regularisation(self) -> None:
-        from .screens.regularisation import RegularisationScreen
         self._open_view(RegularisationScreen)
 
     def action_curvature(self) -> None:
-        from .screens.curvature import CurvatureScreen
         self._open_view(CurvatureScreen)
 
     def action_data_view(self) -> None:
-        from .screens.data import DataScreen
         self._open_view(DataScreen)
 
     def action_bayes(self) -> None:
-        from .screens.bayes import BayesScreen
         self._open_view(BayesScreen)
 
     def _open_view(self, kind, *args) -> None:
@@ -435,7 +468,6 @@ class DebuggerApp(App):
         self.push_screen(name)
 
     def action_help(self) -> None:
-        from .screens.help import HelpScreen
         self.push_screen(HelpScreen())
 
     def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
@@ -464,6 +496,8 @@ class DebuggerApp(App):
         if self.quitting:
             return
         self.quitting = True
+        if self._gc_timer is not None:   # leaving while collections are held off
+            self._release_gc()
         self.backend.request_quit()
         self.exit(code)
 
