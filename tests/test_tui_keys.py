@@ -227,6 +227,46 @@ def test_a_view_opened_again_is_the_one_built_before_brought_up_to_date_and_rebu
     run(body())
 
 
+KEPT_VIEWS = {"h": "CurvatureScreen", "r": "RegularisationScreen", "v": "BayesScreen", "d": "DataScreen",
+         "enter": "InspectorScreen"}
+
+
+async def open_view(app, pilot, key):
+    """Press `key` and wait until its view is on top and has drawn."""
+    await pilot.press(key)
+    await settle(pilot, lambda: type(app.screen).__name__ == KEPT_VIEWS[key], what=f"the view {key} opens")
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("key", list(KEPT_VIEWS))
+def test_a_kept_view_reopened_after_a_resize_looks_as_a_fresh_one_does(key):
+    texts = {}
+
+    async def fresh():
+        app = DebuggerApp(local("xor_mlp.py", steps=5), clock=lambda: 1e9)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await open_view(app, pilot, key)
+            texts["fresh"] = screen_text(app)
+
+    async def kept():
+        app = DebuggerApp(local("xor_mlp.py", steps=5), clock=lambda: 1e9)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await open_view(app, pilot, key)
+            first = app.screen
+            texts["wide"] = screen_text(app)
+            await pilot.press("escape")
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause(0.2)
+            await open_view(app, pilot, key)
+            assert app.screen is first                    # kept, not built again
+            texts["kept"] = screen_text(app)
+
+    run(fresh())
+    run(kept())
+    assert texts["kept"] == texts["fresh"]
+    assert texts["wide"] != texts["fresh"]                # the wide layout was another one
+
+
 def test_the_inspector_opened_again_on_another_layer_shows_that_layer():
     backend = local("deep_sigmoid.py", steps=3)
 
