@@ -607,6 +607,11 @@ AVGPOOL2D_INPUT = Op("avg_pool2d_input", _avgpool2d_input, ("d avgpoolᵀ(g)/dg:
                      chain=("{g} = the average pool of {up}",))
 
 
+# The debugger's fork in front of a layer: the layer reads a node of its own holding the same
+# array, so that node's gradient is the layer's own share of ∂L/∂x and x's the whole (x's other
+# paths added). Never traced: a model's own ops do not include it.
+BRANCH = Op("branch", lambda x: x, ("d x/dx = 1 (the same values, read by one layer)",), partials=(None,))
+
 # Every op above, in the order defined; the activations among them; each by name.
 PRIMITIVES = tuple(op for op in tuple(globals().values()) if isinstance(op, Op))
 ACTIVATION_OPS = tuple(op for op in PRIMITIVES if op.activation is not None)

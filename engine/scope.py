@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 _stack: list = []
-recorder = None  # when set, called as recorder(module, args, output) after each module call
+# When set: `args = recorder.enter(module, args)` before each module call (it may hand the module
+# a branch of its input, tensor.branch) and `recorder(module, args, output)` after it.
+recorder = None
 
 
 def current_module():

@@ -907,6 +907,17 @@ def _wrap(array) -> Tensor:
     return t
 
 
+def branch(x: Tensor) -> Tensor:
+    """x's values as a node of their own in the graph, whose gradient is kept: the part of
+    ∂L/∂x that flows through what reads this node (see ops.BRANCH). Not traced."""
+    t = _wrap(x.data)
+    t.requires_grad = True
+    t._op = _ops.BRANCH
+    t._inputs = (x,)
+    t._module = _scope._stack[-1] if _scope._stack else None
+    t._retains_grad = True
+    return t
+
 def _arg_reduce(arg, data, dim, keepdim):
     if dim is None:
         return np.asarray(arg(data), dtype=np.int64)

@@ -35,7 +35,7 @@ def test_every_sample_is_covered():
                      "spirals_adam", "sine_mlp", "nan_demo", "newton_logreg", "lr_edge", "adam_vs_sgd",
                      "bayes_regression", "bayes_linear_exact", "hmc_logreg", "torch_residual",
                      "torch_train_script", "torch_digits_cnn", "torch_attention",
-                     "deep_batchnorm", "makemore_mlp", "digits_cnn"}   # the last: a training script (test_torch_script.py)
+                     "residual_mlp", "deep_batchnorm", "makemore_mlp", "digits_cnn"}   # the last: a training script (test_torch_script.py)
 
 
 def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
@@ -48,6 +48,17 @@ def test_torch_residual_is_quiet_and_learns_through_its_shortcuts():
     assert len(relus) == 8 and all(0 < layer.mean_local_derivative < 1 for layer in relus)
     products = [p for _, p in chain_products(final.layers)]
     assert min(products) > 0.1     # the shortcuts carry the gradient down to the first layer
+
+
+def test_residual_mlp_is_quiet_and_its_chain_joins_the_shortcuts():
+    s, final = run("residual_mlp", steps=300)
+    assert started(s) == set() and s.state == "finished"
+    assert final.loss < 0.1 * s.history.series("loss")[:10].mean()
+    forks = [layer for layer in final.layers if layer.grad_in_total_norm is not None]
+    assert [layer.name for layer in forks] == [f"blocks.{b}.fc1" for b in range(8)]
+    # the shortcut carries more of the gradient than the block's own path
+    assert all(layer.other_paths_ratio > 1.5 for layer in forks)
+    assert min(p for _, p in chain_products(final.layers)) > 0.1
 
 
 def test_digits_cnn_learns_quietly_and_counts_dead_units_by_channel():

@@ -87,8 +87,24 @@ def test_a_watched_loops_curvature_is_that_of_the_same_training_driven():
     users_loop(watched_model, optimizer, 7, X, y)
     measured = [plain(c) for c in w.session.curvature_history]
     assert [c["step"] for c in measured] == [1, 4, 7]
-    assert measured == [plain(c) for c in driven.curvature_history]
+    expected = [plain(c) for c in driven.curvature_history]
+    # The loop's first step is the one whose forward hands each layer a view of its input (to
+    # find which layers' inputs also go elsewhere), so its double backward adds in another order
+    # and agrees to rounding; the later steps' graphs are the loop's own and agree exactly.
+    assert flat(measured[0]) == pytest.approx(flat(expected[0]), rel=1e-13, abs=1e-15)
+    assert measured[1:] == expected[1:]
     assert w.session.curvature_note is None
+
+
+def flat(record: dict) -> dict:
+    """A record's numbers by their path ('hessian_diag.0.weight'), its words and counts apart."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in flat(value).items()})
+        else:
+            out[key] = value
+    return out
 
 
 def wait_until(condition, timeout=10.0):

@@ -49,7 +49,8 @@ def plain(renderable, width: int = 200) -> str:
 
 def expected_chain(layers, name: str) -> list:
     """The running products, computed here: ‖∂L/∂y‖, then × ‖∂L/∂in‖/‖∂L/∂out‖ of each layer
-    from the last down to the one after `name`, then ‖∂L/∂W‖ (or the layer's own factor)."""
+    from the last down to the one after `name` (and at a fork, × its whole ‖∂L/∂in‖ over its
+    own share), then ‖∂L/∂W‖ (or the layer's own factor)."""
     names = [layer.name for layer in layers]
     k = names.index(name)
     product = layers[-1].grad_out_norm
@@ -57,6 +58,9 @@ def expected_chain(layers, name: str) -> list:
     for layer in reversed(layers[k + 1:]):
         product *= layer.grad_in_norm / layer.grad_out_norm
         out.append(product)
+        if layer.grad_in_total_norm is not None:
+            product *= layer.grad_in_total_norm / layer.grad_in_norm
+            out.append(product)
     chosen = layers[k]
     if "weight" in chosen.params:
         out.append(chosen.params["weight"].grad_norm)
@@ -113,6 +117,34 @@ def test_enter_opens_the_inspector_with_the_chain_rule_products_and_escape_retur
             await pilot.press("escape")
             await pilot.pause()
             assert app.screen is main
+
+    asyncio.run(scenario())
+
+
+def test_a_residual_blocks_first_layer_shows_its_own_factor_and_the_shortcut_joining_its_input():
+    backend = backend_for("residual_mlp", steps=3)
+    fork = 1 + 6 * 3      # blocks.6.fc1: inp, then fc1, act, fc2 per block
+
+    async def scenario():
+        app = App(backend)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_inspector(app, pilot, row=fork)
+            assert screen.layer_name == "blocks.6.fc1"
+            layers = {layer.name: layer for layer in backend.state.snapshot.layers}
+            assert [link.type for link in screen.links] == ["loss", "Linear", "Linear", "ReLU", "Linear", "join",
+                                                           "Linear", "ReLU", "weight"]
+            join = screen.links[5]
+            above = layers["blocks.7.fc1"]
+            assert join.layer == "blocks.7.fc1" and math.isclose(join.product, above.grad_in_total_norm)
+            assert math.isclose(screen.links[4].product * join.factor, join.product, rel_tol=1e-12)
+            assert math.isclose(screen.links[-2].product, layers["blocks.6.fc1"].grad_out_norm, rel_tol=1e-10)
+            table = plain(screen.query_one("#chain").content)
+            assert "+ other paths" in table and "into its input" in table
+            assert f"×{num(join.factor)}" in table and num(join.product) in table
+            summary = " ".join(plain(screen.query_one("#chain-summary").content).split())
+            assert "6 factors and 1 join took the gradient" in summary and "not a single chain" not in summary
+            assert f"the other paths into its input bring that to {num(layers['blocks.6.fc1'].grad_in_total_norm)}" \
+                in summary
 
     asyncio.run(scenario())
 
@@ -376,6 +408,12 @@ def test_snapshot_inspector_sigmoid_layer(snap_compare):
 def test_snapshot_inspector_linear_layer_wide(snap_compare):
     app = App(backend_for("deep_sigmoid", steps=5))
     assert snap_compare(app, press=["down", "down", "enter"], terminal_size=(160, 48))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_snapshot_inspector_residual_fork(snap_compare, size):
+    app = App(backend_for("residual_mlp", steps=5))
+    assert snap_compare(app, press=["down"] * 19 + ["enter"], terminal_size=size)
 
 
 def test_inspector_opened_while_running_shows_step_0_histograms_until_new_ones_come():

@@ -30,6 +30,9 @@ def test_the_inspector_on_a_torch_residual_net_multiplies_its_factors():
             assert math.isclose(screen.links[-2].product, layers[1].grad_out_norm, rel_tol=1e-9)
             table = plain(screen.query_one("#chain").content)
             assert "Wᵀ" in table and "ReLU" in table
+            # each block's fc1 is a fork (the shortcut reads its input too): its share, then the join
+            joins = [link.layer for link in screen.links if link.type == "join"]
+            assert joins == [f"blocks.{b}.fc1" for b in range(7, 0, -1)] and "+ other paths" in table
             await pilot.press("escape")
 
     asyncio.run(scenario())

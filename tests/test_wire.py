@@ -327,7 +327,8 @@ OPTIONAL = {
                  "snapshot.curvature.hessian_diag", "snapshot.curvature.n_params", _OP + "value", _OP + "upstream",
                  _OP + "factors", _OP + "grads", _OP + "name"}
     | {_LAYER + k for k in ("params", "output_shape", "grad_in_norm", "grad_out_norm", "activation",
-                            "mean_local_derivative", "dead_fraction", "saturated_fraction", "kept_fraction")}
+                            "mean_local_derivative", "dead_fraction", "saturated_fraction", "kept_fraction",
+                            "grad_in_total_norm")}
     | {_BAYES + k for k in ("elbo", "expected_log_likelihood", "kl", "posterior_sigma", "gradient_noise", "mc_loss",
                             "mc_loss_se", "mc_samples", "noise_step")}
     | {"snapshot.batch_noise"} | {_NOISE + k for k in ("group_size", "population", "by_param", "note")}
@@ -342,7 +343,7 @@ NULLABLE = {
     "snapshot": {"snapshot.val_loss", "snapshot.regularizer[1]", _PARAM + "effective_lr", _PARAM + "hessian_diag",
                  _LAYER + "output_shape", _LAYER + "grad_in_norm", _LAYER + "grad_out_norm", _LAYER + "activation",
                  _LAYER + "mean_local_derivative", _LAYER + "dead_fraction", _LAYER + "saturated_fraction",
-                 _LAYER + "kept_fraction",
+                 _LAYER + "kept_fraction", _LAYER + "grad_in_total_norm",
                  "snapshot.warnings[].layer", "snapshot.warnings[].op", "snapshot.holding[].layer",
                  "snapshot.holding[].op", "snapshot.stop", "snapshot.hit", "snapshot.histograms", "snapshot.trace",
                  _OP + "module_type", _OP + "value", _OP + "upstream", _OP + "factors[]", _OP + "grads[]",

@@ -7,7 +7,9 @@ Backpropagation multiplies one factor per layer between the loss and the weights
     ∂L/∂w_k = (∂L/∂y)·(∂y/∂a_L)···(∂a_{k+1}/∂a_k)·(∂a_k/∂w_k)
 
 The session measures, per layer, ‖∂L/∂output‖ and ‖∂L/∂input‖; their ratio is the size of that
-layer's factor (see screens/inspector.py).
+layer's factor (see screens/inspector.py). Where a layer's input also goes elsewhere (a residual
+shortcut, a second layer reading it) that factor is the layer's own share, and a row of its own
+joins the other paths' gradient at the input: the product is again the gradient measured there.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ FORMULA = "∂L/∂w_k = (∂L/∂y)·(∂y/∂a_L)···(∂a_{k+1}/∂a_k)·(�
 SHRINKS, GROWS = 0.5, 2.0        # factors outside these are highlighted
 HEALTHY_UPDATE = 1e-3
 SAME_AFTER_ALL_REDUCE = 1e-9   # relative: all-reduced gradients agree to rounding
+JOIN_NOTE = ("the input also reaches the loss another way (a shortcut, another layer): "
+             "their gradients add to this one here")
 
 # What each kind of layer multiplies the gradient by (by layer type: the note of the op it
 # computes, or for a layer built from several ops its class's `factor_note`; a PyTorch layer of
@@ -45,7 +49,8 @@ DERIVATIVE_NAMES = ({op.name: op.activation.derivative for op in ACTIVATION_OPS}
 class ChainLink:
     """One factor of the chain-rule product and the gradient norm after multiplying by it."""
     layer: str | None      # None for the loss
-    type: str              # the layer's type, 'loss', or 'weight' for the last factor ∂a_k/∂W_k
+    type: str              # the layer's type, 'loss', 'weight' for the last factor ∂a_k/∂W_k, or
+                           # 'join' for the other paths' gradient added at a fork's input
     formula: str           # the factor as written in the product
     note: str              # what the factor is for this kind of layer
     factor: float | None   # its size: ‖∂L/∂in‖/‖∂L/∂out‖ (for the loss: ‖∂L/∂y‖ itself)
@@ -72,8 +77,9 @@ def chain_links(layers, name: str) -> list:
 
     First ‖∂L/∂y‖ (the loss's gradient at the output), then for each layer from the last down to
     the one after `name` its factor ‖∂L/∂in‖/‖∂L/∂out‖ and the running product, which is
-    ‖∂L/∂a_k‖ by the time it reaches `name`. Last, for a layer with weights, ∂a_k/∂W_k and the
-    weight gradient ‖∂L/∂W_k‖; for one without, its own factor (what it passes further down)."""
+    ‖∂L/∂a_k‖ by the time it reaches `name`. After a fork's factor (its own share) comes the join
+    of the other paths into its input. Last, for a layer with weights, ∂a_k/∂W_k and the weight
+    gradient ‖∂L/∂W_k‖; for one without, its own factor (what it passes further down)."""
     names = [layer.name for layer in layers]
     if name not in names or not layers:
         return []
@@ -89,6 +95,7 @@ def chain_links(layers, name: str) -> list:
         formula = "∂y/∂a_L" if j == len(layers) - 1 else f"∂a_{layer.name}/∂a_{layers[j - 1].name}"
         links.append(ChainLink(layer.name, layer.type, formula, factor_note(layer), factor, product,
                                f"‖∂L/∂a_{layers[j - 1].name}‖", _elementwise(layer)))
+        product = _join(links, layer, layers[j - 1].name, product)
     chosen = layers[k]
     w = layer_weight(chosen)
     if w is not None:
@@ -104,7 +111,20 @@ def chain_links(layers, name: str) -> list:
         below = layers[k - 1].name if k > 0 else "x"
         links.append(ChainLink(chosen.name, chosen.type, f"∂a_{chosen.name}/∂a_{below}", factor_note(chosen),
                                factor, product, f"‖∂L/∂a_{below}‖", _elementwise(chosen)))
+        _join(links, chosen, below, product)
     return links
+
+
+def _join(links: list, layer, below: str, product):
+    """After a fork's factor, the other paths' gradient joining at its input: the link, and the
+    product after it, which is the measured ‖∂L/∂input‖ over every path (= the product × the
+    join's size, where the layer's own share was measured)."""
+    whole = layer.grad_in_total_norm
+    if whole is None:
+        return product
+    links.append(ChainLink(layer.name, "join", "+ other paths", JOIN_NOTE, layer.other_paths_ratio,
+                           whole, f"‖∂L/∂a_{below}‖"))
+    return whole
 
 
 def _elementwise(layer) -> str | None:
@@ -159,6 +179,9 @@ def chain_table(links: list, chosen) -> Table:
     for link in links:
         if link.type == "loss":
             row = (Text("loss", style="bold"), Text("∂L/∂y"), Text(""), Text(num(link.product), style="bold"))
+        elif link.type == "join":
+            row = (Text("+ other paths", style="bold"), Text("into its input", style="dim"),
+                   Text(f"×{num(link.factor)}", style="dim"), Text(num(link.product)))
         elif link.type == "weight":
             row = (Text(f"{link.layer} → W", style="bold cyan"), Text("∂a/∂W: its input x"),
                    Text(f"×{num(link.factor)}", style="dim"), Text(num(link.product), style="bold cyan"))
@@ -172,16 +195,20 @@ def chain_table(links: list, chosen) -> Table:
 def chain_summary(links: list, chosen) -> Text:
     """Plain words under the table: how much the product changed, and which factors did it."""
     out = Text()
-    layer_links = [link for link in links if link.type not in ("loss", "weight")]
+    layer_links = [link for link in links if link.type not in ("loss", "weight", "join")]
+    joins = [link for link in links if link.type == "join"]
     start = links[0].product if links else None
     if start is None:
         out.append("No gradients yet: this is the model before its first step. Press n to take one.",
                    style="yellow")
         return out
-    reach = layer_links[-1].product if layer_links else start
+    factors = [link for link in links if link.type not in ("loss", "weight")]
+    reach = factors[-1].product if factors else start
     if layer_links and reach is not None and start:
-        out.append(f"{len(layer_links)} factor{'s' if len(layer_links) != 1 else ''} took the gradient from "
-                   f"{num(start)} to {num(reach)}: ×{num(reach / start)} overall.")
+        counted = f"{len(layer_links)} factor{'s' if len(layer_links) != 1 else ''}"
+        if joins:
+            counted += f" and {len(joins)} join{'s' if len(joins) != 1 else ''}"
+        out.append(f"{counted} took the gradient from {num(start)} to {num(reach)}: ×{num(reach / start)} overall.")
         small = [link for link in layer_links if link.factor is not None and link.factor < SHRINKS]
         big = [link for link in layer_links if link.factor is not None and link.factor > GROWS]
         if small:
@@ -192,7 +219,12 @@ def chain_summary(links: list, chosen) -> Text:
             out.append(f"\n{len(big)} grow it (> {GROWS:g})", style="red")
             worst = max(big, key=lambda link: link.factor)
             out.append(f"; the largest: {worst.layer} {worst.type} ×{num(worst.factor)}.")
-        measured = chosen.grad_out_norm if links[-1].type == "weight" else chosen.grad_in_norm
+        if joins:
+            out.append("\nAt a join, other paths (a shortcut, another layer) add their gradient to the layer's "
+                       "own share at its input: the join's ×… is the sum over the share, so the product is "
+                       "again the gradient measured there.", style="dim")
+        measured = {"weight": chosen.grad_out_norm, "join": chosen.grad_in_total_norm}.get(links[-1].type,
+                                                                                          chosen.grad_in_norm)
         if (measured is not None and reach is not None and measured > 0
                 and abs(reach - measured) > 1e-6 * measured):
             out.append(f"\nMeasured directly it is {num(measured)}: the model is not a single chain "
@@ -202,7 +234,11 @@ def chain_summary(links: list, chosen) -> Text:
         out.append("This is the last layer: the loss's gradient reaches it directly.")
     if links[-1].type == "weight" and chosen.grad_ratio is not None:
         out.append(f"\nIt passes ‖∂L/∂in‖ = {num(chosen.grad_in_norm)} on to the layer below "
-                   f"({factor_note(chosen)}: ×{num(chosen.grad_ratio)}).", style="dim")
+                   f"({factor_note(chosen)}: ×{num(chosen.grad_ratio)})", style="dim")
+        if chosen.grad_in_total_norm is not None:
+            out.append(f"; the other paths into its input bring that to {num(chosen.grad_in_total_norm)} "
+                       f"(×{num(chosen.other_paths_ratio)})", style="dim")
+        out.append(".", style="dim")
     elif links[-1].type == "weight" and chosen.type == "Embedding":
         out.append("\nIts input is indices (whole numbers, not a function of any weight): there is no "
                    "gradient to pass on below it. Only the rows the batch picked get a gradient; the "

@@ -48,10 +48,13 @@ class Capture(NamedTuple):
     """One layer's call in this step: what flowed forward and what flowed back."""
     x: object          # the input array (None if the layer's input is not an array)
     out: object        # the output array
-    grad_x: object     # ∂L/∂input (None when no gradient reached it)
+    grad_x: object     # ∂L/∂input through this layer: its own share (None when no gradient
+                       # reached it, or the share was not measured, see grad_x_total)
     grad_out: object   # ∂L/∂output
     unit_axis: int = -1   # the axis of the units (a unit is dead or saturated across the rest):
                           # the features, or the channels of an image batch (1 in N×C×H×W)
+    grad_x_total: object = None   # a fork (the input also goes elsewhere: a shortcut, a second
+                                  # layer): ∂L/∂input over every path; None where grad_x is all of it
 
 
 class StepRecord(NamedTuple):

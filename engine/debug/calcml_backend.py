@@ -13,7 +13,7 @@ import numpy as np
 from .. import nn
 from .. import random as _random
 from .. import scope
-from ..tensor import Tensor, enable_grad, no_grad
+from ..tensor import Tensor, branch, enable_grad, is_grad_enabled, no_grad
 from ..tensor import grad as _grad
 from ..tracing import trace
 from . import batchnoise, bayesprobe, curvatureprobe, probes
@@ -62,7 +62,7 @@ class CalcmlBackend(ParamGroups, Backend):
     def step(self, batch, traced: bool = False) -> StepRecord:
         X, y = batch
         recorder = self._recorder
-        recorder.clear()
+        recorder.begin(traced)
         context = trace() if traced else nullcontext()
         scope.recorder = recorder
         try:
@@ -79,12 +79,13 @@ class CalcmlBackend(ParamGroups, Backend):
             raise ModelError("loss", error) from None
         finally:
             scope.recorder = None
+        recorder.found_forks()
         captures = {}
         for name, (x, out) in recorder.calls.items():
+            own, whole = recorder.input_grads(name, x)
             # an image batch N×C×H×W (conv, pool, BatchNorm2d and what follows them): a unit is a channel
-            captures[name] = Capture(x.data if x is not None else None, out.data,
-                                     _grad_array(x) if x is not None else None, _grad_array(out),
-                                     1 if out.data.ndim == 4 else -1)
+            captures[name] = Capture(x.data if x is not None else None, out.data, own, _grad_array(out),
+                                     1 if out.data.ndim == 4 else -1, whole)
         recorder.clear()   # let go of this step's tensors
         # Summarised now, before the update: a trace's arrays are references, and some (W^T, the
         # matmul factor d(x@W^T)/dx) are views of the weights that the optimiser changes in place.
@@ -241,11 +242,42 @@ def layer_modules(model: nn.Module) -> list:
 
 class LayerRecorder:
     """Installed as `calcml.scope.recorder` during the forward pass: keeps each layer's input and
-    output tensors (references) and asks the engine to keep their gradients."""
+    output tensors (references) and asks the engine to keep their gradients.
+
+    A layer whose input also goes elsewhere (a residual block's first layer, whose input the
+    shortcut adds back; q, k and v reading one x) is a fork: ∂L/∂x is its own share plus the
+    other paths'. To measure the share, the layer is handed a branch of x (tensor.branch), whose
+    gradient is the share while x's is the whole. The first untraced step branches every layer and
+    keeps as forks those whose share is not the whole; later steps branch only those. A traced
+    step branches none (its ops are the model's own), so a fork's share is not measured there."""
 
     def __init__(self, layers: list):
         self.names = {id(module): name for name, module in layers}
         self.calls: dict = {}
+        self.finding = True
+        self.forks: set = set()
+        self._inputs: dict = {}     # layer -> x, for the layers handed a branch of x this step
+        self._branching = False
+
+    def begin(self, traced: bool) -> None:
+        self.clear()
+        self._branching = not traced and (self.finding or bool(self.forks))
+
+    def enter(self, module, args) -> tuple:
+        if not self._branching or not args:
+            return args
+        name = self.names.get(id(module))
+        if name is None or not (self.finding or name in self.forks):
+            return args
+        x = args[0]
+        # (a layer reading x in two arguments, attention's query and key, is not a fork by that)
+        if not isinstance(x, Tensor) or not x.requires_grad or not is_grad_enabled() \
+                or any(a is x for a in args[1:]):
+            self._inputs.pop(name, None)
+            return args
+        x.retain_grad()
+        self._inputs[name] = x
+        return (branch(x),) + args[1:]
 
     def __call__(self, module, args, output) -> None:
         name = self.names.get(id(module))
@@ -257,8 +289,31 @@ class LayerRecorder:
             x.retain_grad()
         self.calls[name] = (x, output)
 
+    def found_forks(self) -> None:
+        """After the backward pass of the first branched step: which layers are forks."""
+        if not (self.finding and self._branching):
+            return
+        for name, x in self._inputs.items():
+            own, whole = self.calls[name][0].grad if name in self.calls else None, x.grad
+            # x read by this layer alone: its gradient is the branch's own array
+            if own is not None and whole is not None and whole.data is not own.data \
+                    and not np.array_equal(whole.data, own.data):
+                self.forks.add(name)
+        self.finding = False
+
+    def input_grads(self, name: str, x) -> tuple:
+        """(∂L/∂x through the layer, ∂L/∂x over every path where x is a fork, else None)."""
+        if x is None:
+            return None, None
+        if name not in self.forks:
+            return _grad_array(x), None
+        source = self._inputs.get(name)
+        if source is None:    # not branched (a traced step): x is the model's own, its gradient the whole
+            return None, _grad_array(x)
+        return _grad_array(x), _grad_array(source)
+
     def clear(self) -> None:
-        self.calls = {}
+        self.calls, self._inputs = {}, {}
 
 
 def as_batch(batch) -> tuple:

@@ -30,7 +30,8 @@ class StepContext:
         self.penalty_grads: dict = {}
         self.penalty = 0.0
         self.param_numbers: list = []     # per parameter: (grad, penalty grad, total grad norm)
-        self.layer_grads: list = []       # per layer: (output shape, ‖∂L/∂in‖, ‖∂L/∂out‖)
+        # per layer: (output shape, ‖∂L/∂in‖ through it, ‖∂L/∂out‖, a fork's ‖∂L/∂in‖ over every path)
+        self.layer_grads: list = []
         self.layer_acts: list = []        # per layer: (mean local derivative, dead, saturated)
         self.detail = EMPTY               # name -> (weight norm, update, ratio, sparsity, effective lr)
         self.hessian = EMPTY              # name -> mean Hᵢᵢ

@@ -48,6 +48,8 @@ class LayerStats(Struct, frozen=True):
     dead_fraction: Optional[float] = None
     saturated_fraction: Optional[float] = None
     kept_fraction: Optional[float] = None        # Dropout: the share of entries its mask kept this step
+    grad_in_total_norm: Optional[float] = None   # a fork (its input also goes elsewhere: a shortcut):
+                                                 # ‖∂L/∂input‖ over every path, grad_in_norm its own share
 
     @property
     def grad_ratio(self) -> float | None:
@@ -55,6 +57,13 @@ class LayerStats(Struct, frozen=True):
         if self.grad_in_norm is None or not self.grad_out_norm:
             return None
         return self.grad_in_norm / self.grad_out_norm
+
+    @property
+    def other_paths_ratio(self) -> float | None:
+        """A fork's ‖∂L/∂input‖ over every path / through this layer: the other paths' join."""
+        if self.grad_in_total_norm is None or not self.grad_in_norm:
+            return None
+        return self.grad_in_total_norm / self.grad_in_norm
 
 
 UNMEASURED = (float("nan"),) * 4 + (None,)   # weight norm, update, ratio, sparsity, effective lr
@@ -90,8 +99,9 @@ class StepLayers(Sequence):
                 by_layer.setdefault(layer, {})[short] = ParamStats(
                     name, shape, *numbers, *detail.get(name, UNMEASURED), hessian.get(name))
             built = self._built = tuple(
-                LayerStats(name, type_name, by_layer.get(name, EMPTY), shape, grad_in, grad_out, act, *act_stats)
-                for (name, type_name, act), (shape, grad_in, grad_out), act_stats
+                LayerStats(name, type_name, by_layer.get(name, EMPTY), shape, grad_in, grad_out, act, *act_stats,
+                           grad_in_total_norm=whole)
+                for (name, type_name, act), (shape, grad_in, grad_out, whole), act_stats
                 in zip(self._layout.layers, self._layers, self._acts))
         return built
 

@@ -8,6 +8,12 @@ those fail on in-place ops (`nn.ReLU(inplace=True)`, `x += shortcut`). A hook re
 an in-place op receives the gradient with respect to the value before it, which is the value
 this layer made; and an in-place layer's input is copied before the layer overwrites it.
 
+A layer whose input also goes elsewhere (a residual block's first layer, q, k and v reading one
+x) is a fork: its input's gradient is its own share plus the other paths'. To measure the share
+its pre-hook hands it `x.view_as(x)` (the same values), whose gradient is the share while x's is
+the whole. The first captured step does so for every layer (not in-place ones, and not in a
+compiled model) and keeps as forks those whose share is not the whole; later steps only for those.
+
 Arrays handed to the quantities are numpy views of the tensors (no copy on the CPU). The
 regulariser's gradient is added to `.grad` before the optimiser step, and the curvature comes
 from exact Hessian-vector products (double backward), through the same Lanczos and Hutchinson
@@ -103,6 +109,14 @@ class TorchBackend(ParamGroups, Backend):
         self._grads_out: dict = {}
         self._made: dict = {}    # id(a layer's output) -> (that layer, the tensor's version then)
         self._same: dict = {}    # layer -> (the layer whose output is its input, unchanged; that call)
+        self._grads_whole: dict = {}  # a layer handed a view of its input -> ∂L/∂input over every path
+        self._branched: set = set()   # the layers handed a view of their input this step
+        self._forks: set = set()      # the layers found to be forks
+        self._finding_forks = True    # until a step has branched every layer
+        self._first_capture = True
+        self._overwritten: set = set()  # the layers whose output a later in-place op changes
+        self._versions: dict = {}       # layer -> (its output, the output's version when it was made)
+        self._branching = not hasattr(model, "_orig_mod")
         self._count = 0          # calls seen this step (each layer call is numbered)
         self._grad_views: dict = {}   # name -> (the .grad tensor, its numpy view)
         self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
@@ -160,7 +174,11 @@ class TorchBackend(ParamGroups, Backend):
             call = name if calls == 1 else self._repeat(name, calls)
             self._open[name] = call
             if call is not None and args and isinstance(args[0], torch.Tensor):
-                self._enter(call, args[0], inplace)
+                # (a layer reading x in two arguments, attention's query and key, is not a fork by that)
+                alone = not any(a is args[0] for a in args[1:])
+                view = self._enter(call, args[0], inplace, can_branch=alone)
+                if view is not None:
+                    return (view,) + args[1:]
         return hook
 
     def _repeat(self, name: str, calls: int) -> str | None:
@@ -180,8 +198,9 @@ class TorchBackend(ParamGroups, Backend):
                     self._leave(call, output)
         return hook
 
-    def _enter(self, name: str, x, inplace: bool) -> None:
-        """A layer's call begins, on input x (copied first if the layer overwrites it)."""
+    def _enter(self, name: str, x, inplace: bool, can_branch: bool = False):
+        """A layer's call begins, on input x (copied first if the layer overwrites it). Returns
+        the view of x to hand the layer instead, where its own share of ∂L/∂x is measured."""
         # Micro-batches before one optimiser step (gradient accumulation): the last one's
         # calls are kept; every hook below keeps what it receives only while its call is the
         # layer's latest.
@@ -189,6 +208,8 @@ class TorchBackend(ParamGroups, Backend):
             self._order.append(name)
         self._count += 1
         call = self._count
+        branch = (can_branch and not inplace and self._branching and x.requires_grad and torch.is_grad_enabled()
+                  and (self._finding_forks or name in self._forks))
         made = self._made.get(id(x))
         if made is not None and made[1] == x._version:
             # another layer's output, unchanged since: the gradient its hook receives is this one
@@ -196,8 +217,17 @@ class TorchBackend(ParamGroups, Backend):
         else:
             self._same.pop(name, None)
             if x.requires_grad:
-                x.register_hook(lambda g: self._keep(self._grads_in, name, call, g))
-        self._calls[name] = [x.detach().clone() if inplace else x, None, call]
+                whole = self._grads_whole if branch else self._grads_in
+                x.register_hook(lambda g: self._keep(whole, name, call, g))
+        if not branch:
+            self._branched.discard(name)
+            self._calls[name] = [x.detach().clone() if inplace else x, None, call]
+            return None
+        self._branched.add(name)
+        view = x.view_as(x)
+        view.register_hook(lambda g: self._keep(self._grads_in, name, call, g))
+        self._calls[name] = [view, None, call]
+        return view
 
     def _leave(self, name: str, output) -> None:
         if self._finding and name not in self._calls:
@@ -209,7 +239,11 @@ class TorchBackend(ParamGroups, Backend):
         call = entry[2]
         if output.requires_grad:
             output.register_hook(lambda g: self._keep(self._grads_out, name, call, g))
-        entry[1] = output
+        # an output a later in-place op changes (`out += h`, a ReLU(inplace=True) after it) is kept
+        # as a copy: the first step copies every output and finds which
+        copy = self._first_capture or name in self._overwritten
+        entry[1] = output.detach().clone() if copy else output
+        self._versions[name] = (output, output._version)
         self._made[id(output)] = (name, output._version, call)
 
     def _keep(self, grads: dict, name: str, call: int, g) -> None:
@@ -248,6 +282,8 @@ class TorchBackend(ParamGroups, Backend):
         X, y = batch
         self._reset()
         self._capturing = True
+        branching = self._branching
+        self._branching = branching and not traced   # a step-into records the model's own ops only
         recorded = self._trace() if traced else None
         try:
             with recorded if traced else nullcontext():
@@ -259,6 +295,7 @@ class TorchBackend(ParamGroups, Backend):
             raise ModelError("loss", error) from None
         finally:
             self._capturing = False
+            self._branching = branching
             if recorded is not None:
                 recorded.close()
         captures = self._captures()
@@ -281,6 +318,7 @@ class TorchBackend(ParamGroups, Backend):
 
     def _reset(self) -> None:
         self._calls, self._grads_in, self._grads_out, self._made, self._same = {}, {}, {}, {}, {}
+        self._grads_whole, self._branched, self._versions = {}, set(), {}
         self._ordinal, self._open = {}, {}
         self._count = 0
         self._grad_views = {}    # (only this step's: the last step's gradients are let go)
@@ -294,7 +332,8 @@ class TorchBackend(ParamGroups, Backend):
         if grad_scale != 1.0:
             inverse = 1.0 / grad_scale
             captures = {name: c._replace(grad_x=None if c.grad_x is None else c.grad_x * inverse,
-                                         grad_out=None if c.grad_out is None else c.grad_out * inverse)
+                                         grad_out=None if c.grad_out is None else c.grad_out * inverse,
+                                         grad_x_total=None if c.grad_x_total is None else c.grad_x_total * inverse)
                         for name, c in captures.items()}
         self._reset()
         value = float(loss.detach()) if torch.is_tensor(loss) and loss.numel() == 1 else math.nan
@@ -315,16 +354,32 @@ class TorchBackend(ParamGroups, Backend):
             if a is None:
                 a = views[id(t)] = host(t)
             return a
+        finding = self._finding_forks and bool(self._branched)
         for name, (x, out, _) in self._calls.items():
             if out is None:
                 continue
-            grad_x = self._grads_in.get(name)
-            if grad_x is None and name in self._same:
+            branched = name in self._branched
+            whole = self._grads_whole.get(name) if branched else self._grads_in.get(name)
+            if whole is None and name in self._same:
                 source, source_call = self._same[name]
                 if self._calls.get(source, (None, None, -1))[2] == source_call:   # that call's gradient
-                    grad_x = self._grads_out.get(source)
+                    whole = self._grads_out.get(source)
+            own = self._grads_in.get(name) if branched else None
+            if finding and own is not None and whole is not None and not torch.equal(own, whole):
+                self._forks.add(name)
+            if name in self._forks:
+                grad_x, total = own, whole
+            else:
+                grad_x, total = own if own is not None else whole, None
             captures[name] = Capture(array(x), array(out), array(grad_x), array(self._grads_out.get(name)),
-                                     1 if out.dim() in (4, 5) else -1)   # N×C×H×W(×D): a unit is a channel
+                                     1 if out.dim() in (4, 5) else -1,   # N×C×H×W(×D): a unit is a channel
+                                     array(total))
+        if finding:
+            self._finding_forks = False
+        if self._first_capture:
+            self._first_capture = False
+            self._overwritten = {name for name, (output, version) in self._versions.items()
+                                 if output._version != version}
         return captures
 
     def _trace(self) -> "_Traced":

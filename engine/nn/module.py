@@ -70,14 +70,17 @@ class Module:
     def __call__(self, *args, **kwargs):
         if self._scope is None:
             _assign_scopes(self)
+        recorder = scope.recorder
+        if recorder is not None:
+            args = recorder.enter(self, args)
         stack = scope._stack
         stack.append(self)
         try:
             output = self.forward(*args, **kwargs)
         finally:
             stack.pop()
-        if scope.recorder is not None:
-            scope.recorder(self, args, output)
+        if recorder is not None:
+            recorder(self, args, output)
         return output
 
     # -- the tree ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The chain-rule product from the loss down to each layer: vanishing and exploding gradients.
 
-Per layer, ‖∂L/∂input‖ and ‖∂L/∂output‖ (their ratio is the layer's factor in the product). For
+Per layer, ‖∂L/∂input‖ through the layer and ‖∂L/∂output‖ (their ratio is the layer's factor in
+the product), and where the input also goes elsewhere (a fork) ‖∂L/∂input‖ over every path. For
 the layers with weights, the product from the loss down to layer k is ‖∂L/∂a_k‖ / ‖∂L/∂a_last‖;
 below `vanishing_ratio` the gradient vanishes on its way back (unless dead ReLUs above explain
 it: `dead_relu` says so), above `exploding_ratio` it explodes.
@@ -38,15 +39,16 @@ class ChainRule(Quantity):
         for name, has_params, key in self._plan:
             c = captures.get(name)
             if c is None:
-                numbers.append((None, None, None))
+                numbers.append((None, None, None, None))
                 continue
             grad_in = norm(c.grad_x) if c.grad_x is not None else None
+            whole = norm(c.grad_x_total) if c.grad_x_total is not None else None
             grad_out = None
             if c.grad_out is not None:
                 grad_out = series[key] = norm(c.grad_out)
                 if has_params:
                     weighted.append(grad_out)
-            numbers.append((c.out.shape, grad_in, grad_out))
+            numbers.append((c.out.shape, grad_in, grad_out, whole))
         if len(weighted) > 1 and weighted[-1]:
             top, t = weighted[-1], ctx.thresholds   # chain_products, as numbers
             if any(vanishing(v / top, t) or explodes(v / top, t) for v in weighted[:-1]):
