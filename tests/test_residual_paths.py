@@ -72,6 +72,15 @@ def loss_value(net, batch) -> float:
         return float(nn.functional.mse_loss(net(batch[0]), batch[1]).data)
 
 
+def loss_with(net, batch, block, what: str, value) -> float:
+    """The loss with block.`what` ('read': what fc1 reads; 'given': the block's input) set to value."""
+    setattr(block, what, value)
+    try:
+        return loss_value(net, batch)
+    finally:
+        setattr(block, what, None)
+
+
 def test_a_forks_own_share_and_its_whole_gradient_are_the_finite_differences_of_the_loss():
     net, batch = problem()
     record = backend_of(net).step(batch)
@@ -80,21 +89,8 @@ def test_a_forks_own_share_and_its_whole_gradient_are_the_finite_differences_of_
     for b, block in enumerate(net.blocks):
         c = record.captures[f"blocks.{b}.fc1"]
 
-        def through_fc1(u):
-            block.read = u
-            try:
-                return loss_value(net, batch)
-            finally:
-                block.read = None
-
-        def every_path(h):
-            block.given = h
-            try:
-                return loss_value(net, batch)
-            finally:
-                block.given = None
-        own, = numeric_grad(through_fc1, [c.x])
-        whole, = numeric_grad(every_path, [c.x])
+        own, = numeric_grad(lambda u: loss_with(net, batch, block, "read", u), [c.x])
+        whole, = numeric_grad(lambda h: loss_with(net, batch, block, "given", h), [c.x])
         np.testing.assert_allclose(c.grad_x, own, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(c.grad_x_total, whole, rtol=1e-6, atol=1e-9)
         assert np.linalg.norm(whole - own) > 0.1 * np.linalg.norm(whole)   # the shortcut's share is not small
