@@ -442,42 +442,42 @@ class Tensor:
 
     # -- operators -----------------------------------------------------------------
     def __add__(self, other):
-        return _apply(_ops.ADD, self, _lift(other, self))
+        return _apply(_ops.ADD, *_promoted(self, _lift(other, self)))
 
     def __radd__(self, other):
-        return _apply(_ops.ADD, _lift(other, self), self)
+        return _apply(_ops.ADD, *_promoted(_lift(other, self), self))
 
     def __sub__(self, other):
         _no_bool_subtraction(self, other)
-        return _apply(_ops.SUB, self, _lift(other, self))
+        return _apply(_ops.SUB, *_promoted(self, _lift(other, self)))
 
     def __rsub__(self, other):
         _no_bool_subtraction(self, other)
-        return _apply(_ops.SUB, _lift(other, self), self)
+        return _apply(_ops.SUB, *_promoted(_lift(other, self), self))
 
     def __mul__(self, other):
-        return _apply(_ops.MUL, self, _lift(other, self))
+        return _apply(_ops.MUL, *_promoted(self, _lift(other, self)))
 
     def __rmul__(self, other):
-        return _apply(_ops.MUL, _lift(other, self), self)
+        return _apply(_ops.MUL, *_promoted(_lift(other, self), self))
 
     def __truediv__(self, other):
-        return _apply(_ops.DIV, self, _lift(other, self))
+        return _apply(_ops.DIV, *_promoted(self, _lift(other, self)))
 
     def __rtruediv__(self, other):
-        return _apply(_ops.DIV, _lift(other, self), self)
+        return _apply(_ops.DIV, *_promoted(_lift(other, self), self))
 
     def __pow__(self, other):
-        return _apply(_ops.POW, self, _lift(other, self))
+        return _apply(_ops.POW, *_promoted(self, _lift(other, self)))
 
     def __rpow__(self, other):
-        return _apply(_ops.POW, _lift(other, self), self)
+        return _apply(_ops.POW, *_promoted(_lift(other, self), self))
 
     def __matmul__(self, other):
-        return _apply(_ops.MATMUL, self, _lift(other, self))
+        return _apply(_ops.MATMUL, *_promoted(self, _lift(other, self)))
 
     def __rmatmul__(self, other):
-        return _apply(_ops.MATMUL, _lift(other, self), self)
+        return _apply(_ops.MATMUL, *_promoted(_lift(other, self), self))
 
     def __abs__(self):
         return _apply(_ops.ABS, self)
@@ -960,6 +960,21 @@ def _lift(value, like) -> Tensor:
         return Tensor(value, dtype=like.data.dtype)
     return Tensor(value)
 
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _promoted(a: Tensor, b: Tensor) -> tuple:
+    """PyTorch's promotion where an integer tensor meets a float32 one: float32 (numpy would
+    give float64 for int32 and int64). Other pairs promote alike in both."""
+    da, db = a.data.dtype, b.data.dtype
+    if da is db or (da != _FLOAT32 and db != _FLOAT32):
+        return a, b
+    if da.kind in "iu" and db == _FLOAT32:
+        return _wrap(a.data.astype(_FLOAT32)), b
+    if db.kind in "iu" and da == _FLOAT32:
+        return a, _wrap(b.data.astype(_FLOAT32))
+    return a, b
 
 def _dim(dim, axis):
     return axis if dim is None else dim

@@ -395,11 +395,12 @@ def test_clip_grad_value_matches_torch():
 
 # -- one_hot ------------------------------------------------------------------------------------------------
 
-def test_one_hot_matches_torch_as_floats():
+def test_one_hot_matches_torch():
     labels = np.array([[0, 3], [2, 1]])
-    out = F.one_hot(cm.tensor(labels.astype(float)))
+    out = F.one_hot(cm.tensor(labels))
     expected = TF.one_hot(torch.from_numpy(labels)).numpy()
-    assert out.dtype == np.float64 and out.shape == expected.shape
+    assert out.dtype == np.int64 == expected.dtype and out.shape == expected.shape and not out.requires_grad
+    np.testing.assert_array_equal(F.one_hot(cm.tensor(labels.astype(float))).data, expected)   # whole-number floats
     np.testing.assert_array_equal(out.data, expected)
     np.testing.assert_array_equal(F.one_hot(labels, num_classes=6).data, TF.one_hot(torch.from_numpy(labels), 6))
     with pytest.raises(ValueError, match="out of range"):

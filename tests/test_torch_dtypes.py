@@ -101,6 +101,23 @@ def test_arithmetic_promotes_as_torch(left, right, op):
     np.testing.assert_allclose(got.data, expected.numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("op", ["+", "-", "*", "/", "**"])
+@pytest.mark.parametrize("integer", ["int64", "int32", "int16", "uint8", "bool"])
+def test_an_integer_tensor_meeting_a_float32_one_is_float32_as_in_torch(integer, op):
+    torch = pytest.importorskip("torch")
+    if op == "-" and integer == "bool":
+        return   # refused, both ways (the test below)
+    values, floats = [3, 1, 2], [2.5, 0.5, 4.0]
+    ti, tf = torch.tensor(values, dtype=getattr(torch, integer)), torch.tensor(floats, dtype=torch.float32)
+    ci, cf = cm.tensor(values, dtype=getattr(cm, integer)), cm.tensor(floats, dtype=cm.float32)
+    for expected, got in ((eval(f"ti {op} tf"), eval(f"ci {op} cf")), (eval(f"tf {op} ti"), eval(f"cf {op} ci"))):
+        assert expected.dtype == torch.float32 and got.dtype == cm.float32
+        np.testing.assert_allclose(got.data, expected.numpy(), rtol=1e-6)
+    w = cm.tensor(floats, dtype=cm.float32, requires_grad=True)   # the gradient stays float32 too
+    (w * ci).sum().backward()
+    assert w.grad.dtype == cm.float32 and w.grad.tolist() == ci.data.astype(np.float32).tolist()
+
+
 @pytest.mark.parametrize("left,right", [p for p in _PAIRS if "bool" in p])
 def test_subtracting_a_bool_tensor_is_refused_as_in_torch(left, right):
     a, b = cm.tensor([3, 1, 2], dtype=getattr(cm, left)), cm.tensor([2, 5, 4], dtype=getattr(cm, right))

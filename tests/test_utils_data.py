@@ -92,6 +92,30 @@ def test_a_dataset_subclass_is_collated_as_torch_collates_it():
         assert set(ours) == set(theirs) and ours["id"] == theirs["id"]
         assert _values(ours["x"]) == _values(theirs["x"]) and _values(ours["y"]) == _values(theirs["y"])
         assert isinstance(ours["x"], cm.Tensor)
+        assert str(ours["x"].dtype) == str(theirs["x"].dtype).removeprefix("torch.") == "float64"
+        assert str(ours["y"].dtype) == str(theirs["y"].dtype).removeprefix("torch.") == "float64"
+
+
+@pytest.mark.parametrize("sample", ["python", "numpy", "tensor"])
+def test_collated_batches_keep_the_dtypes_torch_keeps(sample):
+    """Integer labels stay int64 (and float32 inputs float32), as PyTorch's default collate keeps them."""
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    xs, ys, flags = rng.normal(size=(6, 2)).astype(np.float32), rng.integers(0, 3, size=6), rng.random(6) > 0.5
+    make = {"python": lambda x, y, f: (x.tolist(), int(y), bool(f)),
+            "numpy": lambda x, y, f: (x, np.int64(y), np.bool_(f)),
+            "tensor": lambda x, y, f: (cm.as_tensor(x), cm.tensor(int(y)), cm.tensor(bool(f)))}[sample]
+    theirs_make = {"python": make, "numpy": make,
+                   "tensor": lambda x, y, f: (torch.as_tensor(x), torch.tensor(int(y)), torch.tensor(bool(f)))}[sample]
+    ours = next(iter(DataLoader([make(*row) for row in zip(xs, ys, flags)], batch_size=6)))
+    theirs = next(iter(torch.utils.data.DataLoader([theirs_make(*row) for row in zip(xs, ys, flags)], batch_size=6)))
+    if sample == "python":   # a list of floats is collated position by position, as torch does
+        ours[0], theirs[0] = cm.stack(ours[0], dim=1), torch.stack(theirs[0], dim=1)
+    for a, b in zip(ours, theirs):
+        assert str(a.dtype) == str(b.dtype).removeprefix("torch."), sample
+        np.testing.assert_array_equal(a.data, b.numpy())
+    fast = next(iter(DataLoader(TensorDataset(cm.as_tensor(xs), cm.tensor(ys)), batch_size=6)))   # whole rows at once
+    assert fast[0].dtype == cm.float32 and fast[1].dtype == cm.int64
 
 
 def test_tuple_samples_and_custom_collate():

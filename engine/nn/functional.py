@@ -15,7 +15,7 @@ from .. import composites
 from .. import random as _random
 from ..tracing import name as _name
 from ..ops import ACTIVATION_OPS, LINEAR
-from ..tensor import Tensor, _apply, _lift, where
+from ..tensor import Tensor, _apply, _lift, _wrap, where
 
 
 _TINY = float(np.exp(-100.0))
@@ -258,9 +258,9 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Te
 def one_hot(tensor, num_classes: int = -1) -> Tensor:
     """Integer labels of any shape as one-hot vectors along a new last dimension.
 
-    Unlike PyTorch's (int64), the result is a float64 tensor of 0s and 1s: calcml's tensors are
-    float-only, and a one-hot target is used as one (multiplied with log-probabilities). With
-    num_classes=-1 the number of classes is the largest label + 1."""
+    An int64 tensor of 0s and 1s, as PyTorch's (`.float()` makes a target of it; multiplied with
+    float log-probabilities it promotes). With num_classes=-1 the number of classes is the largest
+    label + 1."""
     labels = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise ValueError("one_hot: labels must be integers, got non-integer values")
@@ -273,7 +273,7 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
         num_classes = int(labels.max()) + 1 if labels.size else 0
     if labels.size and labels.max() >= num_classes:
         raise ValueError(f"one_hot: label {labels.max()} is out of range for num_classes={num_classes}")
-    return Tensor(np.eye(num_classes, dtype=np.float64)[labels.reshape(-1)].reshape(*labels.shape, num_classes))
+    return _wrap(np.eye(num_classes, dtype=np.int64)[labels.reshape(-1)].reshape(*labels.shape, num_classes))
 
 
 def linear(input, weight, bias=None) -> Tensor:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..creation import Generator, _rng
+from ..creation import Generator, _rng, as_tensor
 from ..tensor import Tensor
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "DataLoader", "random_split",
@@ -116,10 +116,11 @@ def random_split(dataset, lengths, generator=None) -> list:
 # -- collation -----------------------------------------------------------------------------------
 
 def _as_tensor(values) -> Tensor:
+    """As torch.as_tensor: the array's dtype kept (int64 labels stay int64, float32 stays float32)."""
     array = np.asarray(values)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"default_collate: cannot make a tensor of {array.dtype} data")
-    return Tensor(array)
+    return as_tensor(array)
 
 
 def _stack(arrays: list) -> np.ndarray:
@@ -133,13 +134,20 @@ def _stack(arrays: list) -> np.ndarray:
 
 
 def default_collate(batch: list):
-    """Stack a list of samples into a batch: tensors, arrays and numbers into tensors; strings into
-    a list; dicts by key; tuples and lists position by position."""
+    """Stack a list of samples into a batch, as PyTorch's: tensors and arrays into a tensor of
+    their dtype, Python floats float64, ints int64 and bools bool; strings into a list; dicts by
+    key; tuples and lists position by position."""
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return Tensor(_stack([b.data for b in batch]))
-    if isinstance(elem, (np.ndarray, np.generic, numbers.Number)):
+        return _as_tensor(_stack([b.data for b in batch]))
+    if isinstance(elem, (np.ndarray, np.generic)):
         return _as_tensor(_stack([np.asarray(b) for b in batch]))
+    if isinstance(elem, bool):
+        return _as_tensor(np.asarray(batch, dtype=bool))
+    if isinstance(elem, numbers.Integral):
+        return _as_tensor(np.asarray(batch, dtype=np.int64))
+    if isinstance(elem, numbers.Number):
+        return _as_tensor(np.asarray(batch, dtype=np.float64))
     if isinstance(elem, str):
         return list(batch)
     if isinstance(elem, Mapping):
