@@ -25,13 +25,14 @@ def command() -> str:
 class Terminal:
     """calcml-debug in a pseudo-terminal; pyte shows what a person would see."""
 
-    def __init__(self, args, cwd=ROOT, size=(110, 32)):
+    def __init__(self, args, cwd=ROOT, size=(110, 32), program=None, env=None):
+        """`program`: what runs calcml-debug instead of running it directly (torchrun)."""
         cols, rows = size
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
-        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows))
-        self.child = pexpect.spawn(command(), [str(a) for a in args], dimensions=(rows, cols), env=env,
+        env = dict(os.environ, **(env or {}), TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows))
+        self.child = pexpect.spawn(program or command(), [str(a) for a in args], dimensions=(rows, cols), env=env,
                                    cwd=str(cwd))
         self.workers: list = []   # the training processes' ids, when a test notes them
 

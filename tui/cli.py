@@ -216,6 +216,16 @@ def _run(args) -> int:
             _say(f"breakpoint refused: {error}")
             return EXIT_USAGE
     script = args.script_args is not None or _is_torch_script(path)
+    world, rank = _launched_ranks()
+    if world > 1 and not args.headless:   # torchrun: rank 0 opens the interface, the rest follow it
+        if not script:
+            if rank == 0:
+                _say(f"{path} is a model file, which trains in one process: under torchrun, give a training "
+                     "script that sets up torch.distributed itself (calcml-debug train.py -- ARGS)")
+            return EXIT_USAGE
+        if rank != 0:
+            _quiet_follower(path, rank)
+            args.serve = args.headless = True
     if args.headless:
         if script:
             return _run_headless_script(path, args, specs, json_path)
@@ -224,9 +234,48 @@ def _run(args) -> int:
     # takes long to load, or hangs, shows as loading, and q still quits).
     from .app import run_app
     from .backend import ProcessBackend
-    return run_app(ProcessBackend(path, seed=args.seed, steps=args.steps, breakpoints=specs,
-                                  json_path=json_path, curvature_every=args.curvature_every, record=args.record,
-                                  script_args=(args.script_args or []) if script else None))
+    backend = ProcessBackend(path, seed=args.seed, steps=args.steps, breakpoints=specs,
+                             json_path=json_path, curvature_every=args.curvature_every, record=args.record,
+                             script_args=(args.script_args or []) if script else None)
+    if world > 1:
+        from calcml.debug import serve
+        from .ranks import start_peers
+        start_peers(backend, serve.default_address(path), world)
+        logs = _follower_log(path, 1).replace(".rank1.", ".rank*.") if world > 2 else _follower_log(path, 1)
+        backend.state.log("calcml", f"calcml: rank 0 is shown here; the other ranks train headless, following "
+                                    f"it, and write their output to {logs}\n")
+        code = run_app(backend)
+        _tell(f"calcml-debug: the other ranks' output is in {logs}")
+        return code
+    return run_app(backend)
+
+
+def _launched_ranks() -> tuple:
+    """(WORLD_SIZE, RANK) as torchrun sets them for each process it starts; (1, 0) otherwise."""
+    try:
+        return int(os.environ.get("WORLD_SIZE") or 1), int(os.environ.get("RANK") or 0)
+    except ValueError:
+        return 1, 0
+
+
+def _follower_log(path: str, rank: int) -> str:
+    """Where rank `rank` (not 0) writes its output while rank 0 shows the interface: beside the
+    socket it serves at, in this user's private runtime folder."""
+    from calcml.debug import serve
+    root, _ = os.path.splitext(serve.for_rank(serve.default_address(path), rank).path)
+    return root + ".log"
+
+
+def _quiet_follower(path: str, rank: int) -> None:
+    """Rank `rank` of a torchrun job whose rank 0 shows the interface in the same terminal: its
+    output (its script's prints, torch's warnings, a traceback) goes to a file instead, at the
+    descriptors, so that nothing is written over the interface."""
+    log = os.open(_follower_log(path, rank), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
 
 
 def _is_torch_script(path: str) -> bool:

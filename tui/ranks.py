@@ -118,13 +118,14 @@ class RankPeers:
                     pass
 
 
-def start_peers(backend, base: serve.Address | None = None) -> RankPeers | None:
-    """For an attached backend (remote.AttachBackend) of a run of several ranks: the other
-    ranks watched (RankPeers, started), set as `backend.state.ranks`, and closed when the
-    backend closes (detaching). `base`: rank 0's address (default: worked out from the
-    backend's). None for a run of one process."""
+def start_peers(backend, base: serve.Address | None = None, world: int | None = None) -> RankPeers | None:
+    """For the backend the interface shows of a run of several ranks: the other ranks watched
+    (RankPeers, started), set as `backend.state.ranks`, and closed when the backend closes.
+    An attached backend (remote.AttachBackend) says its rank and the world itself, and `base`
+    (rank 0's address) defaults to the one worked out from its own; a local one (rank 0's own
+    run under torchrun) is given both. None for a run of one process."""
     remote = backend.state.remote or {}
-    world = int(remote.get("world") or 1)
+    world = int(world or remote.get("world") or 1)
     if world <= 1:
         return None
     own = int(remote.get("rank") or 0)
