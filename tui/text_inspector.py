@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from calcml import nn
+from calcml.debug.backend import BESIDE
 from calcml.debug.probes import DropoutProbe, SoftmaxProbe
 from calcml.nn.layers import LAYER_OPS
 from calcml.ops import ACTIVATION_OPS
@@ -80,6 +81,12 @@ def chain_links(layers, name: str) -> list:
     ‖∂L/∂a_k‖ by the time it reaches `name`. After a fork's factor (its own share) comes the join
     of the other paths into its input. Last, for a layer with weights, ∂a_k/∂W_k and the weight
     gradient ‖∂L/∂W_k‖; for one without, its own factor (what it passes further down)."""
+    # Off the chain: a layer measured beside it, and one whose output was not captured this step
+    # (it did not run, as a MultiheadAttention's out_proj, whose weights F.linear reads directly,
+    # or its output is not one tensor).
+    ran = any(layer.output_shape is not None for layer in layers)
+    layers = [layer for layer in layers if layer.name == name or (
+        layer.type != BESIDE and (layer.output_shape is not None or not ran))]
     names = [layer.name for layer in layers]
     if name not in names or not layers:
         return []

@@ -35,6 +35,12 @@ class ParamInfo(NamedTuple):
     size: int
 
 
+# The type of a layer measured beside the model's computation rather than on it (attention's
+# softmax inside a fused function, computed again): it has no gradients of its own, and the
+# chain of factors from the loss passes it by.
+BESIDE = "attention"
+
+
 class LayerInfo(NamedTuple):
     name: str
     type: str                 # the module's class name, e.g. 'Linear'

@@ -383,7 +383,7 @@ class TorchBackend(ParamGroups, Backend):
         return captures
 
     def _trace(self) -> "_Traced":
-        return _Traced(self._named, {id(p): (name, tuple(p.shape)) for name, p in self._params})
+        return _Traced(self._named, {id(p): (name, tuple(p.shape)) for name, p in self._params}, self._functional)
 
     def add_penalty(self, regularizer) -> tuple:
         penalty_grads, penalty = {}, 0.0
@@ -658,7 +658,8 @@ class _Traced(TorchTrace):
     """A TorchTrace that knows which module each op ran in (global module hooks, removed by
     close())."""
 
-    def __init__(self, model, params: dict):
+    def __init__(self, model, params: dict, functional):
+        self.functional = functional   # (FunctionalLayers: it computes nothing of its own while recorded)
         names = {id(m): (name, type(m).__name__) for name, m in model.named_modules() if name}
         stack: list = []
 
@@ -676,6 +677,14 @@ class _Traced(TorchTrace):
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+    def __enter__(self):
+        self.functional.recording = True
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self.functional.recording = False
+        return super().__exit__(*exc)
 
 
 class HessianOperator(_curvature.FlatVectors):

@@ -4,7 +4,14 @@ the same activation health, chain-rule factors and warnings as an activation mod
 
 A site is the module whose forward makes the call, the activation, and which of that module's
 calls of it this is in one forward pass; its layer is named after them: `relu()` for the first
-`F.relu` in the model's own forward, `block.relu()#2` for the second in `block`'s. Sites are
+`F.relu` in the model's own forward, `block.relu()#2` for the second in `block`'s.
+
+Attention computes its softmax inside one fused function (`F.scaled_dot_product_attention`, and
+`nn.MultiheadAttention`'s `F.multi_head_attention_forward`). There the function runs as it
+would, and its probabilities are computed again beside it, without gradients, from the same
+query, key and mask: a softmax site (`attn.softmax()`, type `attention`) with its activation
+health and saturation warning, but no gradients of its own (the fused function never makes
+the logits). Sites are
 found in the first captured forward pass (every module hooked for that pass only), which also
 gives the layers their order. From then on a `TorchFunctionMode` is active during the
 model's forward only if there are sites (a model of activation modules pays nothing), and only
@@ -13,13 +20,15 @@ F.relu) are that module's layer, and a site first reached after the first pass i
 """
 from __future__ import annotations
 
+import inspect
+import math
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .backend import LayerInfo
+from .backend import BESIDE, LayerInfo
 
 _T = torch.Tensor
 # func -> (the derivative table's op, in place)
@@ -34,6 +43,68 @@ FUNCTIONS = {
     F.elu: ("elu", False), F.elu_: ("elu", True),
     F.softmax: ("softmax", False), torch.softmax: ("softmax", False), _T.softmax: ("softmax", False),
 }
+
+
+ATTENTION = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
+# The most attention probabilities computed again for one call: past it, those of the batch's
+# first examples (one example at least).
+ATTENTION_ENTRIES = 1 << 24
+_MHA = inspect.signature(F.multi_head_attention_forward)
+
+
+def attention_probabilities(func, args, kwargs):
+    """softmax(q·kᵀ·scale + mask) of one call of an ATTENTION function, per head: (..., L, S),
+    computed without gradients (in float32 at least)."""
+    with torch.no_grad():
+        if func is F.multi_head_attention_forward:
+            return _mha_probabilities(args, kwargs)
+        return _sdpa_probabilities(*args, **kwargs)
+
+
+def _examples(per_example: int, batch: int) -> int:
+    return max(1, min(batch, ATTENTION_ENTRIES // max(per_example, 1)))
+
+
+def _sdpa_probabilities(query, key, value=None, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                        enable_gqa=False):
+    q, k = (t if t.dtype == torch.float64 else t.float() for t in (query, key))
+    L, S = q.size(-2), k.size(-2)
+    if q.dim() > 2:
+        n = _examples(q[0].numel() // q.size(-1) * S, q.size(0))
+        q, k = q[:n], k[:n] if k.size(0) == query.size(0) else k
+        if attn_mask is not None and attn_mask.dim() == query.dim() and attn_mask.size(0) == query.size(0):
+            attn_mask = attn_mask[:n]
+    if enable_gqa and q.dim() > 2 and k.size(-3) != q.size(-3):
+        k = k.repeat_interleave(q.size(-3) // k.size(-3), dim=-3)
+    scores = q @ k.transpose(-2, -1) * (1 / math.sqrt(q.size(-1)) if scale is None else scale)
+    if is_causal:
+        scores = scores.masked_fill(~torch.ones(L, S, dtype=torch.bool, device=q.device).tril(), -math.inf)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, -math.inf) if attn_mask.dtype == torch.bool else scores + attn_mask
+    return torch.softmax(scores, dim=-1)
+
+
+def _mha_probabilities(args, kwargs):
+    """nn.MultiheadAttention's probabilities: its own function again, asked for the weights of
+    every head (need_weights, not averaged) with dropout off."""
+    bound = _MHA.bind(*args, **kwargs)
+    given = bound.arguments
+    query, heads = given["query"], given["num_heads"]
+    if query.dim() == 3:   # (L, N, E): the batch is the second axis
+        key = given["key"]
+        n = _examples(heads * query.size(0) * key.size(0), query.size(1))
+        if n < query.size(1):
+            for name in ("query", "key", "value"):
+                given[name] = given[name][:, :n]
+            if given.get("key_padding_mask") is not None:
+                given["key_padding_mask"] = given["key_padding_mask"][:n]
+            for name in ("attn_mask", "static_k", "static_v"):
+                t = given.get(name)
+                if t is not None and t.dim() == 3:
+                    given[name] = t[:n * heads]
+    given.update(need_weights=True, average_attn_weights=False, training=False, dropout_p=0.0)
+    weights = F.multi_head_attention_forward(*bound.args, **bound.kwargs)[1]
+    return weights if weights.dtype == torch.float64 else weights.float()
 
 
 def _arg(args, kwargs, position: int, name: str, default):
@@ -88,6 +159,7 @@ class FunctionalLayers(TorchFunctionMode):
         self._stack: list = []         # the modules running, innermost last
         self._hooks: list = []
         self._on = False
+        self.recording = False   # a step recorded op by op: nothing computed beside the model's own ops
 
     def begin(self) -> None:
         if self.sites == {}:
@@ -133,10 +205,11 @@ class FunctionalLayers(TorchFunctionMode):
     # -- each torch function the forward calls ---------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func not in FUNCTIONS or not self._stack or not self._stack[-1].measured:
+        attention = func in ATTENTION
+        if not (attention or func in FUNCTIONS) or not self._stack or not self._stack[-1].measured:
             return func(*args, **kwargs)
-        described = describe(func, args, kwargs)
-        x = args[0] if args else kwargs.get("input")
+        described = ("softmax", {"dim": -1}, False) if attention else describe(func, args, kwargs)
+        x = args[0] if args else kwargs.get("query" if attention else "input")
         if described is None or not isinstance(x, torch.Tensor):
             return func(*args, **kwargs)
         kind, attrs, inplace = described
@@ -146,11 +219,17 @@ class FunctionalLayers(TorchFunctionMode):
         if self.sites is None:
             name = site_name(*key)
             self._found.append((key, name))
-            self._add(name, LayerInfo(name, f"F.{kind}", kind, False, SimpleNamespace(**attrs)))
+            self._add(name, LayerInfo(name, BESIDE if attention else f"F.{kind}", kind, False,
+                                      SimpleNamespace(**attrs)))
         else:
             name = self.sites.get(key)
             if name is None:
                 return func(*args, **kwargs)
+        if attention:
+            output = func(*args, **kwargs)
+            if not self.recording:
+                self._leave(name, attention_probabilities(func, args, kwargs))
+            return output
         self._enter(name, x, inplace)
         output = func(*args, **kwargs)
         self._leave(name, output)
