@@ -200,3 +200,19 @@ def test_the_chain_of_factors_passes_the_attention_softmax_and_layers_that_did_n
     assert links[0].product == layer(snap, "head").grad_out_norm
     # the site itself, inspected, shows its own row last
     assert chain_links(snap.layers, "block.self_attn.softmax()")[-1].layer == "block.self_attn.softmax()"
+
+
+def test_a_long_layer_type_keeps_its_last_words_in_the_tables():
+    """nn.MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear: 31 letters would
+    push the table's numbers off an 80-column screen. The kind of layer it is stays readable."""
+    from calcml.tui.format import TYPE_WIDTH, short_type
+    from calcml.tui.text_layers import layer_cells
+    assert short_type("NonDynamicallyQuantizableLinear") == "…QuantizableLinear"
+    assert short_type("MultiheadAttention") == "MultiheadAttention"
+    assert short_type("TransformerEncoderLayer") == "…EncoderLayer"
+    assert short_type("X" * 40) == "…" + "X" * (TYPE_WIDTH - 1)
+    torch.manual_seed(0)
+    _, snap = session(Encoder(), steps=1)
+    cells = {layer.name: layer_cells(layer, {}, {}) for layer in snap.layers}
+    assert cells["block.self_attn.out_proj"][2] == "…QuantizableLinear"
+    assert all(len(row[2]) <= TYPE_WIDTH for row in cells.values())

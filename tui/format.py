@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 
 import math
+import re
 
 
 def as_float(x) -> float:
@@ -32,6 +33,21 @@ def num(x, digits: int = 3) -> str:
     return f"{x:.{max(digits - 1, 1)}e}"
 
 
+TYPE_WIDTH = 18   # the layer tables' type column: MultiheadAttention fits
+
+
+def short_type(name: str, width: int = TYPE_WIDTH) -> str:
+    """A layer's class name for a table's type column: whole where it fits, else its last words
+    (the kind of layer it is) after '…': NonDynamicallyQuantizableLinear → …QuantizableLinear."""
+    if len(name) <= width:
+        return name
+    words = re.findall(r"[A-Z]+[a-z0-9]*|[^A-Z]+", name)
+    tail = ""
+    while words and len(words[-1]) + len(tail) < width:
+        tail = words.pop() + tail
+    return "…" + (tail or name[-(width - 1):])
+
+
 def pct(x) -> str:
     """A fraction as a percentage, '-' for missing: 0.25 -> '25%'. NaN and inf, and fractions
     past 100 (which no fraction should be, but then are shown short), go through `num`."""
@@ -58,7 +74,7 @@ def layer_rows(layers) -> list:
         shape = "x".join(str(n) for n in w.shape) if w is not None else (
             "x".join(str(n) for n in layer.output_shape[1:]) if layer.output_shape else "-")
         rows.append((
-            layer.name, layer.type, shape,
+            layer.name, short_type(layer.type), shape,
             num(w.weight_norm) if w else "-", num(w.grad_norm) if w else "-",
             num(w.penalty_grad_norm) if w else "-", num(w.update_ratio) if w else "-",
             num(layer.mean_local_derivative), pct(layer.dead_fraction), pct(layer.saturated_fraction),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .format import num, pct
+from .format import num, pct, short_type
 from .widgets.common import sparkline
 
 # A symbol and a colour per warning kind, so a glance at the table says what is wrong where.
@@ -54,7 +54,7 @@ def layer_cells(layer, marks: dict, history: dict, trend_width: int = TREND_WIDT
     name_style = WARNING_MARKS[kinds[0]][1] if kinds and kinds[0] in WARNING_MARKS else ""
     shape = "×".join(str(n) for n in w.shape) if w is not None else ""
     trend = sparkline(history.get(f"{w.name}.grad_norm"), trend_width, log=True) if w is not None else ""
-    return (mark, Text(layer.name, style=name_style), layer.type, shape,
+    return (mark, Text(layer.name, style=name_style), short_type(layer.type), shape,
             num(w.weight_norm) if w else "", num(w.grad_norm) if w else "",
             num(w.penalty_grad_norm) if w else "", num(w.update_ratio) if w else "",
             health(layer), trend)
