@@ -216,3 +216,55 @@ def test_a_long_layer_type_keeps_its_last_words_in_the_tables():
     cells = {layer.name: layer_cells(layer, {}, {}) for layer in snap.layers}
     assert cells["block.self_attn.out_proj"][2] == "…QuantizableLinear"
     assert all(len(row[2]) <= TYPE_WIDTH for row in cells.values())
+
+
+class SelfAttentionBlock(torch.nn.Module):
+    """h + attn(h, h, h): self-attention with a residual shortcut around it."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = torch.nn.Linear(4, 8, dtype=D)
+        self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True, dtype=D)
+        self.head = torch.nn.Linear(8, 1, dtype=D)
+
+    def forward(self, x, attention_input=None):
+        h = self.inp(x)
+        a = self.attn(*(3 * (h if attention_input is None else attention_input(h),)), need_weights=False)[0]
+        return self.head((h + a).mean(1)), h, a
+
+
+def test_self_attention_gets_its_own_share_of_its_inputs_gradient_and_its_outputs():
+    """nn.MultiheadAttention returns (output, weights) and reads h as query, key and value: its
+    ‖∂L/∂out‖ is that of its output, and it is a fork (h also takes the shortcut) whose own share
+    of ∂L/∂h is what the three reads pass back together, against torch's autograd with a leaf of
+    its own for the attention's input."""
+    torch.manual_seed(0)
+    model = SelfAttentionBlock()
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return self.net(x)[0]
+    wrapped = Wrapped()
+    backend = TorchBackend(wrapped, F.mse_loss, torch.optim.SGD(wrapped.parameters(), lr=0.01))
+    x, y = backend.as_batch((X, Y))
+    leaf = {}
+
+    def own_leaf(h):
+        leaf["h"] = h.detach().requires_grad_()
+        return leaf["h"]
+    out, h, a = model(x, own_leaf)
+    h.retain_grad()
+    a.retain_grad()
+    F.mse_loss(out, y).backward()
+    share = leaf["h"].grad                       # through the attention alone
+    whole = share + h.grad                       # and the shortcut
+    for _ in range(2):                           # (the first step finds the forks, the next uses them)
+        c = backend.step((x, y)).captures["net.attn"]
+        np.testing.assert_allclose(np.asarray(c.grad_out), a.grad.numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(c.grad_x), share.numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(c.grad_x_total), whole.numpy(), rtol=1e-12, atol=1e-15)
+        assert not np.allclose(np.asarray(c.grad_x), np.asarray(c.grad_x_total))

@@ -174,11 +174,13 @@ class TorchBackend(ParamGroups, Backend):
             call = name if calls == 1 else self._repeat(name, calls)
             self._open[name] = call
             if call is not None and args and isinstance(args[0], torch.Tensor):
-                # (a layer reading x in two arguments, attention's query and key, is not a fork by that)
-                alone = not any(a is args[0] for a in args[1:])
-                view = self._enter(call, args[0], inplace, can_branch=alone)
+                # x in several arguments (self-attention's query, key and value) is handed the
+                # same view in each: its gradient is then the layer's whole share of x's, and the
+                # layer a fork only where x also goes elsewhere (a residual shortcut)
+                x = args[0]
+                view = self._enter(call, x, inplace, can_branch=True)
                 if view is not None:
-                    return (view,) + args[1:]
+                    return tuple(view if a is x else a for a in args)
         return hook
 
     def _repeat(self, name: str, calls: int) -> str | None:
@@ -192,6 +194,8 @@ class TorchBackend(ParamGroups, Backend):
 
     def _after(self, name):
         def hook(module, args, output):
+            if isinstance(output, tuple) and output:   # (output, extras): nn.MultiheadAttention, nn.LSTM
+                output = output[0]
             if self._capturing and isinstance(output, torch.Tensor):
                 call = self._open.get(name, name)
                 if call is not None:
