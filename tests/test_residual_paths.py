@@ -337,3 +337,74 @@ def test_a_layer_reading_its_input_in_two_arguments_is_not_a_fork_by_that():
     theirs = torch_backend_of(torch, twin).step((torch.from_numpy(X), torch.from_numpy(y))).captures["pair"]
     assert theirs.grad_x_total is None
     np.testing.assert_allclose(np.asarray(theirs.grad_x), c.grad_x, rtol=1e-10, atol=1e-14)
+
+
+def test_a_layer_reading_its_input_thrice_beside_a_shortcut_is_a_fork_with_its_reads_share():
+    """h + mix(h, h, h) (self-attention's query, key and value, then a residual addition): every
+    read gets the same branch, so the layer's share is what its three reads pass back together,
+    the finite differences of the loss with all three perturbed and the shortcut left alone;
+    the whole adds the shortcut's. The same in both frameworks."""
+
+    class Mix(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(cm.randn(WIDTH, WIDTH) * 0.5)
+            self.b = nn.Parameter(cm.randn(WIDTH, WIDTH) * 0.5)
+
+        def forward(self, q, k, v):
+            return cm.tanh(q @ self.a) * (k @ self.b) + v
+
+    class Net3(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.mix, self.out = nn.Linear(2, WIDTH), Mix(), nn.Linear(WIDTH, 1)
+            self.read = None
+
+        def forward(self, x):
+            h = self.inp(x)
+            r = h if self.read is None else cm.tensor(self.read)
+            return self.out(h + self.mix(r, r, r))
+
+    cm.manual_seed(0)
+    net = Net3()
+    X, y = np.random.default_rng(4).normal(size=(BATCH, 2)), np.random.default_rng(5).normal(size=(BATCH, 1))
+    batch = (cm.tensor(X), cm.tensor(y))
+    c = backend_of(net).step(batch).captures["mix"]
+
+    def loss_reading(u):
+        net.read = u
+        try:
+            return loss_value(net, batch)
+        finally:
+            net.read = None
+    own, = numeric_grad(loss_reading, [c.x])
+    np.testing.assert_allclose(c.grad_x, own, rtol=1e-6, atol=1e-9)
+    assert c.grad_x_total is not None and np.linalg.norm(c.grad_x_total - own) > 0.1 * np.linalg.norm(own)
+    torch = pytest.importorskip("torch")
+
+    class TorchMix(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.from_numpy(net.mix.a.data.copy()))
+            self.b = torch.nn.Parameter(torch.from_numpy(net.mix.b.data.copy()))
+
+        def forward(self, q, k, v):
+            return torch.tanh(q @ self.a) * (k @ self.b) + v
+
+    class TorchNet3(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.mix = torch.nn.Linear(2, WIDTH, dtype=torch.float64), TorchMix()
+            self.out = torch.nn.Linear(WIDTH, 1, dtype=torch.float64)
+
+        def forward(self, x):
+            h = self.inp(x)
+            return self.out(h + self.mix(h, h, h))
+    twin = TorchNet3()
+    with torch.no_grad():
+        mine = dict(net.named_parameters())
+        for name, p in twin.named_parameters():
+            p.copy_(torch.from_numpy(mine[name].data))
+    theirs = torch_backend_of(torch, twin).step((torch.from_numpy(X), torch.from_numpy(y))).captures["mix"]
+    for field in ("grad_x", "grad_x_total", "grad_out"):
+        np.testing.assert_allclose(np.asarray(getattr(theirs, field)), getattr(c, field), rtol=1e-10, atol=1e-14)

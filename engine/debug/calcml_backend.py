@@ -270,14 +270,15 @@ class LayerRecorder:
         if name is None or not (self.finding or name in self.forks):
             return args
         x = args[0]
-        # (a layer reading x in two arguments, attention's query and key, is not a fork by that)
-        if not isinstance(x, Tensor) or not x.requires_grad or not is_grad_enabled() \
-                or any(a is x for a in args[1:]):
+        if not isinstance(x, Tensor) or not x.requires_grad or not is_grad_enabled():
             self._inputs.pop(name, None)
             return args
         x.retain_grad()
         self._inputs[name] = x
-        return (branch(x),) + args[1:]
+        # x in several arguments (attention's query, key and value) gets the same branch in
+        # each: its gradient is the layer's whole share, a fork only where x also goes elsewhere
+        view = branch(x)
+        return tuple(view if a is x else a for a in args)
 
     def __call__(self, module, args, output) -> None:
         name = self.names.get(id(module))
