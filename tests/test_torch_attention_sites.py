@@ -268,3 +268,29 @@ def test_self_attention_gets_its_own_share_of_its_inputs_gradient_and_its_output
         np.testing.assert_allclose(np.asarray(c.grad_x), share.numpy(), rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(np.asarray(c.grad_x_total), whole.numpy(), rtol=1e-12, atol=1e-15)
         assert not np.allclose(np.asarray(c.grad_x), np.asarray(c.grad_x_total))
+
+
+def test_a_layer_called_with_keywords_is_measured_as_one_called_with_arguments():
+    """attn(query=h, key=h, value=h): the input is the first keyword's, and the numbers are those
+    of attn(h, h, h)."""
+
+    class ByKeyword(SelfAttentionBlock):
+        def forward(self, x):
+            h = self.inp(x)
+            return self.head((h + self.attn(query=h, key=h, value=h, need_weights=False)[0]).mean(1))
+
+    class ByPosition(SelfAttentionBlock):
+        def forward(self, x):
+            return super().forward(x)[0]
+    torch.manual_seed(0)
+    by_keyword, by_position = ByKeyword(), ByPosition()
+    by_position.load_state_dict(by_keyword.state_dict())
+    records = []
+    for model in (by_keyword, by_position):
+        backend = TorchBackend(model, F.mse_loss, torch.optim.SGD(model.parameters(), lr=0.01))
+        records.append([backend.step(backend.as_batch((X, Y))).captures["attn"] for _ in range(2)])
+    for a, b in zip(*records):
+        for field in ("x", "out", "grad_x", "grad_out", "grad_x_total"):
+            assert getattr(a, field) is not None, field
+            np.testing.assert_allclose(np.asarray(getattr(a, field)), np.asarray(getattr(b, field)),
+                                       rtol=1e-12, atol=1e-15, err_msg=field)

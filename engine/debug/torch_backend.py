@@ -122,7 +122,7 @@ class TorchBackend(ParamGroups, Backend):
         self._dtype = next((p.dtype for _, p in self._params if p.is_floating_point()), torch.get_default_dtype())
         eager = _eager if hasattr(model, "_orig_mod") else (lambda hook: hook)   # (its cost, only where needed)
         for name, module in self.modules:
-            module.register_forward_pre_hook(eager(self._before(name, module)))
+            module.register_forward_pre_hook(eager(self._before(name, module)), with_kwargs=True)
             module.register_forward_hook(eager(self._after(name)))
         # Found in the first captured forward pass: activations applied as functions, and the
         # second and later calls of a layer in one pass (each a layer of its own: `name@2`).
@@ -167,20 +167,22 @@ class TorchBackend(ParamGroups, Backend):
     def _before(self, name, module):
         inplace = bool(getattr(module, "inplace", False))
 
-        def hook(module, args):
+        def hook(module, args, kwargs):
             if not self._capturing:
                 return
             calls = self._ordinal[name] = self._ordinal.get(name, 0) + 1
             call = name if calls == 1 else self._repeat(name, calls)
             self._open[name] = call
-            if call is not None and args and isinstance(args[0], torch.Tensor):
+            # the input: the first argument, or the first keyword's (layer(input=x), attn(query=h, ...))
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            if call is not None and isinstance(x, torch.Tensor):
                 # x in several arguments (self-attention's query, key and value) is handed the
                 # same view in each: its gradient is then the layer's whole share of x's, and the
                 # layer a fork only where x also goes elsewhere (a residual shortcut)
-                x = args[0]
                 view = self._enter(call, x, inplace, can_branch=True)
                 if view is not None:
-                    return tuple(view if a is x else a for a in args)
+                    return (tuple(view if a is x else a for a in args),
+                            {key: view if a is x else a for key, a in kwargs.items()})
         return hook
 
     def _repeat(self, name: str, calls: int) -> str | None:
