@@ -10,6 +10,10 @@ make them, learn slowly (open `block.softmax()` in the inspector: its mean p(1 �
 below the 1/4 it can reach; and ‖∇W‖ of `block.q` and `block.k` is small beside `block.v`'s).
 Set SCALE = 1 / math.sqrt(WIDTH) below, as "Attention Is All You Need" does, and run again: no
 warning, more of the gradient reaches q and k, and the loss falls faster over the first steps.
+The attention is written out so that the logits' gradient can be shown too; with
+F.scaled_dot_product_attention(q, k, v, scale=SCALE) or nn.MultiheadAttention instead, the same
+softmax is measured beside the fused function (`block.softmax()`, type attention) and warned
+about alike, without gradients of its own.
 
 This file is plain PyTorch: calcml-debug sees which framework a model file uses by itself.
 """

@@ -288,3 +288,28 @@ def test_makemore_mlp_learns_from_log_27_and_its_embedding_passes_nothing_on():
     assert started(s) == set()
     emb = final.layers[0]
     assert emb.type == "Embedding" and emb.grad_in_norm is None and emb.params["weight"].grad_norm > 0
+
+
+def test_torch_attention_through_the_fused_function_is_measured_and_warned_about_alike(tmp_path):
+    """The docstring's other claim: with F.scaled_dot_product_attention(q, k, v, scale=SCALE) in
+    place of the written-out attention, the same softmax (measured beside the fused function)
+    saturates as much and is warned about, and the training is the same."""
+    pytest.importorskip("torch")
+    fused = tmp_path / "torch_attention.py"
+    source = (SAMPLES / "torch_attention.py").read_text()
+    written = ("        scores = self.q(h) @ self.k(h).transpose(-2, -1) * self.scale\n"
+               "        x = x + self.proj(scores.softmax(-1) @ self.v(h))\n")
+    assert written in source
+    fused.write_text(source.replace(written, "        x = x + self.proj(F.scaled_dot_product_attention(\n"
+                                              "            self.q(h), self.k(h), self.v(h), scale=self.scale))\n"))
+    runs = []
+    for path in (SAMPLES / "torch_attention.py", fused):
+        s = Session(load_model_file(str(path), steps=50))
+        runs.append((s, s.run_to_end()))
+    (s, final), (s2, final2) = runs
+    assert started(s2) == {"saturation"} and {e.layer for e in s2.warnings} == {"block.softmax()"}
+    mine, theirs = (next(layer for layer in f.layers if layer.name == "block.softmax()") for f in (final, final2))
+    assert theirs.type == "attention" and theirs.grad_out_norm is None
+    assert theirs.mean_local_derivative == pytest.approx(mine.mean_local_derivative, rel=1e-3)
+    assert theirs.saturated_fraction == pytest.approx(mine.saturated_fraction, abs=0.02)
+    assert final2.loss == pytest.approx(final.loss, rel=1e-3)
