@@ -129,3 +129,42 @@ def test_the_lr_keys_halve_the_scripts_learning_rate_at_its_optimiser_step(tmp_p
     finally:
         term.close()
     assert json.loads(report.read_text())["lr"] == 0.125
+
+
+def test_a_scripts_functional_activations_and_fused_attention_are_layers_in_forward_order(tmp_path):
+    """The first optimiser step is let through unobserved (it finds the model); the first pass
+    captured after it still finds the activations applied as functions, the softmax inside
+    F.scaled_dot_product_attention, and the order the layers run in."""
+    script = write(tmp_path, """\
+        import torch
+        F = torch.nn.functional
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.head = torch.nn.Linear(4, 1)     # defined first, runs last
+                self.qkv = torch.nn.Linear(4, 12)
+                self.mid = torch.nn.Linear(4, 4)
+
+            def forward(self, x):
+                q, k, v = self.qkv(x).chunk(3, -1)
+                y = F.scaled_dot_product_attention(q, k, v, scale=30.0)
+                return self.head(F.relu(self.mid(x + y)).mean(1))
+
+        torch.manual_seed(0)
+        model = Net()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        X = torch.randn(16, 5, 4)
+        for _ in range(12):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(X), X[:, 0, :1]).backward()
+            optimizer.step()
+        """)
+    report = tmp_path / "R.json"
+    done = headless(script, "--json", report)
+    assert done.returncode == 0, done.stderr
+    layers = {layer["name"]: layer for layer in json.loads(report.read_text())["layers"]}
+    assert list(layers) == ["qkv", "softmax()", "mid", "relu()", "head"]
+    assert layers["softmax()"]["type"] == "attention" and layers["softmax()"]["saturated_fraction"] > 0.5
+    assert layers["relu()"]["type"] == "F.relu" and 0 < layers["relu()"]["mean_local_derivative"] < 1
+    assert "saturation" in done.stdout

@@ -346,6 +346,8 @@ class TorchBackend(ParamGroups, Backend):
         return StepRecord(value, self.grads(), captures, None)
 
     def _captures(self) -> dict:
+        if not self._calls:     # nothing captured yet (a watched loop's step before its first captured pass)
+            return {}
         self._finding = False   # (also for a model whose forward passes do not go through its root)
         captures = {}
         # one array per tensor: a layer's output is the next one's input, and often its gradient
