@@ -189,7 +189,7 @@ def test_the_chain_of_factors_passes_the_attention_softmax_and_layers_that_did_n
     """The inspector's chain from the loss down to the attention: every product measured. The
     softmax measured beside the fused function has no gradients, and the out_proj of
     nn.MultiheadAttention never runs as a module (F.linear reads its weights): neither is a link."""
-    from calcml.tui.text_inspector import chain_links
+    from calcml.tui.text_inspector import chain_links, chain_summary
     torch.manual_seed(0)
     _, snap = session(Encoder(), steps=2)
     links = chain_links(snap.layers, "block.self_attn")
@@ -198,8 +198,12 @@ def test_the_chain_of_factors_passes_the_attention_softmax_and_layers_that_did_n
     assert all(link.product is not None for link in links), [(link.layer, link.product) for link in links]
     assert links[-1].product == layer(snap, "block.self_attn").params["in_proj_weight"].grad_norm
     assert links[0].product == layer(snap, "head").grad_out_norm
-    # the site itself, inspected, shows its own row last
-    assert chain_links(snap.layers, "block.self_attn.softmax()")[-1].layer == "block.self_attn.softmax()"
+    # the site itself, inspected, shows its own row last, and says why it has no gradient
+    site = chain_links(snap.layers, "block.self_attn.softmax()")
+    assert site[-1].layer == "block.self_attn.softmax()" and site[-1].factor is None
+    said = chain_summary(site, layer(snap, "block.self_attn.softmax()")).plain
+    assert "computed again beside it" in said and "no gradient of its own" in said
+    assert "beside" not in chain_summary(links, layer(snap, "block.self_attn")).plain
 
 
 def test_a_long_layer_type_keeps_its_last_words_in_the_tables():

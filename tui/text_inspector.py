@@ -250,6 +250,10 @@ def chain_summary(links: list, chosen) -> Text:
         out.append("\nIts input is indices (whole numbers, not a function of any weight): there is no "
                    "gradient to pass on below it. Only the rows the batch picked get a gradient; the "
                    "others get 0.", style="dim")
+    if chosen.type == BESIDE:
+        out.append("\nThis softmax is inside a fused attention function, which never makes its logits: its "
+                   "probabilities are computed again beside it to measure them, so it has no gradient of its "
+                   "own, and the chains of the other layers pass it by.", style="dim")
     activations = {link.activation for link in links if link.activation is not None}
     if activations:
         out.append("\n" + mean_and_size(activations), style="dim")
