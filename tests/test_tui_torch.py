@@ -61,3 +61,36 @@ def test_step_into_on_a_torch_model_shows_its_ops():
             assert "x0 (data or a constant)" in text and "inp.weight (parameter)" in text
 
     asyncio.run(scenario())
+
+
+def test_the_inspector_on_an_attention_softmax_measured_beside_its_fused_function():
+    """nn.TransformerEncoderLayer's attention: its softmax is a row of the layer table (type
+    attention, with its f' and saturated share), and the inspector opened on it says why it has
+    no gradient of its own."""
+    from calcml.debug import Session
+    from calcml.tui.backend import LocalBackend
+    from helpers import make_spec
+    from test_torch_attention_sites import Encoder, X, Y
+    import torch
+    torch.manual_seed(0)
+    model = Encoder()
+    spec = make_spec(model, torch.nn.functional.mse_loss, (X, Y),
+                     optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
+    backend = LocalBackend(Session(spec))
+    backend.step(3)
+    backend.pump(3)
+
+    async def scenario():
+        app = App(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            names = [layer.name for layer in backend.state.snapshot.layers]
+            row = names.index("block.self_attn.softmax()")
+            screen = await open_inspector(app, pilot, row=row)
+            assert screen.layer_name == "block.self_attn.softmax()"
+            title = plain(screen.query_one("#insp-title").content)
+            assert "attention" in title
+            summary = plain(screen.query_one("#chain-summary").content)
+            assert "computed again beside it" in summary
+            await pilot.press("escape")
+
+    asyncio.run(scenario())
