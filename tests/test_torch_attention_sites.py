@@ -4,7 +4,6 @@ probabilities are computed again beside the function and measured as a written-o
 are, with the model's own computation (and its RNG) left exactly as it was."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
