@@ -5,6 +5,7 @@ from calcml.debug import Session, load_model_file
 from calcml.debug.session import SessionConfig
 from calcml.tui.app import DebuggerApp
 from calcml.tui.backend import LocalBackend, ProcessBackend
+from calcml.tui.format import num
 from tui_helpers import SAMPLES, local, run, screen_text, settle
 
 
@@ -250,20 +251,60 @@ def test_command_palette_offers_the_debugger_actions_and_runs_them():
 
 
 def test_the_trend_column_takes_the_width_the_numbers_leave_it():
-    """At 80 columns the ‖∇W‖ trend narrows so that the table fits; at 160 it has its full width."""
+    """At 80 columns the ‖∇W‖ trend narrows so that the table fits (with a regulariser's ‖∇pen‖
+    column; without one the column is left out and the trend fits whole); at 160 it has its full
+    width."""
     from calcml.tui.text_layers import TREND_WIDTH
     from calcml.tui.widgets.layers import LayerTable
 
-    async def body(size):
-        app = DebuggerApp(local("xor_mlp.py", steps=30))
+    async def body(size, regularized=False):
+        backend = local("xor_mlp.py")
+        if regularized:
+            backend.set_regularizer("L2", 0.01)
+        backend.step(30)
+        backend.pump(30)
+        app = DebuggerApp(backend)
         async with app.run_test(size=size) as pilot:
             table = app.query_one(LayerTable)
             await settle(pilot, lambda: table.row_count == 3)
             await pilot.pause()
             trend = table.get_cell("0", "trend")
-            return table.trend_width, table.virtual_size.width, table.size.width, str(trend)
+            columns = [key.value for key in table.columns]
+            return table.trend_width, table.virtual_size.width, table.size.width, str(trend), columns
 
-    width, needed, has, trend = run(body((80, 24)))
-    assert width < TREND_WIDTH and needed <= has and len(trend) == width
-    width, needed, has, trend = run(body((160, 48)))
+    width, needed, has, trend, columns = run(body((80, 24), regularized=True))
+    assert "pen" in columns and width < TREND_WIDTH and needed <= has and len(trend) == width
+    width, needed, has, trend, columns = run(body((80, 24)))
+    assert "pen" not in columns and width == TREND_WIDTH and needed <= has and len(trend) == width
+    width, needed, has, trend, columns = run(body((160, 48)))
     assert width == TREND_WIDTH and len(trend) == TREND_WIDTH
+
+
+def test_the_penalty_column_is_shown_while_a_regulariser_is_set():
+    """‖∇pen‖ is 0 on every row without a regulariser: the column is left out then, shown from
+    the step a regulariser is set (as the r view sets it), with the penalty's numbers, and left
+    out again once it is removed."""
+    from calcml.tui.widgets.layers import LayerTable
+    backend = local("xor_mlp.py", steps=3)
+
+    async def scenario():
+        app = DebuggerApp(backend)
+        async with app.run_test(size=(160, 48)) as pilot:
+            table = app.query_one(LayerTable)
+
+            def columns():
+                return [key.value for key in table.columns]
+            await settle(pilot, lambda: table.row_count == 3)
+            assert "pen" not in columns() and "health" in columns()
+            backend.set_regularizer("L2", 0.01)
+            backend.step(1)
+            backend.pump(1)
+            await settle(pilot, lambda: "pen" in columns() and table.row_count == 3, what="the ‖∇pen‖ column")
+            w = backend.state.snapshot.layers[0].params["weight"]
+            assert w.penalty_grad_norm > 0 and str(table.get_cell("0", "pen")) == num(w.penalty_grad_norm)
+            backend.set_regularizer("none")
+            backend.step(1)
+            backend.pump(1)
+            await settle(pilot, lambda: "pen" not in columns() and table.row_count == 3, what="the column gone")
+
+    run(scenario())

@@ -22,11 +22,24 @@ class LayerTable(DataTable):
         self._rows: list = []
         self._shown: dict = {}   # (row, column) -> the cell last drawn there
         self._last = None        # (snapshot, history) last shown
+        self._keys: tuple = ()   # the columns shown, in COLUMNS order
 
     def on_mount(self) -> None:
+        self._columns(penalised=False)
+
+    def _columns(self, penalised: bool) -> None:
+        """The columns, ‖∇pen‖ only while a regulariser is set (without one it is 0 on every row,
+        and its place lets an 80-column table show the activations)."""
+        keys = tuple(key for key, _ in COLUMNS if penalised or key != "pen")
+        if keys == self._keys:
+            return
+        self.clear(columns=True)
+        self._rows, self._shown, self._keys = [], {}, keys
         for key, label in COLUMNS:
-            # the trend is as wide as the table's width leaves it (the numbers before it never shrink)
-            self.add_column(label, key=key, width=TREND_WIDTH if key == "trend" else None)
+            if key in keys:
+                # the trend is as wide as the table's width leaves it (the numbers before it never shrink)
+                self.add_column(label, key=key, width=TREND_WIDTH if key == "trend" else None)
+        self._fit_trend()
 
     def on_resize(self, event) -> None:
         self._fit_trend()
@@ -59,16 +72,21 @@ class LayerTable(DataTable):
         if snapshot is None:
             return
         self._last = (snapshot, history)
+        self._columns(penalised=snapshot.regularizer[0] != "none")
+        keys = self._keys
         names = [layer.name for layer in snapshot.layers]
         if names != self._rows:
             self.clear()
             self._shown = {}
             self._rows = names
             for layer in snapshot.layers:
-                self.add_row(*layer_cells(layer, {}, history, self.trend_width), key=layer.name)
+                cells = layer_cells(layer, {}, history, self.trend_width)
+                self.add_row(*(cell for (key, _), cell in zip(COLUMNS, cells) if key in keys), key=layer.name)
         marks = marks_by_layer(snapshot.holding)
         for layer in snapshot.layers:
             for (key, _), cell in zip(COLUMNS, layer_cells(layer, marks, history, self.trend_width)):
+                if key not in keys:
+                    continue
                 if self._shown.get((layer.name, key)) != cell:  # redraw only what changed
                     self._shown[(layer.name, key)] = cell
                     self.update_cell(layer.name, key, cell, update_width=True)
