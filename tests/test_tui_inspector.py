@@ -79,6 +79,14 @@ async def open_inspector(app, pilot, row: int) -> InspectorScreen:
     return app.screen
 
 
+async def open_inspector_on(app, pilot, name: str) -> InspectorScreen:
+    """The inspector opened on the layer named `name` (its row in the latest snapshot)."""
+    names = [layer.name for layer in app.backend.state.snapshot.layers]
+    screen = await open_inspector(app, pilot, row=names.index(name))
+    assert screen.layer_name == name
+    return screen
+
+
 # ---------------------------------------------------------------------------------------------
 # through the real app
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from calcml.tui.app import DebuggerApp                 # noqa: E402
-from test_tui_inspector import open_inspector          # noqa: E402
+from test_tui_inspector import open_inspector_on  # noqa: E402
 from tui_helpers import local, plain, run   # noqa: E402
 
 
@@ -39,11 +39,9 @@ def test_torch_attention_inspector_shows_the_softmax_far_below_a_quarter():
     async def body():
         app = DebuggerApp(backend)
         async with app.run_test(size=(160, 48)) as pilot:
-            names = [layer.name for layer in backend.state.snapshot.layers]
-            row = names.index("block.softmax()")
-            screen = await open_inspector(app, pilot, row=row)
-            assert screen.layer_name == "block.softmax()"
-            mean = backend.state.snapshot.layers[row].mean_local_derivative
+            screen = await open_inspector_on(app, pilot, "block.softmax()")
+            mean = next(layer for layer in backend.state.snapshot.layers
+                        if layer.name == "block.softmax()").mean_local_derivative
             assert mean < 0.25 / 3
             row_text = next(line for line in plain(screen.query_one("#chain")).splitlines()
                             if line.startswith("block.softmax()"))

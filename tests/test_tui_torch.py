@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 from calcml.tui.app import DebuggerApp as App                           # noqa: E402
 from calcml.tui.screens.stepinto import StepIntoScreen                   # noqa: E402
-from test_tui_inspector import backend_for, expected_chain, open_inspector, plain   # noqa: E402
+from test_tui_inspector import backend_for, expected_chain, open_inspector, open_inspector_on, plain  # noqa: E402
 from test_tui_stepinto import view_text                                  # noqa: E402
 from tui_helpers import settle                                           # noqa: E402
 
@@ -83,10 +83,7 @@ def test_the_inspector_on_an_attention_softmax_measured_beside_its_fused_functio
     async def scenario():
         app = App(backend)
         async with app.run_test(size=(160, 48)) as pilot:
-            names = [layer.name for layer in backend.state.snapshot.layers]
-            row = names.index("block.self_attn.softmax()")
-            screen = await open_inspector(app, pilot, row=row)
-            assert screen.layer_name == "block.self_attn.softmax()"
+            screen = await open_inspector_on(app, pilot, "block.self_attn.softmax()")
             title = plain(screen.query_one("#insp-title").content)
             assert "attention" in title
             summary = plain(screen.query_one("#chain-summary").content)
