@@ -4,6 +4,8 @@ probabilities are computed again beside the function and measured as a written-o
 are, with the model's own computation (and its RNG) left exactly as it was."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -296,3 +298,15 @@ def test_a_layer_called_with_keywords_is_measured_as_one_called_with_arguments()
             assert getattr(a, field) is not None, field
             np.testing.assert_allclose(np.asarray(getattr(a, field)), np.asarray(getattr(b, field)),
                                        rtol=1e-12, atol=1e-15, err_msg=field)
+
+
+def test_where_the_probabilities_cannot_be_computed_again_the_step_goes_on_without_them(monkeypatch):
+    def fails(*args, **kwargs):
+        raise RuntimeError("an input this computation does not take")
+    monkeypatch.setattr(torch_functional, "_sdpa_probabilities", fails)
+    torch.manual_seed(0)
+    model = Heads(1.0, fused=True)
+    backend = TorchBackend(model, F.mse_loss, torch.optim.SGD(model.parameters(), lr=0.01))
+    record = backend.step(backend.as_batch((X, Y)))
+    assert "softmax()" not in record.captures and record.captures["head"].grad_out is not None
+    assert math.isfinite(record.loss)

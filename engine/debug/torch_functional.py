@@ -228,7 +228,11 @@ class FunctionalLayers(TorchFunctionMode):
         if attention:
             output = func(*args, **kwargs)
             if not self.recording:
-                self._leave(name, attention_probabilities(func, args, kwargs))
+                try:
+                    probabilities = attention_probabilities(func, args, kwargs)
+                except Exception:   # (calcml's own computation: the model's step goes on without it)
+                    return output
+                self._leave(name, probabilities)
             return output
         self._enter(name, x, inplace)
         output = func(*args, **kwargs)
